@@ -1,0 +1,116 @@
+"""The backend registry: ``get(name)`` imports a framework only when that backend is asked for.
+
+What can be known without importing a framework (module, install hint, device kinds) lives in
+``SPECS``; everything else is in the backend's own module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from xptrain.errors import BackendUnavailable, InvalidInput
+
+from .base import DTYPES, Backend, canonical_device
+
+__all__ = [
+    "DTYPES",
+    "SPECS",
+    "Backend",
+    "available",
+    "canonical_device",
+    "get",
+    "names",
+    "to_numpy",
+]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A built-in backend before it is imported."""
+
+    name: str
+    module: str
+    cls: str
+    install: str
+    device_kinds: tuple[str, ...]
+
+
+SPECS: dict[str, Spec] = {
+    s.name: s
+    for s in (
+        Spec("numpy", "numpy", "NumpyBackend", "pip install xptrain", ("cpu",)),
+        Spec("torch", "torch", "TorchBackend", "pip install 'xptrain[torch]'", ("cpu", "cuda")),
+        Spec(
+            "jax",
+            "jax",
+            "JaxBackend",
+            "pip install 'xptrain[jax]' (GPU: jax[cuda12])",
+            ("cpu", "cuda"),
+        ),
+        Spec(
+            "cupy", "cupy", "CupyBackend", "pip install cupy-cuda12x (or cupy-cuda13x)", ("cuda",)
+        ),
+        Spec(
+            "array_api_strict", "strict", "StrictBackend", "pip install 'xptrain[strict]'", ("cpu",)
+        ),
+    )
+}
+_ALIASES = {
+    "np": "numpy",
+    "pytorch": "torch",
+    "strict": "array_api_strict",
+    "array-api-strict": "array_api_strict",
+}
+_loaded: dict[str, Backend] = {}
+
+
+def names() -> list[str]:
+    """Names of the built-in backends, installed or not."""
+    return list(SPECS)
+
+
+def get(name: str) -> Backend:
+    """The backend called ``name``, imported on first use; a clear error if it cannot be had."""
+    key = _ALIASES.get(name.strip().lower(), name.strip().lower())
+    if key not in SPECS:
+        raise InvalidInput(f"unknown backend {name!r}; choose from {', '.join(SPECS)}")
+    if key not in _loaded:
+        spec = SPECS[key]
+        try:
+            module = importlib.import_module(f"{__name__}.{spec.module}")
+        except ImportError as err:
+            raise BackendUnavailable(
+                f"backend {key!r} is not installed (no module {err.name or spec.module!r}); "
+                f"install it with: {spec.install}"
+            ) from None
+        _loaded[key] = getattr(module, spec.cls)()
+    return _loaded[key]
+
+
+def available() -> list[str]:
+    """Names of the backends that import and have a device here."""
+    ok = []
+    for name in SPECS:
+        try:
+            get(name)
+        except BackendUnavailable:
+            continue
+        ok.append(name)
+    return ok
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Any array (NumPy, torch, JAX, CuPy, array-api-strict, or nested lists) as a host array."""
+    for name, is_kind in (
+        ("torch", array_api_compat.is_torch_array),
+        ("jax", array_api_compat.is_jax_array),
+        ("cupy", array_api_compat.is_cupy_array),
+    ):
+        if is_kind(x):
+            return get(name).to_numpy(x)
+    return np.asarray(x)

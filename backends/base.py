@@ -1,0 +1,131 @@
+"""The Backend interface and its generic Array API implementation.
+
+A backend is what core needs to know about one array library: its namespace, its devices, how to
+move host NumPy arrays in and results out, how to wait for queued work, and its optional powers
+(``jit``, ``value_and_grad``). Everything framework-specific lives in the subclasses, one module
+per library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from xptrain.errors import BackendUnavailable, InvalidInput
+
+DTYPES = ("float64", "float32")
+_DEVICE_RE = re.compile(r"^(cpu|cuda|gpu)(?::(\d+))?$")
+
+
+def canonical_device(spec: str) -> str:
+    """Normalise a user's device: ``cpu``, ``cuda``/``gpu`` (first GPU) or ``cuda:N``."""
+    match = _DEVICE_RE.match(spec.strip().lower())
+    if match is None:
+        raise InvalidInput(f"unknown device {spec!r}: use cpu, cuda (alias gpu) or cuda:N")
+    kind, index = match.groups()
+    if kind == "cpu":
+        if index not in (None, "0"):
+            raise InvalidInput(f"unknown device {spec!r}: there is one cpu device, 'cpu'")
+        return "cpu"
+    return f"cuda:{index or 0}"
+
+
+class Backend:
+    """One array library as core sees it. Subclasses set the class attributes and override
+    what their library does differently; the defaults suit a CPU-only Array API library."""
+
+    name: str = ""
+    has_jit: bool = False
+    has_autodiff: bool = False
+    float64: str = "yes"  # how float64 is supported, for `xptrain backends`
+    xp: Any = None
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def version(self) -> str:
+        return str(getattr(self.xp, "__version__", "unknown"))
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the library (and its runtime pieces) this backend runs on."""
+        return {self.name: self.version}
+
+    # -- devices ----------------------------------------------------------------------------
+    def devices(self) -> list[str]:
+        """Canonical names of the devices present, the default first."""
+        return ["cpu"]
+
+    def resolve_device(self, spec: str | None = None) -> str:
+        """Check ``spec`` against the devices present; its canonical name (None: the default)."""
+        present = self.devices()
+        name = present[0] if spec is None else canonical_device(spec)
+        if name not in present:
+            raise BackendUnavailable(
+                f"{self.name} has no device {name!r} here; available: {', '.join(present)}"
+            )
+        return name
+
+    def native_device(self, name: str) -> Any:
+        """The library's device object for a canonical device name."""
+        return name
+
+    def device_name(self, name: str) -> str:
+        """What the hardware behind a canonical device name is called (CPU model, GPU product)."""
+        return cpu_name()
+
+    # -- data movement ----------------------------------------------------------------------
+    def asarray(self, a: np.ndarray, dtype: str, device: Any) -> Any:
+        """Copy a host array onto ``device`` as ``dtype``; refuse a silent change of dtype."""
+        x = self.xp.asarray(a, dtype=getattr(self.xp, dtype), device=device)
+        if x.dtype != getattr(self.xp, dtype):
+            raise BackendUnavailable(f"{self.name} made {x.dtype} when {dtype} was asked for")
+        return x
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """Bring an array of this backend back to the host."""
+        return np.asarray(x)
+
+    def sync(self, x: Any) -> None:
+        """Wait until the work producing ``x`` has finished (no-op for eager CPU libraries)."""
+
+    # -- precision --------------------------------------------------------------------------
+    def precision(self, dtype: str) -> dict[str, Any]:
+        """The settings that decide the numbers a run produces, for the record."""
+        return {"dtype": dtype}
+
+    @contextlib.contextmanager
+    def float_scope(self, dtype: str) -> Iterator[None]:
+        """The floating-point settings a run happens under, restored afterwards: full-precision
+        matmuls (no TF32), and no warnings for inf/NaN, which the loop itself reports."""
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            yield
+
+    # -- optional powers --------------------------------------------------------------------
+    def jit(self, fn: Callable) -> Callable:
+        """Compile ``fn``; backends without a compiler refuse."""
+        raise InvalidInput(
+            f"{self.name} has no jit compiler; use --backend jax or torch, or drop --jit"
+        )
+
+    def value_and_grad(self, fn: Callable) -> Callable:
+        """``fn(params, *args) -> loss`` to ``(params, *args) -> (loss, grads)``; or refuse."""
+        raise InvalidInput(
+            f"{self.name} has no automatic differentiation; use --grad analytic, "
+            "or --backend jax or torch"
+        )
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "cpu"

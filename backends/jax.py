@@ -1,0 +1,84 @@
+"""JAX on CPU and GPU: jax.jit and jax.grad, x64 turned on when float64 is asked for."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .base import Backend
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    xp = jnp
+    has_jit = True
+    has_autodiff = True
+    float64 = "yes (turns on x64)"
+
+    @property
+    def version(self) -> str:
+        return jax.__version__
+
+    def versions(self) -> dict[str, str]:
+        import jaxlib
+
+        return {"jax": jax.__version__, "jaxlib": jaxlib.__version__}
+
+    def devices(self) -> list[str]:
+        # JAX's default device first: the GPU where there is one, as JAX users expect.
+        names = [_canonical(d) for d in jax.devices()]
+        if "cpu" not in names:
+            names += ["cpu"]
+        return names
+
+    def native_device(self, name: str) -> Any:
+        if name == "cpu":
+            return jax.devices("cpu")[0]
+        return jax.devices("gpu")[int(name.split(":")[1])]
+
+    def device_name(self, name: str) -> str:
+        if name == "cpu":
+            return super().device_name(name)
+        return self.native_device(name).device_kind
+
+    def asarray(self, a: np.ndarray, dtype: str, device: Any) -> Any:
+        if dtype == "float64" and not jax.config.jax_enable_x64:
+            # Without x64 JAX silently makes float32; float64 asked for means float64 given.
+            jax.config.update("jax_enable_x64", True)
+        return super().asarray(a, dtype, device)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return np.asarray(jax.device_get(x))
+
+    def sync(self, x: Any) -> None:
+        jax.block_until_ready(x)
+
+    def precision(self, dtype: str) -> dict[str, Any]:
+        return {
+            "dtype": dtype,
+            "jax_enable_x64": bool(jax.config.jax_enable_x64),
+            "default_matmul_precision": "highest",
+        }
+
+    @contextlib.contextmanager
+    def float_scope(self, dtype: str) -> Iterator[None]:
+        # JAX's default on GPU is a reduced-precision (TF32/bf16 pass) matmul for float32.
+        with jax.default_matmul_precision("highest"):
+            yield
+
+    def jit(self, fn: Callable) -> Callable:
+        return jax.jit(fn)
+
+    def value_and_grad(self, fn: Callable) -> Callable:
+        return jax.value_and_grad(fn)
+
+
+def _canonical(device: Any) -> str:
+    if device.platform == "cpu":
+        return "cpu"
+    return f"cuda:{device.id}"

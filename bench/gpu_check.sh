@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The GPU check: on a machine with an NVIDIA GPU and CuPy, PyTorch and JAX (CUDA builds), run the
+# conformance suite on every CUDA backend and train the seed on each, writing what it found to DIR.
+#   usage: bash bench/gpu_check.sh [DIR]      (default: gpu-check/)
+# Writes DIR/summary.txt (GPU, backends, test report) and DIR/train.jsonl (one --json record per run).
+# Exits non-zero if any CUDA backend is missing or any check fails; CUDA cases never skip here.
+set -uo pipefail
+out=${1:-gpu-check}
+mkdir -p "$out"
+export XLA_PYTHON_CLIENT_PREALLOCATE=false  # JAX would otherwise take 75% of the GPU from the others
+export PYTHONUNBUFFERED=1
+status=0
+{
+  echo "== $(date -u +%FT%TZ)  $(uname -n)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  echo "== xptrain backends"
+  python3 -m xptrain backends
+  echo "== conformance tests on CUDA"
+  XPTRAIN_BACKENDS=torch,jax,cupy XPTRAIN_REQUIRE=torch,jax,cupy XPTRAIN_REQUIRE_CUDA=1 \
+    python3 -m pytest -q -rs -p no:cacheprovider tests/test_conformance.py tests/test_api.py -k cuda || status=1
+} 2>&1 | tee "$out/summary.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+grep -q " failed\| error" "$out/summary.txt" && status=1
+
+: > "$out/train.jsonl"
+for backend in torch jax cupy; do
+  for dtype in float64 float32; do
+    for mode in "" "--jit"; do
+      [ "$backend" = cupy ] && [ -n "$mode" ] && continue
+      tmp=$(mktemp --suffix .json)
+      if python3 -m xptrain train --backend "$backend" --device cuda --dtype "$dtype" $mode \
+          --quiet --json "$tmp" 2>>"$out/summary.txt"; then
+        python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$tmp" \
+          >> "$out/train.jsonl"
+      else
+        echo "train failed: $backend $dtype $mode" | tee -a "$out/summary.txt"; status=1
+      fi
+      rm -f "$tmp"
+    done
+  done
+done
+echo "== gpu_check exit status $status" | tee -a "$out/summary.txt"
+exit $status

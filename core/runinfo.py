@@ -1,0 +1,31 @@
+"""What to record beside every result so it can be reproduced: versions of everything involved."""
+
+from __future__ import annotations
+
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+import array_api_compat
+import numpy as np
+
+if TYPE_CHECKING:
+    from .backends import Backend
+
+
+def xptrain_version() -> str:
+    try:
+        return version("xptrain")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
+def versions(backend: Backend) -> dict[str, str]:
+    """Python, NumPy, array-api-compat, xptrain and the backend's own library versions."""
+    return {
+        "python": platform.python_version(),
+        "xptrain": xptrain_version(),
+        "numpy": np.__version__,
+        "array_api_compat": array_api_compat.__version__,
+        **backend.versions(),
+    }

@@ -1,0 +1,57 @@
+"""One ``backend`` fixture for the whole matrix: every built-in backend × the device kinds it can
+have. A backend that is not installed, or a device that is not present, is skipped with the reason.
+
+Environment:
+  XPTRAIN_BACKENDS=numpy,jax      test only these backends (tox envs use this)
+  XPTRAIN_REQUIRE=numpy,torch     fail, rather than skip, when one of these cannot be loaded (CI)
+  XPTRAIN_REQUIRE_CUDA=1          fail, rather than skip, when a CUDA case has no GPU (GPU check)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pytest
+
+from xptrain import backends
+from xptrain.errors import BackendUnavailable
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+SELECTED = _env_list("XPTRAIN_BACKENDS") or backends.names()
+REQUIRED = set(_env_list("XPTRAIN_REQUIRE"))
+CASES = [(name, kind) for name in SELECTED for kind in backends.SPECS[name].device_kinds]
+
+
+@dataclass(frozen=True)
+class BackendCase:
+    """A backend and one of its devices, as a test uses them."""
+
+    name: str
+    device: str
+    impl: backends.Backend
+
+    def __str__(self) -> str:
+        return f"{self.name}-{self.device}"
+
+
+@pytest.fixture(params=CASES, ids=[f"{name}-{kind}" for name, kind in CASES])
+def backend(request: pytest.FixtureRequest) -> BackendCase:
+    name, kind = request.param
+    try:
+        impl = backends.get(name)
+    except BackendUnavailable as err:
+        if name in REQUIRED:
+            pytest.fail(f"required backend unavailable: {err}")
+        pytest.skip(str(err))
+    try:
+        device = impl.resolve_device(kind)
+    except BackendUnavailable as err:
+        if kind == "cuda" and os.environ.get("XPTRAIN_REQUIRE_CUDA") == "1":
+            pytest.fail(str(err))
+        pytest.skip(f"no {kind} device for {name} on this machine: {err}")
+    return BackendCase(name, device, impl)

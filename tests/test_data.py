@@ -1,0 +1,63 @@
+"""Host-side problems: the seed's initialisation, validation and file loading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xptrain import InvalidInput, load, make_problem
+from xptrain.data import SEED_X, SEED_Y, initial_weights
+
+
+def test_initial_weights_follow_the_seed_rule_without_touching_global_state():
+    state = np.random.get_state()
+    W = initial_weights(3, 1)
+    assert np.array_equal(np.random.get_state()[1], state[1])
+    np.random.seed(1)
+    assert np.array_equal(W, 2 * np.random.random((3, 1)) - 1)
+    np.random.set_state(state)
+
+
+def test_problem_is_float64_and_y_a_column():
+    p = make_problem(SEED_X, SEED_Y.ravel())
+    assert p.X.dtype == p.y.dtype == np.float64
+    assert p.y.shape == (4, 1) and p.W is None and p.b is None
+    assert make_problem([[1, 0], [0, 1]], [True, False]).y.ravel().tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "X, y, message",
+    [
+        (np.ones((4, 3, 1)), np.ones(4), "2-D"),
+        (np.ones((4, 0)), np.ones(4), "empty"),
+        (np.ones((4, 3)), np.ones((4, 2)), "shape"),
+        (np.ones((4, 3)), np.array([0, 1, 0.5, 1]), "0 or 1"),
+        (np.ones((4, 3)), np.array([0, 1, np.nan, 1]), "NaN"),
+        (np.ones((2, 2)) * 1j, np.ones(2), "numeric"),
+        ([[1, 2], [3]], [0, 1], "numeric"),
+    ],
+)
+def test_refused(X, y, message):
+    with pytest.raises(InvalidInput, match=message):
+        make_problem(X, y)
+
+
+def test_csv_with_and_without_header(tmp_path):
+    body = "0,1,0,0\n1,0,0,1\n1,1,1,1\n0,1,1,0\n"
+    (tmp_path / "plain.csv").write_text(body)
+    (tmp_path / "header.csv").write_text("x1,x2,x3,label\n" + body)
+    for name in ("plain.csv", "header.csv"):
+        p = load(tmp_path / name)
+        assert np.array_equal(p.X, SEED_X) and np.array_equal(p.y, SEED_Y)
+
+
+def test_npz_never_unpickles(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, X=np.array([[1, 0]], dtype=object), y=np.array([1]), allow_pickle=True)
+    with pytest.raises(InvalidInput, match="unpickling"):
+        load(path)
+
+
+def test_seed_name():
+    p = load("seed")
+    assert np.array_equal(p.X, SEED_X)
