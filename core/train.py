@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -96,6 +97,14 @@ def autodiff_step(xp: Any, lr: float, value_and_grad: Callable) -> Step:
         return sgd(params, tuple(grads), lr), loss
 
     return step
+
+
+@functools.lru_cache(maxsize=64)
+def make_step(bk: backends.Backend, xp: Any, grad: str, lr: float, jit: bool) -> Step:
+    """The epoch step for a configuration, built once: the same function object on every run,
+    so compiled steps (jax.jit, torch.compile) are reused instead of recompiled."""
+    step = autodiff_step(xp, lr, bk.value_and_grad) if grad == "autodiff" else analytic_step(xp, lr)
+    return bk.jit(step) if jit else step
 
 
 def fit(
@@ -205,12 +214,7 @@ def train_problem(
     X, y, W, b = (bk.asarray(a, dtype, dev) for a in (problem.X, problem.y, W0, b0))
     xp = array_namespace(X, W)
     with bk.float_scope(dtype):
-        if grad == "autodiff":
-            step = autodiff_step(xp, lr, bk.value_and_grad)
-        else:
-            step = analytic_step(xp, lr)
-        if jit:
-            step = bk.jit(step)
+        step = make_step(bk, xp, grad, lr, jit)
         start = time.perf_counter()
         (W, b), losses = fit(step, (W, b), X, y, epochs, bk.to_numpy, on_epoch)
         bk.sync(W)
