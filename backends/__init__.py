@@ -23,6 +23,7 @@ __all__ = [
     "Backend",
     "available",
     "canonical_device",
+    "canonical_name",
     "get",
     "names",
     "to_numpy",
@@ -74,11 +75,18 @@ def names() -> list[str]:
     return list(SPECS)
 
 
-def get(name: str) -> Backend:
-    """The backend called ``name``, imported on first use; a clear error if it cannot be had."""
-    key = _ALIASES.get(name.strip().lower(), name.strip().lower())
+def canonical_name(name: str) -> str:
+    """The built-in backend a user's name (any case, or an alias like ``strict``) refers to."""
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
     if key not in SPECS:
         raise InvalidInput(f"unknown backend {name!r}; choose from {', '.join(SPECS)}")
+    return key
+
+
+def get(name: str) -> Backend:
+    """The backend called ``name``, imported on first use; a clear error if it cannot be had."""
+    key = canonical_name(name)
     if key not in _loaded:
         spec = SPECS[key]
         try:

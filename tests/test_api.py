@@ -91,9 +91,23 @@ def test_unknown_backend_lists_the_choices():
         backends.get("mxnet")
 
 
-def test_aliases():
-    assert backends.get("strict") is backends.get("array_api_strict")
-    assert backends.get("NumPy").name == "numpy"
+@pytest.mark.parametrize(
+    "alias, name",
+    [
+        ("strict", "array_api_strict"),
+        ("array-api-strict", "array_api_strict"),
+        ("NumPy", "numpy"),
+        ("np", "numpy"),
+        ("PyTorch", "torch"),
+        (" jax ", "jax"),
+    ],
+)
+def test_aliases(alias, name):
+    assert backends.canonical_name(alias) == name
+
+
+def test_a_loaded_backend_is_loaded_once():
+    assert backends.get("np") is backends.get("numpy")
 
 
 @pytest.mark.parametrize(
