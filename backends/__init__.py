@@ -7,6 +7,7 @@ What can be known without importing a framework (module, install hint, device ki
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,23 +86,57 @@ def canonical_name(name: str) -> str:
 
 
 def get(name: str) -> Backend:
-    """The backend called ``name``, imported on first use; a clear error if it cannot be had."""
-    key = canonical_name(name)
+    """The backend called ``name``, imported on first use; a clear error if it cannot be had.
+
+    A name that is not a built-in backend but an importable module is used as an Array API
+    namespace (bring your own library).
+    """
+    try:
+        key = canonical_name(name)
+    except InvalidInput:
+        return _own_namespace(name)
     if key not in _loaded:
-        spec = SPECS[key]
-        try:
-            module = importlib.import_module(f"{__name__}.{spec.module}")
-        except ImportError as err:
-            raise BackendUnavailable(
-                f"backend {key!r} is not installed (no module {err.name or spec.module!r}); "
-                f"install it with: {spec.install}"
-            ) from None
-        _loaded[key] = getattr(module, spec.cls)()
+        _loaded[key] = _load(SPECS[key])
     return _loaded[key]
 
 
+def _load(spec: Spec) -> Backend:
+    try:
+        module = importlib.import_module(f"{__name__}.{spec.module}")
+    except ImportError as err:
+        raise BackendUnavailable(
+            f"backend {spec.name!r} is not installed (no module {err.name or spec.module!r}); "
+            f"install it with: {spec.install}"
+        ) from None
+    try:
+        backend = getattr(module, spec.cls)()
+        backend.devices()  # a library that imports but cannot start (CUDA init, jaxlib mismatch)
+    except BackendUnavailable:
+        raise
+    except Exception as err:  # any failure of a third-party library's start-up
+        raise BackendUnavailable(
+            f"backend {spec.name!r} is installed but failed to start: "
+            f"{type(err).__name__}: {err or 'no message'}"
+        ) from None
+    return backend
+
+
+def _own_namespace(name: str) -> Backend:
+    module = name.strip()
+    if module not in _loaded:
+        if not module or importlib.util.find_spec(module.split(".")[0]) is None:
+            raise InvalidInput(
+                f"unknown backend {name!r}: not one of {', '.join(SPECS)}, nor an importable "
+                "array library"
+            )
+        from .namespace import NamespaceBackend
+
+        _loaded[module] = NamespaceBackend(module)
+    return _loaded[module]
+
+
 def available() -> list[str]:
-    """Names of the backends that import and have a device here."""
+    """Names of the built-in backends that import and start here."""
     ok = []
     for name in SPECS:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,7 +32,7 @@ def canonical_device(spec: str) -> str:
         if index not in (None, "0"):
             raise InvalidInput(f"unknown device {spec!r}: there is one cpu device, 'cpu'")
         return "cpu"
-    return f"cuda:{index or 0}"
+    return f"cuda:{int(index or 0)}"
 
 
 class Backend:
@@ -47,6 +48,7 @@ class Backend:
     # -- identity ---------------------------------------------------------------------------
     @property
     def version(self) -> str:
+        """The array library's version."""
         return str(getattr(self.xp, "__version__", "unknown"))
 
     def versions(self) -> dict[str, str]:
@@ -79,7 +81,10 @@ class Backend:
     # -- data movement ----------------------------------------------------------------------
     def asarray(self, a: np.ndarray, dtype: str, device: Any) -> Any:
         """Copy a host array onto ``device`` as ``dtype``; refuse a silent change of dtype."""
-        x = self.xp.asarray(a, dtype=getattr(self.xp, dtype), device=device)
+        with warnings.catch_warnings():
+            # e.g. JAX's "will be truncated" warning: the check below says it in one line
+            warnings.simplefilter("ignore")
+            x = self.xp.asarray(a, dtype=getattr(self.xp, dtype), device=device)
         if x.dtype != getattr(self.xp, dtype):
             raise BackendUnavailable(f"{self.name} made {x.dtype} when {dtype} was asked for")
         return x
@@ -119,6 +124,7 @@ class Backend:
 
 
 def cpu_name() -> str:
+    """The host CPU's model name, for the record."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:

@@ -15,6 +15,8 @@ from .base import Backend
 
 
 class CupyBackend(Backend):
+    """CuPy: every CUDA device it sees."""
+
     name = "cupy"
     xp = xp_cupy
 

@@ -14,11 +14,13 @@ from .base import Backend
 
 
 class JaxBackend(Backend):
+    """JAX: its CPU device and every GPU it sees."""
+
     name = "jax"
     xp = jnp
     has_jit = True
     has_autodiff = True
-    float64 = "yes (turns on x64)"
+    float64 = "yes (x64 during the run)"
 
     @property
     def version(self) -> str:
@@ -46,12 +48,6 @@ class JaxBackend(Backend):
             return super().device_name(name)
         return self.native_device(name).device_kind
 
-    def asarray(self, a: np.ndarray, dtype: str, device: Any) -> Any:
-        if dtype == "float64" and not jax.config.jax_enable_x64:
-            # Without x64 JAX silently makes float32; float64 asked for means float64 given.
-            jax.config.update("jax_enable_x64", True)
-        return super().asarray(a, dtype, device)
-
     def to_numpy(self, x: Any) -> np.ndarray:
         return np.asarray(jax.device_get(x))
 
@@ -62,13 +58,15 @@ class JaxBackend(Backend):
         return {
             "dtype": dtype,
             "jax_enable_x64": bool(jax.config.jax_enable_x64),
-            "default_matmul_precision": "highest",
+            "default_matmul_precision": str(jax.config.jax_default_matmul_precision),
         }
 
     @contextlib.contextmanager
     def float_scope(self, dtype: str) -> Iterator[None]:
-        # JAX's default on GPU is a reduced-precision (TF32/bf16 pass) matmul for float32.
-        with jax.default_matmul_precision("highest"):
+        # Without x64 JAX silently makes float32: float64 asked for turns it on, for this run
+        # only. JAX's default float32 matmul on GPU is reduced precision (TF32): use "highest".
+        x64 = dtype == "float64" or bool(jax.config.jax_enable_x64)
+        with _enable_x64(x64), jax.default_matmul_precision("highest"):
             yield
 
     def jit(self, fn: Callable) -> Callable:
@@ -76,6 +74,13 @@ class JaxBackend(Backend):
 
     def value_and_grad(self, fn: Callable) -> Callable:
         return jax.value_and_grad(fn)
+
+
+def _enable_x64(on: bool) -> contextlib.AbstractContextManager:
+    scope = getattr(jax, "enable_x64", None)
+    if scope is None:  # JAX < 0.7
+        from jax.experimental import enable_x64 as scope
+    return scope(on)
 
 
 def _canonical(device: Any) -> str:

@@ -9,6 +9,8 @@ from .base import Backend
 
 
 class NumpyBackend(Backend):
+    """NumPy on the host CPU."""
+
     name = "numpy"
     xp = xp_numpy
 

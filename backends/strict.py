@@ -10,6 +10,8 @@ from .base import Backend
 
 
 class StrictBackend(Backend):
+    """array-api-strict on its CPU device."""
+
     name = "array_api_strict"
     xp = array_api_strict
 

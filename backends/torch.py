@@ -12,8 +12,21 @@ import torch
 
 from .base import Backend
 
+# The matmul precision settings of torch >= 2.9 (empty on older torch, which has only the
+# global float32_matmul_precision).
+_MATMUL_KNOBS = {
+    name: knob
+    for name, knob in (
+        ("cuda.matmul", getattr(torch.backends.cuda, "matmul", None)),
+        ("mkldnn.matmul", getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)),
+    )
+    if knob is not None and hasattr(knob, "fp32_precision")
+}
+
 
 class TorchBackend(Backend):
+    """PyTorch: CPU and every CUDA device torch sees."""
+
     name = "torch"
     xp = xp_torch
     has_jit = True
@@ -45,22 +58,38 @@ class TorchBackend(Backend):
             torch.cuda.synchronize(x.device)
 
     def precision(self, dtype: str) -> dict[str, Any]:
-        return {
-            "dtype": dtype,
-            "float32_matmul_precision": torch.get_float32_matmul_precision(),
-            "cuda_matmul_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
-            "default_dtype": str(torch.get_default_dtype()),
-        }
+        settings = {"dtype": dtype, "default_dtype": str(torch.get_default_dtype())}
+        if _MATMUL_KNOBS:
+            settings.update(
+                {
+                    f"{name}.fp32_precision": knob.fp32_precision
+                    for name, knob in _MATMUL_KNOBS.items()
+                }
+            )
+        else:
+            settings["float32_matmul_precision"] = torch.get_float32_matmul_precision()
+        return settings
 
     @contextlib.contextmanager
     def float_scope(self, dtype: str) -> Iterator[None]:
-        # "highest": IEEE float32 matmuls, no TF32 on CUDA. The user's setting comes back after.
-        before = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("highest")
+        # IEEE float32 matmuls: no TF32 on CUDA, no bf16 on CPU. The user's settings come back
+        # after. torch >= 2.9 has per-backend knobs and refuses a mix with the legacy call.
+        if not _MATMUL_KNOBS:
+            before = torch.get_float32_matmul_precision()
+            torch.set_float32_matmul_precision("highest")
+            try:
+                yield
+            finally:
+                torch.set_float32_matmul_precision(before)
+            return
+        saved = {name: knob.fp32_precision for name, knob in _MATMUL_KNOBS.items()}
         try:
+            for knob in _MATMUL_KNOBS.values():
+                knob.fp32_precision = "ieee"
             yield
         finally:
-            torch.set_float32_matmul_precision(before)
+            for name, knob in _MATMUL_KNOBS.items():
+                knob.fp32_precision = saved[name]
 
     def jit(self, fn: Callable) -> Callable:
         return torch.compile(fn)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from . import backends
+from . import backends, checkpoint
 from .data import load
-from .errors import BackendUnavailable, XptrainError
-from .files import check_writable, write_json
+from .errors import BackendUnavailable, InvalidInput, XptrainError
+from .files import check_output_dir, check_writable, json_writer, write_all
 from .runinfo import xptrain_version
-from .train import GRADS, TrainResult, check_options, train_problem
+from .train import GRADS, Options, TrainResult, train_problem
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,6 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``xptrain`` argument parser, one sub-parser per command."""
     parser = _Parser(
         prog="xptrain",
         description="One training loop on every array library: "
@@ -68,6 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--json", metavar="PATH", help="write the result as JSON")
     train.add_argument("--plot", metavar="PATH", help="draw the loss curve (png, svg, pdf, ...)")
     train.add_argument("--quiet", action="store_true", help="print nothing per epoch")
+    train.add_argument("--checkpoint-dir", metavar="DIR", help="save checkpoints (.npz) here")
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="K",
+        help="save every K epochs (default: at the end only)",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the latest checkpoint in --checkpoint-dir (on any "
+        "backend) up to --epochs in all",
+    )
     train.set_defaults(run=run_train)
 
     listing = sub.add_parser("backends", help="list backends, their versions and devices")
@@ -76,14 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    check_options(dtype=args.dtype, epochs=args.epochs, lr=args.lr, grad=args.grad)
-    if args.json:
+    """``xptrain train``: check everything, train, then write the outputs together."""
+    options = Options(
+        dtype=args.dtype,
+        epochs=args.epochs,
+        lr=args.lr,
+        seed=args.seed,
+        jit=args.jit,
+        grad=args.grad,
+    )
+    if args.json is not None:
         check_writable(args.json, "--json")
-    if args.plot:
+    if args.plot is not None:
         from .plot import check_plot_path
 
         check_writable(args.plot, "--plot")
         check_plot_path(args.plot)
+    start, save = _checkpointing(args)
     bk = backends.get(args.backend)
     device = bk.resolve_device(args.device)
     problem = load(args.data)
@@ -91,26 +114,51 @@ def run_train(args: argparse.Namespace) -> int:
         problem,
         bk,
         device,
-        dtype=args.dtype,
-        epochs=args.epochs,
-        lr=args.lr,
-        seed=args.seed,
-        jit=args.jit,
-        grad=args.grad,
+        options,
         on_epoch=None if args.quiet else _print_epoch,
+        start=start,
+        checkpoint_every=args.checkpoint_every,
+        on_checkpoint=save,
     )
-    if args.json:
-        write_json(args.json, {**result.to_dict(), "data": args.data, "seed": args.seed})
-    if args.plot:
-        from .plot import plot_losses
+    outputs = []
+    if args.json is not None:
+        record = {**result.to_dict(), "data": str(args.data), "seed": args.seed}
+        outputs.append((args.json, json_writer(record)))
+    if args.plot is not None:
+        from .plot import figure_writer, loss_figure
 
-        plot_losses(args.plot, result.losses, _title(result))
+        outputs.append((args.plot, figure_writer(loss_figure(result.losses, _title(result)))))
+    write_all(outputs)
     return 0
+
+
+def _checkpointing(
+    args: argparse.Namespace,
+) -> tuple[checkpoint.Checkpoint | None, Callable[[checkpoint.Checkpoint], None] | None]:
+    """The checkpoint to resume from (if any) and the function that saves new ones."""
+    if args.checkpoint_dir is None:
+        if args.resume or args.checkpoint_every is not None:
+            raise InvalidInput("--resume and --checkpoint-every need --checkpoint-dir DIR")
+        return None, None
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise InvalidInput(f"--checkpoint-every must be ≥ 1, got {args.checkpoint_every}")
+    directory = check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
+    latest = checkpoint.latest(directory) if args.resume and directory.is_dir() else None
+    start = checkpoint.load(latest) if latest is not None else None
+
+    def save(ckpt: checkpoint.Checkpoint) -> None:
+        directory.mkdir(exist_ok=True)
+        checkpoint.save(checkpoint.path_for(directory, ckpt.epoch), ckpt)
+
+    return start, save
 
 
 def _print_epoch(epoch: int, loss: float) -> None:
     # 12 significant digits: how the seed's Python printed its floats.
-    print(f"Epoch: {epoch} Loss: {loss:.12g}")
+    try:
+        print(f"Epoch: {epoch} Loss: {loss:.12g}")
+    except BrokenPipeError:  # `xptrain train --json r.json | head`: the run and its files go on
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _title(result: TrainResult) -> str:
@@ -119,6 +167,7 @@ def _title(result: TrainResult) -> str:
 
 
 def run_backends(args: argparse.Namespace) -> int:
+    """``xptrain backends``: one row per built-in backend, installed or not."""
     header = ("backend", "installed", "version", "devices", "float64", "jit", "autodiff")
     rows = [header]
     for name in backends.SPECS:
@@ -164,6 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xptrain: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `xptrain train | head`: stop quietly
+    except BrokenPipeError:  # `xptrain backends | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as err:  # a full disk, a vanished folder: one line, and no partial file
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"xptrain {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2

@@ -35,6 +35,7 @@ class Agreement:
 
     @property
     def tolerance(self) -> float:
+        """The largest relative error this run may have."""
         return tolerance(self.dtype)
 
     @property
@@ -44,10 +45,12 @@ class Agreement:
 
     @property
     def margin(self) -> float:
+        """Error over tolerance: ≤ 1 passes."""
         return max(self.max_rel_err, self.param_err) / self.tolerance
 
     @property
     def passed(self) -> bool:
+        """Within tolerance, for every epoch and the final parameters."""
         return self.margin <= 1.0
 
 

@@ -4,7 +4,6 @@ validation every run goes through before anything is moved to a device."""
 from __future__ import annotations
 
 import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInput
+from .files import load_npz
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def make_problem(X: Any, y: Any, W: Any = None, b: Any = None) -> Problem:
         raise InvalidInput(f"X has {n} rows but y has {y.shape[0]}; they must match")
     bad = ~np.isin(y, (0, 1))
     if bad.any():
-        raise InvalidInput(f"labels must be 0 or 1; y holds {y[bad][0]!r}")
+        raise InvalidInput(f"labels must be 0 or 1; y holds {y[bad][0]:g}")
     if W is not None:
         W = _numeric("W", W)
         if W.shape not in ((d,), (d, 1)):
@@ -88,53 +88,127 @@ def _numeric(name: str, a: Any) -> np.ndarray:
     return arr
 
 
-def load(path: str | Path) -> Problem:
-    """Load a problem from ``seed``, an ``.npz`` (X, y, optional W, b) or a ``.csv`` (last
-    column the label). Never unpickles."""
-    if str(path) == "seed":
-        return seed_problem()
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidInput(f"data file {str(path)!r} does not exist (or is not a file)")
+def load(spec: str | Path) -> Problem:
+    """A problem from a data spec: ``seed``; a generator ``linear:N,D[,SEED]`` or
+    ``blobs:N,D[,SEED]``; a dataset shipped inside an installed package (``breast_cancer``,
+    ``digits``: scikit-learn, no download); or an ``.npz`` (X, y, optional W, b) or ``.csv``
+    (last column the label) file. Files are never unpickled."""
+    text = str(spec)
+    name, _, params = text.partition(":")
+    if name in GENERATORS:
+        return GENERATORS[name](params)
+    path = Path(spec)
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return _load_npz(path)
     if suffix == ".csv":
         return _load_csv(path)
-    raise InvalidInput(f"data file {str(path)!r}: use 'seed', a .npz or a .csv file")
+    raise InvalidInput(
+        f"data {text!r}: use seed, linear:N,D, blobs:N,D, breast_cancer, digits, "
+        "or a .npz or .csv file"
+    )
+
+
+def standardize(problem: Problem) -> Problem:
+    """Each feature scaled to mean 0 and standard deviation 1 (constant features left at 0)."""
+    X = problem.X - problem.X.mean(axis=0)
+    std = X.std(axis=0)
+    return Problem(X / np.where(std > 0, std, 1.0), problem.y, problem.W, problem.b)
+
+
+def _sizes(params: str, name: str) -> tuple[int, int, int]:
+    try:
+        values = [int(v) for v in params.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (2, 3) or min(values[:2]) < 1:
+        raise InvalidInput(f"{name}:{params}: give {name}:N,D or {name}:N,D,SEED with N, D ≥ 1")
+    n, d, seed = (*values, 0) if len(values) == 2 else values
+    return n, d, seed
+
+
+def linear(params: str) -> Problem:
+    """``linear:N,D[,SEED]``: standard normal features, labels from a random linear rule plus
+    noise (about 10% of labels flipped near the boundary)."""
+    n, d, seed = _sizes(params, "linear")
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    w = rng.standard_normal(d) / np.sqrt(d)
+    return make_problem(X, (X @ w + 0.5 * rng.standard_normal(n) > 0).astype(np.float64))
+
+
+def blobs(params: str) -> Problem:
+    """``blobs:N,D[,SEED]``: two Gaussian clusters, one per class, centres 2 apart."""
+    n, d, seed = _sizes(params, "blobs")
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n).astype(np.float64)
+    centre = rng.standard_normal(d)
+    centre *= 1.0 / np.linalg.norm(centre)
+    return make_problem(rng.standard_normal((n, d)) + np.outer(2 * y - 1, centre), y)
+
+
+def _sklearn(name: str) -> Any:
+    try:
+        from sklearn import datasets
+    except ImportError:
+        raise InvalidInput(
+            f"data {name!r} ships with scikit-learn: pip install 'xptrain[datasets]'"
+        ) from None
+    return getattr(datasets, f"load_{name}")()
+
+
+def breast_cancer(params: str = "") -> Problem:
+    """scikit-learn's Wisconsin breast-cancer set: 569 × 30, label 1 = benign."""
+    bunch = _sklearn("breast_cancer")
+    return make_problem(bunch.data, bunch.target)
+
+
+def digits(params: str = "") -> Problem:
+    """scikit-learn's 8×8 digits as a binary task: 1797 × 64, label 1 = digit ≥ 5."""
+    bunch = _sklearn("digits")
+    return make_problem(bunch.data, (bunch.target >= 5).astype(np.float64))
+
+
+GENERATORS = {
+    "seed": lambda params: seed_problem(),
+    "linear": linear,
+    "blobs": blobs,
+    "breast_cancer": breast_cancer,
+    "digits": digits,
+}
 
 
 def _load_npz(path: Path) -> Problem:
+    arrays = load_npz(path, "data file")
+    missing = {"X", "y"} - set(arrays)
+    if missing:
+        raise InvalidInput(
+            f"{path}: needs arrays X and y, missing {', '.join(sorted(missing))}; "
+            f"found {', '.join(arrays) or 'none'}"
+        )
+    return make_problem(**{k: arrays[k] for k in ("X", "y", "W", "b") if k in arrays})
+
+
+def _is_number(text: str) -> bool:
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = {"X", "y"} - set(npz.files)
-            if missing:
-                raise InvalidInput(
-                    f"{path}: needs arrays X and y, missing {', '.join(sorted(missing))}; "
-                    f"found {', '.join(npz.files) or 'none'}"
-                )
-            arrays = {k: npz[k] for k in ("X", "y", "W", "b") if k in npz.files}
-    except InvalidInput:
-        raise
-    except ValueError as err:  # object arrays refused by allow_pickle=False
-        raise InvalidInput(f"{path}: cannot be read without unpickling ({err})") from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as err:
-        raise InvalidInput(f"{path}: not a valid .npz file ({err})") from None
-    return make_problem(**arrays)
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _load_csv(path: Path) -> Problem:
-    table = None
-    for skip in (0, 1):  # a header line is allowed
-        try:
+    if not path.is_file():
+        raise InvalidInput(f"data file {str(path)!r} does not exist (or is not a file)")
+    try:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: Excel's "CSV UTF-8" starts with a BOM
+            first = f.readline()
+            header = bool(first.strip()) and not any(_is_number(v) for v in first.split(","))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
-                table = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=skip, dtype=np.float64)
-            break
-        except (ValueError, UnicodeDecodeError) as err:
-            reason = err
-    if table is None:
-        raise InvalidInput(f"{path}: not a numeric CSV ({reason})")
+                table = np.loadtxt(f if header else [first, *f], delimiter=",", ndmin=2)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidInput(f"{path}: not a numeric CSV ({err})") from None
     if table.size == 0:
         raise InvalidInput(f"{path}: holds no data rows")
     if table.shape[1] < 2:

@@ -5,15 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInput, XptrainError
-from .files import atomic_write
+from .errors import InvalidInput
+from .files import Writer
+
+_NEEDS_LATEX = {"pgf"}  # needs an external TeX installation; refused rather than failing late
 
 
 def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise XptrainError("plotting needs matplotlib: pip install 'xptrain[plot]'") from None
+        raise InvalidInput("plotting needs matplotlib: pip install 'xptrain[plot]'") from None
     matplotlib.use("Agg")  # files only; never open a window
     import matplotlib.pyplot as plt
 
@@ -24,7 +26,7 @@ def check_plot_path(path: str | Path) -> None:
     """Refuse a file type matplotlib cannot write, before any training is done."""
     plt = _pyplot()
     suffix = Path(path).suffix.lstrip(".").lower()
-    supported = plt.figure().canvas.get_supported_filetypes()
+    supported = set(plt.figure().canvas.get_supported_filetypes()) - _NEEDS_LATEX
     plt.close("all")
     if suffix not in supported:
         raise InvalidInput(
@@ -33,8 +35,21 @@ def check_plot_path(path: str | Path) -> None:
         )
 
 
-def plot_losses(path: str | Path, losses: list[float], title: str) -> None:
-    """Save the loss per epoch to ``path`` (format from its extension), atomically."""
+def figure_writer(fig: Any) -> Writer:
+    """A writer that saves ``fig`` (format from the file's extension) and then frees it."""
+    plt = _pyplot()
+
+    def write(tmp: str) -> None:
+        try:
+            fig.savefig(tmp)
+        finally:
+            plt.close(fig)
+
+    return write
+
+
+def loss_figure(losses: list[float], title: str) -> Any:
+    """The loss per epoch, as the seed draws it."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(range(len(losses)), losses, marker="o" if len(losses) <= 50 else None)
@@ -43,7 +58,4 @@ def plot_losses(path: str | Path, losses: list[float], title: str) -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    try:
-        atomic_write(path, fig.savefig)
-    finally:
-        plt.close(fig)
+    return fig

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 
 def xptrain_version() -> str:
+    """The installed xptrain's version ("unknown" in a source tree that is not installed)."""
     try:
         return version("xptrain")
     except PackageNotFoundError:  # running from a source tree that is not installed

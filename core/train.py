@@ -6,13 +6,14 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from . import backends
+from .checkpoint import Checkpoint, check_compatible, fingerprint
 from .data import Problem, initial_weights, make_problem
 from .errors import InvalidInput, TrainingDiverged
 from .grad import logistic_bce_grads
@@ -55,22 +56,7 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``--json`` file)."""
-        return {
-            "backend": self.backend,
-            "device": self.device,
-            "device_name": self.device_name,
-            "dtype": self.dtype,
-            "epochs": self.epochs,
-            "lr": self.lr,
-            "jit": self.jit,
-            "grad": self.grad,
-            "losses": self.losses,
-            "W": self.W.tolist(),
-            "b": self.b,
-            "seconds": self.seconds,
-            "versions": self.versions,
-            "precision": self.precision,
-        }
+        return asdict(self) | {"W": self.W.tolist()}
 
 
 def analytic_step(xp: Any, lr: float) -> Step:
@@ -100,9 +86,10 @@ def autodiff_step(xp: Any, lr: float, value_and_grad: Callable) -> Step:
 
 
 @functools.lru_cache(maxsize=64)
-def make_step(bk: backends.Backend, xp: Any, grad: str, lr: float, jit: bool) -> Step:
+def make_step(bk: backends.Backend, grad: str, lr: float, jit: bool) -> Step:
     """The epoch step for a configuration, built once: the same function object on every run,
     so compiled steps (jax.jit, torch.compile) are reused instead of recompiled."""
+    xp = bk.xp
     step = autodiff_step(xp, lr, bk.value_and_grad) if grad == "autodiff" else analytic_step(xp, lr)
     return bk.jit(step) if jit else step
 
@@ -112,23 +99,32 @@ def fit(
     params: Params,
     X: Any,
     y: Any,
+    bk: backends.Backend,
+    *,
     epochs: int,
-    to_numpy: Callable[[Any], np.ndarray],
+    start_epoch: int = 0,
     on_epoch: EpochCallback | None = None,
+    checkpoint_every: int | None = None,
+    on_checkpoint: Callable[[int, Params, list[float]], None] | None = None,
 ) -> tuple[Params, list[float]]:
-    """Run ``epochs`` steps; return the final parameters and the host losses.
+    """Run epochs ``start_epoch`` to ``epochs - 1``; return the final parameters and the host
+    losses of those epochs. ``on_checkpoint(done, params, losses)`` is called every
+    ``checkpoint_every`` epochs and at the end.
 
     Stops with :class:`TrainingDiverged` naming the first epoch whose loss is NaN or inf.
     """
-    xp = array_namespace(X)
     losses: list[float] = []
     pending: list[Any] = []
-    for epoch in range(epochs):
+    for epoch in range(start_epoch, epochs):
         params, loss = step(params, X, y)
         pending.append(loss)
-        if on_epoch is not None or len(pending) == _CHECK_EVERY or epoch == epochs - 1:
-            first = len(losses)
-            for i, value in enumerate(to_numpy(xp.stack(pending)).tolist(), start=first):
+        done = epoch + 1
+        at_checkpoint = on_checkpoint is not None and (
+            done == epochs or (checkpoint_every is not None and done % checkpoint_every == 0)
+        )
+        if on_epoch or at_checkpoint or len(pending) == _CHECK_EVERY or done == epochs:
+            first = done - len(pending)
+            for i, value in enumerate(bk.to_numpy(bk.xp.stack(pending)).tolist(), start=first):
                 if not math.isfinite(value):
                     raise TrainingDiverged(
                         f"the loss became {value} at epoch {i}; try a smaller learning rate"
@@ -137,7 +133,47 @@ def fit(
                 if on_epoch is not None:
                     on_epoch(i, value)
             pending = []
+        if at_checkpoint:
+            on_checkpoint(done, params, losses)
     return params, losses
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to train: precision, length, step size, initial-weight seed, compilation, gradients.
+    Checked on construction, so a bad option is refused before any data is touched."""
+
+    dtype: str = "float64"
+    epochs: int = 20
+    lr: float = 1.0
+    seed: int = 1
+    jit: bool = False
+    grad: str = "analytic"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in backends.DTYPES:
+            raise InvalidInput(
+                f"unknown dtype {self.dtype!r}; choose from {', '.join(backends.DTYPES)}"
+            )
+        if not _is_int(self.epochs) or self.epochs < 1:
+            raise InvalidInput(f"epochs must be a whole number ≥ 1, got {self.epochs!r}")
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, Real) or not math.isfinite(lr) or lr <= 0:
+            raise InvalidInput(f"the learning rate must be a finite number > 0, got {lr!r}")
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**32:
+            raise InvalidInput(
+                f"the seed must be a whole number from 0 to 2**32 - 1, got {self.seed!r}"
+            )
+        if self.grad not in GRADS:
+            raise InvalidInput(
+                f"unknown gradient engine {self.grad!r}; choose from {', '.join(GRADS)}"
+            )
+        for name, kind in (("epochs", int), ("lr", float), ("seed", int)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 def train(
@@ -163,76 +199,88 @@ def train(
     rule draws it from ``seed``; ``b`` defaults to 0. ``on_epoch(epoch, loss)`` is called after
     every epoch (this syncs the device each epoch).
     """
-    check_options(dtype=dtype, epochs=epochs, lr=lr, grad=grad)
+    options = Options(dtype=dtype, epochs=epochs, lr=lr, seed=seed, jit=jit, grad=grad)
     bk = backends.get(backend)
     device_name = bk.resolve_device(device)
     problem = make_problem(*(backends.to_numpy(a) if a is not None else None for a in (X, y, W, b)))
-    return train_problem(
-        problem,
-        bk,
-        device_name,
-        dtype=dtype,
-        epochs=epochs,
-        lr=lr,
-        seed=seed,
-        jit=jit,
-        grad=grad,
-        on_epoch=on_epoch,
-    )
-
-
-def check_options(*, dtype: str, epochs: int, lr: float, grad: str) -> None:
-    """Refuse options no run could use, before any data is touched."""
-    if dtype not in backends.DTYPES:
-        raise InvalidInput(f"unknown dtype {dtype!r}; choose from {', '.join(backends.DTYPES)}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise InvalidInput(f"epochs must be a whole number ≥ 1, got {epochs!r}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise InvalidInput(f"the learning rate must be a finite number > 0, got {lr!r}")
-    if grad not in GRADS:
-        raise InvalidInput(f"unknown gradient engine {grad!r}; choose from {', '.join(GRADS)}")
+    return train_problem(problem, bk, device_name, options, on_epoch=on_epoch)
 
 
 def train_problem(
     problem: Problem,
     bk: backends.Backend,
     device: str,
+    options: Options,
     *,
-    dtype: str,
-    epochs: int,
-    lr: float,
-    seed: int,
-    jit: bool,
-    grad: str,
     on_epoch: EpochCallback | None = None,
+    start: Checkpoint | None = None,
+    checkpoint_every: int | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
 ) -> TrainResult:
-    """Train a validated host problem on a backend and device already resolved."""
-    lr = float(lr)
-    W0 = problem.W if problem.W is not None else initial_weights(problem.X.shape[1], seed)
-    b0 = np.full((1, 1), problem.b or 0.0)
-    dev = bk.native_device(device)
-    X, y, W, b = (bk.asarray(a, dtype, dev) for a in (problem.X, problem.y, W0, b0))
-    xp = array_namespace(X, W)
-    with bk.float_scope(dtype):
-        step = make_step(bk, xp, grad, lr, jit)
-        start = time.perf_counter()
-        (W, b), losses = fit(step, (W, b), X, y, epochs, bk.to_numpy, on_epoch)
-        bk.sync(W)
-        seconds = time.perf_counter() - start
-        precision = bk.precision(dtype)
+    """Train a validated host problem on a backend and device already resolved.
+
+    ``start`` resumes from a checkpoint (of any backend): its parameters, epoch count and loss
+    history. ``on_checkpoint`` receives a :class:`Checkpoint` every ``checkpoint_every`` epochs
+    and at the end.
+    """
+    o = options
+    if start is not None:
+        check_compatible(start, problem, o.lr, o.epochs)
+        W0, b0, history, start_epoch = start.W, start.b, list(start.losses), start.epoch
+    else:
+        W0 = problem.W if problem.W is not None else initial_weights(problem.X.shape[1], o.seed)
+        b0, history, start_epoch = problem.b or 0.0, [], 0
+    meta = {"data": fingerprint(problem), "lr": o.lr, "backend": bk.name, "dtype": o.dtype}
+
+    def checkpoint(done: int, params: Params, losses: list[float]) -> None:
+        on_checkpoint(Checkpoint(done, *_host_params(bk, params), history + losses, meta))
+
+    # Everything on the device happens inside the scope (JAX's x64 holds only there).
+    with bk.float_scope(o.dtype):
+        dev = bk.native_device(device)
+        host = (problem.X, problem.y, W0, np.full((1, 1), b0))
+        X, y, W, b = (bk.asarray(a, o.dtype, dev) for a in host)
+        step = make_step(bk, o.grad, o.lr, o.jit)
+        began = time.perf_counter()
+        params, losses = fit(
+            step,
+            (W, b),
+            X,
+            y,
+            bk,
+            epochs=o.epochs,
+            start_epoch=start_epoch,
+            on_epoch=on_epoch,
+            checkpoint_every=checkpoint_every,
+            on_checkpoint=checkpoint if on_checkpoint else None,
+        )
+        bk.sync(params[0])
+        seconds = time.perf_counter() - began
+        W_out, b_out = _host_params(bk, params)
+        precision = bk.precision(o.dtype)
+    if not (np.isfinite(W_out).all() and np.isfinite(b_out)):
+        raise TrainingDiverged(
+            f"the parameters became inf or NaN by epoch {o.epochs - 1} although the loss stayed "
+            "finite; try a smaller learning rate"
+        )
     return TrainResult(
-        losses=losses,
-        W=bk.to_numpy(W).astype(np.float64),
-        b=float(bk.to_numpy(b).reshape(())),
+        losses=history + losses,
+        W=W_out,
+        b=b_out,
         seconds=seconds,
         backend=bk.name,
         device=device,
         device_name=bk.device_name(device),
-        dtype=dtype,
-        epochs=epochs,
-        lr=lr,
-        jit=jit,
-        grad=grad,
+        dtype=o.dtype,
+        epochs=o.epochs,
+        lr=o.lr,
+        jit=o.jit,
+        grad=o.grad,
         versions=versions(bk),
         precision=precision,
     )
+
+
+def _host_params(bk: backends.Backend, params: Params) -> tuple[np.ndarray, float]:
+    W, b = (bk.to_numpy(p).astype(np.float64) for p in params)
+    return W, float(b.reshape(()))

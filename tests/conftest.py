@@ -22,8 +22,8 @@ def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
-SELECTED = _env_list("XPTRAIN_BACKENDS") or backends.names()
-REQUIRED = set(_env_list("XPTRAIN_REQUIRE"))
+SELECTED = [backends.canonical_name(n) for n in _env_list("XPTRAIN_BACKENDS")] or backends.names()
+REQUIRED = {backends.canonical_name(n) for n in _env_list("XPTRAIN_REQUIRE")}
 CASES = [(name, kind) for name in SELECTED for kind in backends.SPECS[name].device_kinds]
 
 

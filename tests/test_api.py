@@ -27,9 +27,11 @@ def test_default_call_is_the_seed():
 
 def test_inputs_may_be_arrays_of_any_backend(backend):
     bk = backend.impl
-    dev = bk.native_device(backend.device)
-    X, y = (bk.asarray(a, "float64", dev) for a in (SEED_X, SEED_Y))
-    result = xptrain.train(X, y, backend="numpy")
+    with bk.float_scope("float64"):
+        X, y = (
+            bk.asarray(a, "float64", bk.native_device(backend.device)) for a in (SEED_X, SEED_Y)
+        )
+        result = xptrain.train(X, y, backend="numpy")
     np.testing.assert_allclose(result.losses, REFERENCE.losses, rtol=1e-12)
 
 
@@ -67,6 +69,9 @@ def test_seed_changes_the_initial_weights():
         ({"grad": "numeric"}, "gradient engine"),
         ({"backend": "tf"}, "unknown backend"),
         ({"device": "tpu"}, "unknown device"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**32}, "seed"),
+        ({"seed": 1.5}, "seed"),
         ({"W": np.ones((4, 1))}, "W must have shape"),
     ],
 )
@@ -131,17 +136,49 @@ def test_bad_device_names(spec):
         backends.canonical_device(spec)
 
 
-def test_torch_restores_the_users_matmul_precision():
+def test_torch_runs_ieee_matmuls_and_restores_the_users_setting():
     torch = pytest.importorskip("torch")
-    before = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("medium")
+    knob = torch.backends.cuda.matmul
+    if not hasattr(knob, "fp32_precision"):  # torch < 2.9: the legacy global setting
+        before = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("medium")
+        try:
+            result = xptrain.train(SEED_X, SEED_Y, backend="torch", dtype="float32")
+            assert result.precision["float32_matmul_precision"] == "highest"
+            assert torch.get_float32_matmul_precision() == "medium"
+        finally:
+            torch.set_float32_matmul_precision(before)
+        return
+    before = knob.fp32_precision
+    knob.fp32_precision = "tf32"  # what a user chasing speed sets
     try:
         result = xptrain.train(SEED_X, SEED_Y, backend="torch", dtype="float32")
-        assert result.precision["float32_matmul_precision"] == "highest"
-        assert torch.get_float32_matmul_precision() == "medium"
+        assert result.precision["cuda.matmul.fp32_precision"] == "ieee"
+        assert result.precision["mkldnn.matmul.fp32_precision"] == "ieee"
+        assert knob.fp32_precision == "tf32"
         assert torch.get_default_dtype() == torch.float32
     finally:
-        torch.set_float32_matmul_precision(before)
+        knob.fp32_precision = before
+
+
+def test_jax_x64_holds_for_the_run_only():
+    jax = pytest.importorskip("jax")
+    result = xptrain.train(SEED_X, SEED_Y, backend="jax", dtype="float64")
+    assert result.precision["jax_enable_x64"] is True
+    assert result.precision["default_matmul_precision"] == "highest"
+    assert jax.config.jax_enable_x64 is False  # the user's JAX is as it was
+    assert jax.numpy.asarray(1.0).dtype == jax.numpy.float32
+
+
+def test_options_accept_numpy_scalars():
+    result = xptrain.train(SEED_X, SEED_Y, epochs=np.int64(3), lr=np.float32(0.5), seed=np.int32(1))
+    assert len(result.losses) == 3 and result.lr == 0.5
+
+
+def test_infinite_parameters_are_divergence_even_with_a_finite_loss():
+    X = np.full((4, 2), 10.0)
+    with pytest.raises(xptrain.TrainingDiverged, match="parameters became inf"):
+        xptrain.train(X, [0, 1, 1, 0], epochs=1, lr=1e308)
 
 
 def test_versions_are_recorded():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -124,6 +123,17 @@ def test_backends_table():
         assert "pip install" in rows["cupy"] or "no CUDA device" in rows["cupy"]
 
 
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    _write_bad_files(d)
+    return d
+
+
+def _listing(*folders):
+    return sorted(str(p) for folder in folders for p in folder.rglob("*"))
+
+
 def _write_bad_files(d):
     np.savez(d / "x1d.npz", X=np.ones(4), y=np.ones(4))
     np.savez(d / "mismatch.npz", X=np.ones((4, 3)), y=np.ones(3))
@@ -146,6 +156,20 @@ def _write_bad_files(d):
     (d / "empty.csv").write_text("")
     (d / "onecol.csv").write_text("1\n0\n")
     (d / "data.txt").write_text("1,0\n")
+    (d / "typo.csv").write_text("0,1,0,O\n1,0,0,1\n")
+    np.save(d / "array.npy", np.ones(3))
+    (d / "array.npy").rename(d / "array.npz")
+    np.savez_compressed(
+        d / "zcorrupt.npz", X=np.random.default_rng(0).random((50, 3)), y=np.ones(50)
+    )
+    raw = bytearray((d / "zcorrupt.npz").read_bytes())
+    raw[200:400] = bytes(200)
+    (d / "zcorrupt.npz").write_bytes(bytes(raw))
+    ck = d / "ck"
+    ck.mkdir()
+    assert xptrain("train", "--quiet", "--epochs", "4", "--checkpoint-dir", str(ck)).returncode == 0
+    (d / "bad-ck").mkdir()
+    (d / "bad-ck" / "epoch-000002.npz").write_text("not a checkpoint")
 
 
 BAD = {
@@ -159,12 +183,35 @@ BAD = {
     "W shape": (["--data", "{d}/w.npz"], "W must have shape"),
     "b shape": (["--data", "{d}/b.npz"], "b must be"),
     "no y": (["--data", "{d}/noy.npz"], "missing y"),
-    "object npz": (["--data", "{d}/object.npz"], "unpickling"),
+    "object npz": (["--data", "{d}/object.npz"], "never unpickles"),
+    "corrupt compressed npz": (["--data", "{d}/zcorrupt.npz"], "not a valid .npz"),
+    "npy named npz": (["--data", "{d}/array.npz"], "not a zip archive"),
+    "csv typo": (["--data", "{d}/typo.csv"], "not a numeric CSV"),
+    "seed negative": (["--seed=-1"], "seed must be"),
+    "seed too big": (["--seed", "4294967296"], "seed must be"),
+    "empty json name": (["--json="], "needs a file name"),
+    "json is a folder": (["--json", "{d}"], "is a folder"),
+    "pgf plot": (["--plot", "{d}/out.pgf"], "cannot draw a plot"),
+    "checkpoint-every without dir": (["--checkpoint-every", "2"], "need --checkpoint-dir"),
+    "checkpoint dir is a file": (["--checkpoint-dir", "{d}/data.txt"], "is a file"),
+    "resume on other data": (
+        ["--resume", "--checkpoint-dir", "{d}/ck", "--data", "linear:5,3"],
+        "other data",
+    ),
+    "resume with other lr": (
+        ["--resume", "--checkpoint-dir", "{d}/ck", "--lr", "0.5"],
+        "same --lr",
+    ),
+    "resume past the end": (
+        ["--resume", "--checkpoint-dir", "{d}/ck", "--epochs", "3"],
+        "already holds 4 epochs",
+    ),
+    "corrupt checkpoint": (["--resume", "--checkpoint-dir", "{d}/bad-ck"], "not a valid .npz"),
     "corrupt npz": (["--data", "{d}/corrupt.npz"], "not a valid .npz"),
     "text csv": (["--data", "{d}/text.csv"], "not a numeric CSV"),
     "empty csv": (["--data", "{d}/empty.csv"], "no data"),
     "one-column csv": (["--data", "{d}/onecol.csv"], "at least 2 columns"),
-    "unknown format": (["--data", "{d}/data.txt"], ".npz or a .csv"),
+    "unknown format": (["--data", "{d}/data.txt"], ".npz or .csv file"),
     "missing file": (["--data", "{d}/nope.npz"], "does not exist"),
     "epochs 0": (["--epochs", "0"], "epochs must be"),
     "epochs -3": (["--epochs", "-3"], "epochs must be"),
@@ -187,21 +234,98 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path):
-    _write_bad_files(tmp_path)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, bad_files, tmp_path):
     args, message = BAD[case]
-    out = tmp_path / "out.json"
-    args = [a.format(d=tmp_path) for a in args]
-    extra = [] if "--json" in args else ["--json", str(out)]
-    before = set(os.listdir(tmp_path))
+    args = [a.format(d=bad_files) for a in args]
+    extra = (
+        [] if any(a.startswith("--json") for a in args) else ["--json", str(tmp_path / "o.json")]
+    )
+    before = _listing(bad_files, tmp_path)
     run = xptrain("train", *args, *extra)
     assert run.returncode == 2
     assert len(run.stderr.splitlines()) == 1, run.stderr
     assert message in run.stderr
     assert "Traceback" not in run.stderr
-    assert set(os.listdir(tmp_path)) == before  # no result, no temporary file
+    assert _listing(bad_files, tmp_path) == before  # no result, checkpoint or temporary file
 
 
 def test_unknown_command_is_one_line():
     run = xptrain("fly")
     assert run.returncode == 2 and len(run.stderr.splitlines()) == 1
+
+
+def test_outputs_appear_together_or_not_at_all(tmp_path):
+    from xptrain.files import json_writer, write_all
+
+    def broken(tmp):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        write_all([(tmp_path / "a.json", json_writer({"x": 1})), (tmp_path / "b.png", broken)])
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError):  # NaN is not JSON
+        write_all([(tmp_path / "c.json", json_writer({"x": float("nan")}))])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_result_files_are_ordinary_files(tmp_path):
+    out = tmp_path / "r.json"
+    run = subprocess.run(
+        f"umask 022 && {sys.executable} -m xptrain train --quiet --json {out}",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
+def test_closed_stdout_still_writes_the_json(tmp_path):
+    out = tmp_path / "r.json"
+    run = subprocess.run(
+        f"{sys.executable} -m xptrain train --epochs 3000 --json {out} | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.stdout == "Epoch: 0 Loss: 0.822322582088\n"
+    assert "Traceback" not in run.stderr
+    assert len(json.loads(out.read_text())["losses"]) == 3000
+
+
+def test_full_disk_on_stdout_is_one_line():
+    with open("/dev/full", "w") as full:
+        run = subprocess.run(
+            [sys.executable, "-m", "xptrain", "train"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert run.returncode == 2
+    assert len(run.stderr.splitlines()) == 1 and "No space left" in run.stderr
+
+
+def test_checkpoints_resume_on_another_backend(tmp_path):
+    pytest.importorskip("torch")
+    ck = tmp_path / "ck"
+    first = xptrain(
+        "train", "--epochs", "7", "--checkpoint-dir", str(ck), "--checkpoint-every", "3"
+    )
+    assert first.returncode == 0, first.stderr
+    assert sorted(p.name for p in ck.iterdir()) == [
+        "epoch-000003.npz",
+        "epoch-000006.npz",
+        "epoch-000007.npz",
+    ]
+    out = tmp_path / "r.json"
+    rest = xptrain(
+        "train", "--backend", "torch", "--resume", "--checkpoint-dir", str(ck), "--json", str(out)
+    )
+    assert rest.returncode == 0, rest.stderr
+    assert first.stdout + rest.stdout == SEED_OUTPUT  # epochs 7..19 continue the seed exactly
+    record = json.loads(out.read_text())
+    assert len(record["losses"]) == 20
+    np.testing.assert_allclose(record["losses"], SEED_PRINTED_LOSSES, rtol=3e-12)

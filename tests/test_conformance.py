@@ -9,6 +9,7 @@ import xptrain
 from xptrain.conformance import compare, tolerance
 from xptrain.data import SEED_X, SEED_Y, seed_problem
 from xptrain.reference import reference_run
+from xptrain.train import make_step
 
 REFERENCE = reference_run(seed_problem())
 
@@ -38,11 +39,29 @@ def test_reproduces_seed(backend, dtype, grad, jit):
 def test_runs_in_the_dtype_asked_for(backend):
     """No silent downcast (JAX without x64) nor upcast: the arrays are of the dtype asked for."""
     bk = backend.impl
-    dev = bk.native_device(backend.device)
     for dtype in ("float64", "float32"):
-        x = bk.asarray(np.ones((2, 2)), dtype, dev)
-        assert x.dtype == getattr(bk.xp, dtype)
-        assert bk.to_numpy(x).dtype == np.dtype(dtype)
+        with bk.float_scope(dtype):
+            x = bk.asarray(np.ones((2, 2)), dtype, bk.native_device(backend.device))
+            assert x.dtype == getattr(bk.xp, dtype)
+            assert bk.to_numpy(x).dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("grad", ["analytic", "autodiff"])
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_every_step_computes_in_the_dtype_asked_for(backend, dtype, grad, jit):
+    """Not only the inputs: the loss and the updated parameters of a step keep the dtype."""
+    bk = backend.impl
+    if (grad == "autodiff" and not bk.has_autodiff) or (jit and not bk.has_jit):
+        pytest.skip(f"{backend.name} has no {'jit' if jit else 'autodiff'}")
+    with bk.float_scope(dtype):
+        dev = bk.native_device(backend.device)
+        X, y, W, b = (
+            bk.asarray(a, dtype, dev) for a in (SEED_X, SEED_Y, np.ones((3, 1)), np.zeros((1, 1)))
+        )
+        (W, b), loss = make_step(bk, grad, 1.0, jit)((W, b), X, y)
+        for out in (W, b, loss):
+            assert out.dtype == getattr(bk.xp, dtype)
 
 
 def test_float32_differs_from_float64(backend):
@@ -51,7 +70,8 @@ def test_float32_differs_from_float64(backend):
         SEED_X, SEED_Y, backend=backend.name, device=backend.device, dtype="float32"
     )
     rel = np.abs(np.array(result.losses) - REFERENCE.losses) / REFERENCE.losses
-    assert 0 < rel.max() <= tolerance("float32")
+    # A float64 run is within about 1e-15: above 1e-10 means float32 arithmetic really happened.
+    assert 1e-10 < rel.max() <= tolerance("float32")
 
 
 def test_divergence_names_the_epoch(backend):

@@ -54,7 +54,7 @@ def test_csv_with_and_without_header(tmp_path):
 def test_npz_never_unpickles(tmp_path):
     path = tmp_path / "evil.npz"
     np.savez(path, X=np.array([[1, 0]], dtype=object), y=np.array([1]), allow_pickle=True)
-    with pytest.raises(InvalidInput, match="unpickling"):
+    with pytest.raises(InvalidInput, match="never unpickles"):
         load(path)
 
 

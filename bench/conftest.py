@@ -1,1 +1,0 @@
-"""Benchmarks are not part of the default test run: `pytest bench/` or `tox -e bench`."""

@@ -1,0 +1,115 @@
+"""Framework-neutral checkpoints: plain NumPy arrays in an .npz, written atomically, read without
+unpickling, so a run saved on one backend resumes on any other."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import Problem
+from .errors import InvalidInput
+from .files import atomic_write, load_npz
+
+FORMAT = 1
+_NAME = re.compile(r"^epoch-(\d+)\.npz$")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The state after ``epoch`` epochs: parameters (float64, on the host), the loss history,
+    and what the run was (``meta``: data fingerprint, learning rate, backend, dtype, ...)."""
+
+    epoch: int
+    W: np.ndarray
+    b: float
+    losses: list[float]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def fingerprint(problem: Problem) -> str:
+    """A short hash of the data, so a checkpoint is never resumed on other data."""
+    digest = hashlib.sha256()
+    for a in (problem.X, problem.y):
+        digest.update(str(a.shape).encode())
+        digest.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def save(path: str | Path, ckpt: Checkpoint) -> None:
+    """Write ``ckpt`` to ``path`` (an .npz) atomically."""
+    arrays = {
+        "format": np.array(FORMAT),
+        "epoch": np.array(ckpt.epoch),
+        "W": np.asarray(ckpt.W, dtype=np.float64),
+        "b": np.array(ckpt.b, dtype=np.float64),
+        "losses": np.asarray(ckpt.losses, dtype=np.float64),
+        "meta": np.array(json.dumps(ckpt.meta, sort_keys=True)),
+    }
+    atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+
+
+def load(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save`; a clear error for anything else."""
+    arrays = load_npz(path, "checkpoint")
+    missing = {"format", "epoch", "W", "b", "losses", "meta"} - set(arrays)
+    if missing:
+        raise InvalidInput(
+            f"{path}: not an xptrain checkpoint (missing {', '.join(sorted(missing))})"
+        )
+    if arrays["format"].shape != () or int(arrays["format"]) != FORMAT:
+        raise InvalidInput(f"{path}: checkpoint format {arrays['format']}, expected {FORMAT}")
+    try:
+        ckpt = Checkpoint(
+            epoch=int(arrays["epoch"]),
+            W=arrays["W"].astype(np.float64),
+            b=float(arrays["b"]),
+            losses=arrays["losses"].astype(np.float64).tolist(),
+            meta=json.loads(str(arrays["meta"])),
+        )
+    except (ValueError, TypeError) as err:
+        raise InvalidInput(f"{path}: unreadable checkpoint ({err})") from None
+    if len(ckpt.losses) != ckpt.epoch or not np.isfinite(ckpt.W).all() or ckpt.W.ndim != 2:
+        raise InvalidInput(
+            f"{path}: inconsistent checkpoint (epoch {ckpt.epoch}, "
+            f"{len(ckpt.losses)} losses, W shape {ckpt.W.shape})"
+        )
+    return ckpt
+
+
+def path_for(directory: str | Path, epoch: int) -> Path:
+    """Where the checkpoint after ``epoch`` epochs lives in ``directory``."""
+    return Path(directory) / f"epoch-{epoch:06d}.npz"
+
+
+def latest(directory: str | Path) -> Path | None:
+    """The checkpoint with the most epochs in ``directory``, or None if there is none."""
+    found = [
+        (int(m.group(1)), p)
+        for p in Path(directory).glob("epoch-*.npz")
+        if (m := _NAME.match(p.name))
+    ]
+    return max(found)[1] if found else None
+
+
+def check_compatible(ckpt: Checkpoint, problem: Problem, lr: float, epochs: int) -> None:
+    """Refuse to resume ``ckpt`` on other data, another model shape or learning rate, or when it
+    already holds ``epochs`` epochs."""
+    d = problem.X.shape[1]
+    if ckpt.W.shape != (d, 1):
+        raise InvalidInput(f"checkpoint W has shape {ckpt.W.shape}; this data needs ({d}, 1)")
+    if ckpt.meta.get("data") != fingerprint(problem):
+        raise InvalidInput("checkpoint was made on other data; resume with the same --data")
+    if ckpt.meta.get("lr") != lr:
+        raise InvalidInput(
+            f"checkpoint was made with lr {ckpt.meta.get('lr')}; resume with the same --lr"
+        )
+    if ckpt.epoch >= epochs:
+        raise InvalidInput(
+            f"checkpoint already holds {ckpt.epoch} epochs; ask for more than that with --epochs"
+        )
