@@ -127,7 +127,7 @@ def _own_namespace(name: str) -> Backend:
         if not module or importlib.util.find_spec(module.split(".")[0]) is None:
             raise InvalidInput(
                 f"unknown backend {name!r}: not one of {', '.join(SPECS)}, nor an importable "
-                "array library"
+                "array library (is it on PYTHONPATH?)"
             )
         from .namespace import NamespaceBackend
 

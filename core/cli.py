@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from . import backends, checkpoint
+from . import backends, checkpoint, problems
 from .data import load
 from .errors import BackendUnavailable, InvalidInput, XptrainError
 from .files import check_output_dir, check_writable, json_writer, write_all
@@ -84,9 +84,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(run=run_train)
 
+    check = sub.add_parser(
+        "check",
+        help="do the backends agree? every configuration against the float64 reference",
+        description="Run every reference problem on every backend × device × dtype × gradient "
+        "engine × mode, twice, and compare each with the float64 NumPy reference. Exit code 0 "
+        "when all pass, 1 when any fails, 2 for bad input.",
+    )
+    check.add_argument(
+        "--backends",
+        nargs="+",
+        metavar="NAME",
+        type=_names,
+        help="built-in backends or importable Array API modules (default: every "
+        "built-in backend that starts here)",
+    )
+    check.add_argument(
+        "--devices",
+        nargs="+",
+        metavar="DEV",
+        type=_names,
+        help="cpu, cuda (every GPU) or cuda:N (default: all)",
+    )
+    check.add_argument(
+        "--dtypes", nargs="+", metavar="DTYPE", type=_names, help="float64, float32 (default: both)"
+    )
+    check.add_argument(
+        "--problems",
+        nargs="+",
+        metavar="NAME",
+        type=_names,
+        help=f"{', '.join(problems.PROBLEMS)} (default: all whose data is installed)",
+    )
+    check.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    check.add_argument("--plot", metavar="PATH", help="draw relative error per epoch")
+    check.add_argument("--quiet", action="store_true", help="no progress bar")
+    check.set_defaults(run=run_check)
+
     listing = sub.add_parser("backends", help="list backends, their versions and devices")
     listing.set_defaults(run=run_backends)
     return parser
+
+
+def _names(text: str) -> list[str]:
+    """A comma-separated list (``--backends numpy,torch``; spaces work too)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _flat(groups: list[list[str]] | None) -> list[str] | None:
+    return [name for group in groups for name in group] if groups else None
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -99,13 +145,7 @@ def run_train(args: argparse.Namespace) -> int:
         jit=args.jit,
         grad=args.grad,
     )
-    if args.json is not None:
-        check_writable(args.json, "--json")
-    if args.plot is not None:
-        from .plot import check_plot_path
-
-        check_writable(args.plot, "--plot")
-        check_plot_path(args.plot)
+    _check_outputs(args)
     start, save = _checkpointing(args)
     bk = backends.get(args.backend)
     device = bk.resolve_device(args.device)
@@ -164,6 +204,43 @@ def _print_epoch(epoch: int, loss: float) -> None:
 def _title(result: TrainResult) -> str:
     mode = ("jit" if result.jit else "eager") + f", {result.grad}"
     return f"{result.backend} on {result.device} ({result.dtype}, {mode})"
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """``xptrain check``: the agreement table; exit 1 with a one-line summary on any failure."""
+    from . import check
+
+    _check_outputs(args)
+    configs, skipped = check.plan(
+        _flat(args.problems), _flat(args.backends), _flat(args.devices), _flat(args.dtypes)
+    )
+    report = check.run(configs, skipped, progress=not args.quiet)
+    print(check.format_table(report))
+    outputs = []
+    if args.json is not None:
+        outputs.append((args.json, json_writer(report.to_dict())))
+    if args.plot is not None:
+        from .plot import agreement_figure, figure_writer
+
+        outputs.append((args.plot, figure_writer(agreement_figure(report))))
+    write_all(outputs)
+    line = check.summary(report)
+    print(line)
+    if not report.passed:
+        print(f"xptrain check: {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unusable --json/--plot paths before any work."""
+    if args.json is not None:
+        check_writable(args.json, "--json")
+    if args.plot is not None:
+        from .plot import check_plot_path
+
+        check_writable(args.plot, "--plot")
+        check_plot_path(args.plot)
 
 
 def run_backends(args: argparse.Namespace) -> int:

@@ -1,14 +1,33 @@
-"""How far a run is from a reference, and how far it may be: the one tolerance model that the
-tests (and later ``xptrain check``) use.
+"""How far a run is from its reference, and how far it may be: the one tolerance model that
+``xptrain check`` and the test suite share.
 
-Tolerances are relative, per dtype: float64 runs must match the float64 reference to 1e-12
-(about 4500 eps: room for the few-ulp differences between libraries' exp/log/sum over tens of
-epochs, and nothing more), float32 runs to 1e-6 (about 8 eps of float32). Errors are also given
-in units of the dtype's eps, and as margin = error / tolerance (≤ 1 passes).
+The model. A run in a dtype with unit roundoff u = eps/2 differs from the float64 reference
+through rounding: in each sample's dot product of length D, and in the sums over the N samples
+(loss and gradients). Such errors grow like the square root of the number of operations (the
+probabilistic bound of Higham & Mary, 2019), which gives the run's base tolerance
+
+    τ = SAFETY · u · (√N + √D),        SAFETY = 2
+
+and, from it, what each number may be off by:
+
+* the loss of epoch k: |ΔL_k| ≤ τ · (|L_k| + 1). Each term log(p) is computed with an absolute
+  error of about u however small it is, so as the loss falls towards 0 its relative error
+  grows like 1/L: the relative tolerance is τ · (1 + 1/L_k).
+* the final parameters (normwise relative): ≤ τ · √E after E epochs. Each update rounds, and
+  on separable data (the seed's) nothing pulls the rounding back, so it accumulates as a random
+  walk.
+
+Calibration: on every CPU backend, grad and mode, in both dtypes, on the three reference
+problems and on 500-epoch seed runs (loss down to 0.009), the largest errors are 0.33 of
+u·(√N+√D)·(1 + 1/L) for losses and 0.09 of u·(√N+√D)·√E for parameters: SAFETY = 2 leaves a
+factor of 6 and more. A float32 run passed off as float64 (error ~1e-7 against τ ~1e-15), a TF32
+matmul, or an ``exp`` off by 1e-10 all fail it. The float64 reference itself agrees with an
+np.longdouble run to a few float64 ulps (tested).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,37 +35,46 @@ import numpy as np
 
 from .reference import Reference
 
-TOLERANCE = {"float64": 1e-12, "float32": 1e-6}
+SAFETY = 2.0
+MODEL = (
+    "tau = 2 · (eps/2) · (√N + √D); loss of epoch k within tau·(|L_k| + 1), "
+    "final parameters within tau·√epochs (relative)"
+)
 
 
-def tolerance(dtype: str) -> float:
-    """Largest relative error, per epoch and for the final parameters, a run may have."""
-    return TOLERANCE[dtype]
+def tolerance(dtype: str, n: int, d: int) -> float:
+    """τ, the base tolerance of a run in ``dtype`` on an N×D problem (see the module doc)."""
+    return SAFETY * float(np.finfo(dtype).eps) / 2 * (math.sqrt(n) + math.sqrt(d))
 
 
 @dataclass(frozen=True)
 class Agreement:
-    """A run compared with a reference."""
+    """A run compared with its reference."""
 
     dtype: str
-    max_rel_err: float
-    first_bad_epoch: int | None
+    tolerance: float  # τ
+    rel_err: list[float]  # per epoch, |ΔL| / |L|
+    loss_tol: list[float]  # per epoch, τ·(1 + 1/|L|)
+    max_ulp: float
     param_err: float
+    param_tol: float  # τ·√epochs
 
     @property
-    def tolerance(self) -> float:
-        """The largest relative error this run may have."""
-        return tolerance(self.dtype)
+    def max_rel_err(self) -> float:
+        """The largest relative loss error over all epochs (NaN if any loss was NaN)."""
+        return max(self.rel_err, key=lambda e: (math.isnan(e), e))
 
     @property
-    def max_eps(self) -> float:
-        """The largest loss error in units of the dtype's machine epsilon."""
-        return self.max_rel_err / float(np.finfo(self.dtype).eps)
+    def first_bad_epoch(self) -> int | None:
+        """The first epoch whose loss is outside its tolerance, or None."""
+        pairs = zip(self.rel_err, self.loss_tol, strict=True)
+        return next((i for i, (e, t) in enumerate(pairs) if not e <= t), None)
 
     @property
     def margin(self) -> float:
-        """Error over tolerance: ≤ 1 passes."""
-        return max(self.max_rel_err, self.param_err) / self.tolerance
+        """The largest error over its tolerance, losses and parameters: ≤ 1 passes."""
+        ratios = [e / t for e, t in zip(self.rel_err, self.loss_tol, strict=True)]
+        return max([*ratios, self.param_err / self.param_tol], key=lambda r: (math.isnan(r), r))
 
     @property
     def passed(self) -> bool:
@@ -54,20 +82,23 @@ class Agreement:
         return self.margin <= 1.0
 
 
-def compare(result: Any, ref: Reference) -> Agreement:
-    """Per-epoch relative loss error and normwise relative error of the final (W, b)."""
+def compare(result: Any, ref: Reference, tau: float) -> Agreement:
+    """Per-epoch relative loss error (also in ulps of the run's dtype) and the normwise
+    relative error of the final (W, b), against base tolerance ``tau``."""
     losses = np.asarray(result.losses, dtype=np.float64)
-    if losses.shape != ref.losses.shape:
-        raise ValueError(f"{losses.size} losses against a reference of {ref.losses.size}")
-    rel = np.abs(losses - ref.losses) / np.abs(ref.losses)
-    tol = tolerance(result.dtype)
-    bad = np.flatnonzero(~(rel <= tol))  # NaN counts as bad
-    ref_params = np.append(ref.W.ravel(), ref.b)
+    ref_losses = np.asarray(ref.losses, dtype=np.float64)
+    if losses.shape != ref_losses.shape:
+        raise ValueError(f"{losses.size} losses against a reference of {ref_losses.size}")
+    diff = np.abs(losses - ref_losses)
+    ulps = diff / np.spacing(ref_losses.astype(result.dtype)).astype(np.float64)
+    ref_params = np.append(np.asarray(ref.W, dtype=np.float64).ravel(), float(ref.b))
     params = np.append(np.asarray(result.W, dtype=np.float64).ravel(), result.b)
-    param_err = float(np.max(np.abs(params - ref_params)) / np.max(np.abs(ref_params)))
     return Agreement(
         dtype=result.dtype,
-        max_rel_err=float(np.max(rel)),
-        first_bad_epoch=int(bad[0]) if bad.size else None,
-        param_err=param_err,
+        tolerance=tau,
+        rel_err=(diff / np.abs(ref_losses)).tolist(),
+        loss_tol=(tau * (1 + 1 / np.abs(ref_losses))).tolist(),
+        max_ulp=float(np.max(ulps)),
+        param_err=float(np.max(np.abs(params - ref_params)) / np.max(np.abs(ref_params))),
+        param_tol=tau * math.sqrt(losses.size),
     )

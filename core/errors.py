@@ -14,4 +14,8 @@ class BackendUnavailable(XptrainError, RuntimeError):
 
 
 class TrainingDiverged(XptrainError, ArithmeticError):
-    """The loss became NaN or infinite; the message names the epoch."""
+    """The loss (or the parameters) became NaN or infinite; ``epoch`` is where it was seen."""
+
+    def __init__(self, message: str, epoch: int | None = None) -> None:
+        super().__init__(message)
+        self.epoch = epoch

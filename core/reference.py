@@ -47,23 +47,28 @@ class Reference:
 
     losses: np.ndarray
     W: np.ndarray
-    b: float
+    b: np.floating
 
 
 def reference_run(
-    problem: Problem, epochs: int = SEED_EPOCHS, lr: float = SEED_LR, seed: int = SEED_SEED
+    problem: Problem,
+    epochs: int = SEED_EPOCHS,
+    lr: float = SEED_LR,
+    seed: int = SEED_SEED,
+    dtype: type = np.float64,
 ) -> Reference:
-    """The seed's training loop in plain float64 NumPy on the host."""
-    X, y = problem.X, problem.y
-    W = problem.W.copy() if problem.W is not None else initial_weights(X.shape[1], seed)
-    b = np.full((1, 1), problem.b or 0.0)
-    N = y.shape[0]
+    """The seed's training loop in plain NumPy on the host, in ``dtype`` (float64; the tests
+    also run it in np.longdouble to check the float64 reference itself)."""
+    X, y = problem.X.astype(dtype), problem.y.astype(dtype)
+    W = problem.W if problem.W is not None else initial_weights(X.shape[1], seed)
+    W, b = W.astype(dtype), np.full((1, 1), problem.b or 0.0, dtype=dtype)
+    N, lr, one = y.shape[0], dtype(lr), dtype(1)
     losses = []
     for _ in range(epochs):
         z = X.dot(W) + b
-        A = 1 / (1 + np.exp(-z))
-        losses.append(-1 / N * np.sum(y * np.log(A) + (1 - y) * np.log(1 - A)))
+        A = one / (one + np.exp(-z))
+        losses.append(-one / N * np.sum(y * np.log(A) + (one - y) * np.log(one - A)))
         dz = A - y
-        W = W - lr * (1 / N * np.dot(X.T, dz))
-        b = b - lr * (1 / N * np.sum(dz, axis=0, keepdims=True))
-    return Reference(np.array(losses), W, float(b.reshape(())))
+        W = W - lr * (one / N * np.dot(X.T, dz))
+        b = b - lr * (one / N * np.sum(dz, axis=0, keepdims=True))
+    return Reference(np.array(losses, dtype=dtype), W, b.reshape(())[()])

@@ -127,7 +127,7 @@ def fit(
             for i, value in enumerate(bk.to_numpy(bk.xp.stack(pending)).tolist(), start=first):
                 if not math.isfinite(value):
                     raise TrainingDiverged(
-                        f"the loss became {value} at epoch {i}; try a smaller learning rate"
+                        f"the loss became {value} at epoch {i}; try a smaller learning rate", i
                     )
                 losses.append(value)
                 if on_epoch is not None:
@@ -261,7 +261,8 @@ def train_problem(
     if not (np.isfinite(W_out).all() and np.isfinite(b_out)):
         raise TrainingDiverged(
             f"the parameters became inf or NaN by epoch {o.epochs - 1} although the loss stayed "
-            "finite; try a smaller learning rate"
+            "finite; try a smaller learning rate",
+            o.epochs - 1,
         )
     return TrainResult(
         losses=history + losses,

@@ -1,0 +1,351 @@
+"""``xptrain check``: every reference problem on every backend × device × dtype × gradient
+engine × mode, each run twice, compared with the float64 reference under one tolerance model."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import backends, problems
+from .conformance import MODEL, compare, tolerance
+from .data import Problem
+from .errors import InvalidInput, XptrainError
+from .reference import Reference, reference_run
+from .train import Options, train_problem
+
+
+@dataclass(frozen=True)
+class Config:
+    """One configuration: which problem, where, in what precision, and how."""
+
+    problem: str
+    backend: str
+    device: str
+    dtype: str
+    grad: str
+    mode: str  # "eager" or "jit"
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.backend}/{self.device}/{self.dtype}/{self.grad}/{self.mode} on {self.problem}"
+        )
+
+
+@dataclass(frozen=True)
+class Row:
+    """What one configuration gave, as ``--json`` records it."""
+
+    backend: str
+    device: str
+    dtype: str
+    grad: str
+    mode: str
+    problem: str
+    max_rel_err: float | None
+    max_ulp: float | None
+    first_bad_epoch: int | None
+    param_err: float | None
+    repeatable: bool | None
+    tolerance: float
+    margin: float | None
+    passed: bool
+    error: str | None = None
+    rel_err: list[float] = field(default_factory=list)  # per epoch
+    loss_tol: list[float] = field(default_factory=list)  # per epoch: tolerance · (1 + 1/L)
+    param_tol: float | None = None
+
+    @property
+    def config(self) -> Config:
+        return Config(self.problem, self.backend, self.device, self.dtype, self.grad, self.mode)
+
+
+@dataclass
+class Report:
+    """Every row, plus what is needed to trust them: versions, precision settings, skips."""
+
+    rows: list[Row] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    precision: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.rows) and all(row.passed for row in self.rows)
+
+    @property
+    def failures(self) -> list[Row]:
+        return [row for row in self.rows if not row.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` document."""
+        return {
+            "passed": self.passed,
+            "tolerance_model": MODEL,
+            "results": [asdict(row) for row in self.rows],
+            "versions": self.versions,
+            "precision": self.precision,
+            "skipped": self.skipped,
+        }
+
+
+def plan(
+    problem_names: Sequence[str] | None = None,
+    backend_names: Sequence[str] | None = None,
+    devices: Sequence[str] | None = None,
+    dtypes: Sequence[str] | None = None,
+) -> tuple[list[Config], list[str]]:
+    """The configurations to run, and a note for each thing left out and why.
+
+    Names given explicitly must work (else :class:`InvalidInput` or
+    :class:`BackendUnavailable`); by default every built-in backend that starts here and every
+    problem whose data is installed is used, and the rest is listed as skipped.
+    """
+    skipped: list[str] = []
+    dtypes = list(dtypes or backends.DTYPES)
+    for dtype in dtypes:
+        if dtype not in backends.DTYPES:
+            raise InvalidInput(f"unknown dtype {dtype!r}; choose from {', '.join(backends.DTYPES)}")
+    chosen = [problems.get(name) for name in problem_names] if problem_names else None
+    if chosen is None:
+        chosen = []
+        for problem in problems.PROBLEMS.values():
+            try:
+                _data(problem.name)
+            except InvalidInput as err:
+                skipped.append(f"problem {problem.name}: {err}")
+                continue
+            chosen.append(problem)
+    if backend_names:
+        bks = [backends.get(name) for name in backend_names]
+    else:
+        bks = []
+        for name in backends.names():
+            try:
+                bks.append(backends.get(name))
+            except XptrainError as err:
+                skipped.append(str(err))
+    wanted = [_device_filter(spec) for spec in devices or ()]
+    configs = []
+    for bk in bks:
+        for device in bk.devices():
+            if wanted and not any(keep(device) for keep in wanted):
+                continue
+            for problem in chosen:
+                for dtype in dtypes:
+                    for grad in ("analytic", "autodiff") if bk.has_autodiff else ("analytic",):
+                        for mode in ("eager", "jit") if bk.has_jit else ("eager",):
+                            configs.append(Config(problem.name, bk.name, device, dtype, grad, mode))
+    if not configs:
+        raise InvalidInput("nothing to check: no backend, device and problem left to combine")
+    return configs, skipped
+
+
+def _device_filter(spec: str) -> Callable[[str], bool]:
+    """``cuda``/``gpu`` keeps every CUDA device; ``cpu`` or ``cuda:N`` keeps that one."""
+    if spec.strip().lower() in ("cuda", "gpu"):
+        return lambda device: device.startswith("cuda")
+    name = backends.canonical_device(spec)
+    return lambda device: device == name
+
+
+@functools.lru_cache(maxsize=8)
+def _data(name: str) -> Problem:
+    return problems.get(name).make()
+
+
+@functools.lru_cache(maxsize=8)
+def _reference(name: str) -> Reference:
+    p = problems.get(name)
+    return reference_run(_data(name), epochs=p.epochs, lr=p.lr, seed=p.seed)
+
+
+def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
+    """Run one configuration twice and compare it with its reference; never raises for a
+    failing backend: the failure is the row's result."""
+    p = problems.get(config.problem)
+    data = _data(config.problem)
+    tol = tolerance(config.dtype, *data.X.shape)
+    base = {
+        "backend": config.backend,
+        "device": config.device,
+        "dtype": config.dtype,
+        "grad": config.grad,
+        "mode": config.mode,
+        "problem": config.problem,
+        "tolerance": tol,
+    }
+    bk = backends.get(config.backend)
+    options = Options(
+        dtype=config.dtype,
+        epochs=p.epochs,
+        lr=p.lr,
+        seed=p.seed,
+        jit=config.mode == "jit",
+        grad=config.grad,
+    )
+    try:
+        first = train_problem(data, bk, config.device, options)
+        second = train_problem(data, bk, config.device, options)
+    except Exception as err:  # a backend that breaks fails its row, not the whole check
+        message = str(err) if isinstance(err, XptrainError) else f"{type(err).__name__}: {err}"
+        row = Row(
+            **base,
+            max_rel_err=None,
+            max_ulp=None,
+            first_bad_epoch=getattr(err, "epoch", None),
+            param_err=None,
+            repeatable=None,
+            margin=None,
+            passed=False,
+            error=message,
+        )
+        return row, {}
+    agreement = compare(first, _reference(config.problem), tol)
+    repeatable = (
+        first.losses == second.losses and np.array_equal(first.W, second.W) and first.b == second.b
+    )
+    row = Row(
+        **base,
+        max_rel_err=agreement.max_rel_err,
+        max_ulp=agreement.max_ulp,
+        first_bad_epoch=agreement.first_bad_epoch,
+        param_err=agreement.param_err,
+        repeatable=repeatable,
+        margin=agreement.margin,
+        passed=agreement.passed,
+        rel_err=agreement.rel_err,
+        loss_tol=agreement.loss_tol,
+        param_tol=agreement.param_tol,
+    )
+    return row, {"versions": first.versions, "precision": first.precision}
+
+
+def run(
+    configs: Iterable[Config],
+    skipped: Sequence[str] = (),
+    progress: bool = True,
+    on_row: Callable[[Row], None] | None = None,
+) -> Report:
+    """Run every configuration (with a progress bar on stderr) and gather the report."""
+    from tqdm import tqdm
+
+    configs = list(configs)
+    report = Report(skipped=list(skipped))
+    bar = tqdm(
+        configs,
+        desc="xptrain check",
+        unit="config",
+        file=sys.stderr,
+        disable=not progress or None,
+        leave=False,
+    )
+    for config in bar:
+        bar.set_postfix_str(config.label, refresh=False)
+        row, info = run_config(config)
+        report.rows.append(row)
+        if info:
+            report.versions.update(info["versions"])
+            report.precision.setdefault(config.backend, {})[config.dtype] = info["precision"]
+        if on_row is not None:
+            on_row(row)
+    return report
+
+
+_COLUMNS = (
+    "problem",
+    "backend",
+    "device",
+    "dtype",
+    "grad",
+    "mode",
+    "max rel err",
+    "ulps",
+    "first bad",
+    "param err",
+    "repeat",
+    "margin",
+    "result",
+)
+
+
+def format_table(report: Report) -> str:
+    """The report as a table, one row per configuration, with the settings under it."""
+    lines = [_COLUMNS]
+    for row in report.rows:
+        lines.append(
+            (
+                row.problem,
+                row.backend,
+                row.device,
+                row.dtype,
+                row.grad,
+                row.mode,
+                _num(row.max_rel_err),
+                _num(row.max_ulp, ".1f"),
+                "none" if row.first_bad_epoch is None else str(row.first_bad_epoch),
+                _num(row.param_err),
+                {True: "yes", False: "NO", None: "-"}[row.repeatable],
+                _num(row.margin, ".2f"),
+                "PASS" if row.passed else "FAIL",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(_COLUMNS))]
+    out = [
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    ]
+    out += [f"  {row.config.label}: {row.error}" for row in report.rows if row.error]
+    out.append("")
+    out.append(f"{MODEL}; margin = largest error / its tolerance")
+    out.append("versions: " + ", ".join(f"{k} {v}" for k, v in report.versions.items()))
+    for backend, by_dtype in report.precision.items():
+        for dtype, settings in by_dtype.items():
+            extra = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "dtype")
+            out.append(f"precision: {backend} {dtype}: {extra or 'nothing to set'}")
+    out += [f"skipped: {note}" for note in report.skipped]
+    return "\n".join(out)
+
+
+def summary(report: Report) -> str:
+    """One line: how many passed, or which failed and where."""
+    n = len(report.rows)
+    if report.passed:
+        return f"PASS: all {n} configurations within tolerance"
+    parts = []
+    for row in report.failures[:5]:
+        where = (
+            f"first bad epoch {row.first_bad_epoch}"
+            if row.first_bad_epoch is not None
+            else (row.error or "parameters")
+        )
+        parts.append(f"{row.config.label} ({where})")
+    more = f", and {len(report.failures) - 5} more" if len(report.failures) > 5 else ""
+    return f"FAIL: {len(report.failures)} of {n} configurations: {'; '.join(parts)}{more}"
+
+
+def describe_failure(row: Row) -> str:
+    """What went wrong in one failed configuration, in a sentence."""
+    if row.error is not None:
+        return f"{row.config.label}: {row.error}"
+    if row.first_bad_epoch is not None:
+        k = row.first_bad_epoch
+        return (
+            f"{row.config.label}: first bad epoch {k}: relative loss error {row.rel_err[k]:.3g} "
+            f"> tolerance {row.loss_tol[k]:.3g} (margin {row.margin:.3g})"
+        )
+    return (
+        f"{row.config.label}: final parameters off by {row.param_err:.3g} > tolerance "
+        f"{row.param_tol:.3g}"
+    )
+
+
+def _num(value: float | None, spec: str = ".1e") -> str:
+    if value is None:
+        return "-"
+    return format(value, spec if abs(value) < 1e4 else ".1e")

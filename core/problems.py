@@ -1,0 +1,60 @@
+"""The reference problems that ``xptrain check`` and the conformance tests run on every backend.
+
+Each is data (made on the host) plus the run's length, step size and initial-weight seed. Their
+references come from the plain float64 NumPy loop in :mod:`xptrain.reference`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .data import Problem, load, standardize
+from .errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class ReferenceProblem:
+    """A named problem and how to train on it."""
+
+    name: str
+    description: str
+    make: Callable[[], Problem]
+    epochs: int
+    lr: float
+    seed: int = 1
+
+
+PROBLEMS: dict[str, ReferenceProblem] = {
+    p.name: p
+    for p in (
+        ReferenceProblem(
+            "seed",
+            "the seed's 4×3 toy problem, 20 epochs, alpha 1",
+            lambda: load("seed"),
+            epochs=20,
+            lr=1.0,
+        ),
+        ReferenceProblem(
+            "synthetic",
+            "linear:10000,32 — Gaussian features, noisy linear labels",
+            lambda: load("linear:10000,32"),
+            epochs=50,
+            lr=0.5,
+        ),
+        ReferenceProblem(
+            "breast_cancer",
+            "scikit-learn's breast-cancer set (569×30), standardised",
+            lambda: standardize(load("breast_cancer")),
+            epochs=50,
+            lr=0.5,
+        ),
+    )
+}
+
+
+def get(name: str) -> ReferenceProblem:
+    """The reference problem called ``name``."""
+    if name not in PROBLEMS:
+        raise InvalidInput(f"unknown problem {name!r}; choose from {', '.join(PROBLEMS)}")
+    return PROBLEMS[name]

@@ -1,0 +1,87 @@
+"""The pytest plugin (entry point ``pytest11``): ``pytest --xptrain-backend=NAME`` adds xptrain's
+conformance checks for the array library NAME to any project's test run, one test per
+configuration (reference problem × dtype × gradient engine × mode), each held to the float64
+reference under xptrain's tolerance model. NAME is a built-in backend or any importable module
+that is an Array API namespace. Without the option the plugin does nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+_OPTION = "--xptrain-backend"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("xptrain", "xptrain conformance checks")
+    group.addoption(
+        _OPTION,
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="check this array library against xptrain's reference runs "
+        "(repeatable; a built-in backend or an importable Array API module)",
+    )
+    group.addoption(
+        "--xptrain-problems",
+        default=None,
+        metavar="A,B",
+        help="reference problems to run (default: all whose data is installed)",
+    )
+    group.addoption(
+        "--xptrain-dtypes", default=None, metavar="A,B", help="float64, float32 (default: both)"
+    )
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    names = config.getoption(_OPTION)
+    if not names:
+        return
+    from xptrain import check
+    from xptrain.errors import XptrainError
+
+    def listed(option: str) -> list[str] | None:
+        value = config.getoption(option)
+        return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+    try:
+        configs, _ = check.plan(
+            listed("--xptrain-problems"), names, None, listed("--xptrain-dtypes")
+        )
+    except XptrainError as err:
+        raise pytest.UsageError(f"{_OPTION}: {err}") from None
+    items.extend(
+        ConformanceItem.from_parent(session, name=f"xptrain[{c.label}]", check_config=c)
+        for c in configs
+    )
+
+
+class ConformanceFailure(AssertionError):
+    """A configuration outside the tolerance (or one that could not run)."""
+
+
+class ConformanceItem(pytest.Item):
+    """One configuration of ``xptrain check`` as a test."""
+
+    def __init__(self, *, check_config: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.check_config = check_config
+
+    def runtest(self) -> None:
+        from xptrain import check
+
+        row, _ = check.run_config(self.check_config)
+        if not row.passed:
+            raise ConformanceFailure(check.describe_failure(row))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, ConformanceFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, f"xptrain conformance: {self.check_config.label}"

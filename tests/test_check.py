@@ -1,0 +1,190 @@
+"""`xptrain check` as a user runs it, the wrong namespaces it must catch, and the pytest plugin
+used from a separate project."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+NAMESPACES = Path(__file__).parent / "namespaces"  # good_namespace, perturbed_exp, silent_float32
+
+
+def run(*args: str, cwd=None, extra_path=None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if extra_path:
+        env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=600, cwd=cwd, env=env
+    )
+
+
+def check(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return run("-m", "xptrain", "check", "--quiet", *args, **kwargs)
+
+
+def test_check_passes_on_every_cpu_backend(tmp_path):
+    out, plot = tmp_path / "check.json", tmp_path / "check.png"
+    result = check("--problems", "seed", "synthetic", "--json", str(out), "--plot", str(plot))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:6] == ["problem", "backend", "device", "dtype", "grad", "mode"]
+    assert lines[-1].startswith("PASS: all ")
+    assert any(line.startswith("precision: ") for line in lines)
+    report = json.loads(out.read_text())
+    assert report["passed"] is True
+    keys = {
+        "backend",
+        "device",
+        "dtype",
+        "grad",
+        "mode",
+        "problem",
+        "max_rel_err",
+        "max_ulp",
+        "first_bad_epoch",
+        "param_err",
+        "repeatable",
+        "tolerance",
+        "margin",
+        "passed",
+    }
+    rows = report["results"]
+    assert all(keys <= set(row) for row in rows)
+    assert {row["problem"] for row in rows} == {"seed", "synthetic"}
+    assert {"numpy", "array_api_strict"} <= {row["backend"] for row in rows}
+    assert all(row["repeatable"] and row["margin"] < 1 for row in rows)
+    assert {"numpy", "python", "xptrain"} <= set(report["versions"])
+    assert "tau" in report["tolerance_model"]
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_subset_by_backend_dtype_and_device():
+    result = check(
+        "--backends",
+        "numpy,array_api_strict",
+        "--dtypes",
+        "float32",
+        "--devices",
+        "cpu",
+        "--problems",
+        "seed",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[1:3]]
+    assert [(r[1], r[3]) for r in rows] == [("numpy", "float32"), ("array_api_strict", "float32")]
+
+
+def test_bring_your_own_namespace_passes():
+    result = check("--backends", "good_namespace", "--problems", "seed", extra_path=NAMESPACES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "good_namespace  default" in result.stdout
+
+
+@pytest.mark.parametrize("namespace", ["perturbed_exp", "silent_float32"])
+def test_a_wrong_namespace_fails_naming_the_first_bad_epoch(namespace, tmp_path):
+    out = tmp_path / "r.json"
+    result = check(
+        "--backends", namespace, "--problems", "seed", "--json", str(out), extra_path=NAMESPACES
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert f"FAIL: 1 of 2 configurations: {namespace}/default/float64" in result.stderr
+    assert "(first bad epoch 0)" in result.stderr
+    report = json.loads(out.read_text())  # written even when the check fails: it is the evidence
+    bad = [row for row in report["results"] if not row["passed"]]
+    assert report["passed"] is False and len(bad) == 1
+    assert bad[0]["dtype"] == "float64" and bad[0]["first_bad_epoch"] == 0
+
+
+def test_train_accepts_an_own_namespace_too():
+    result = run("-m", "xptrain", "train", "--backend", "good_namespace", extra_path=NAMESPACES)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "Epoch: 19 Loss: 0.203407060401"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backends", "nosuchlib"], "unknown backend"),
+        (["--backends", "os"], "not an Array API namespace"),
+        (["--problems", "mnist"], "unknown problem"),
+        (["--dtypes", "float16"], "unknown dtype"),
+        (["--devices", "tpu"], "unknown device"),
+        (["--devices", "cuda:3", "--backends", "numpy"], "nothing to check"),
+        (["--plot", "x.pgf"], "cannot draw a plot"),
+        (["--json", "no/such/folder/r.json"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, message, tmp_path):
+    result = check(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def _project(tmp_path: Path, library: str) -> Path:
+    """A small separate project: its own library module and its own test."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "mylib.py").write_text((NAMESPACES / f"{library}.py").read_text())
+    (project / "test_own.py").write_text(
+        textwrap.dedent("""
+        import mylib
+
+        def test_own():
+            assert mylib.sum(mylib.asarray([1.0, 2.0])) == 3.0
+    """)
+    )
+    return project
+
+
+def test_plugin_runs_the_conformance_checks_in_another_project(tmp_path):
+    project = _project(tmp_path, "good_namespace")
+    result = run(
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--xptrain-backend=mylib",
+        "--xptrain-problems=seed",
+        "-rA",
+        cwd=project,
+        extra_path=project,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout  # the project's own test and 2 configurations
+    assert "xptrain[mylib/default/float64/analytic/eager on seed]" in result.stdout
+    alone = run("-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project, extra_path=project)
+    assert "1 passed" in alone.stdout  # without the option the plugin adds nothing
+
+
+def test_plugin_fails_a_wrong_library_naming_the_epoch(tmp_path):
+    project = _project(tmp_path, "perturbed_exp")
+    result = run(
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--xptrain-backend=mylib",
+        "--xptrain-problems=seed",
+        cwd=project,
+        extra_path=project,
+    )
+    assert result.returncode == 1
+    assert "1 failed, 2 passed" in result.stdout
+    assert "mylib/default/float64/analytic/eager on seed: first bad epoch 0" in result.stdout
+
+
+def test_plugin_reports_an_unknown_library_as_usage_error(tmp_path):
+    project = _project(tmp_path, "good_namespace")
+    result = run("-m", "pytest", "-q", "--xptrain-backend=nosuchlib", cwd=project)
+    assert result.returncode == 4  # pytest's usage error
+    assert "unknown backend 'nosuchlib'" in result.stderr
