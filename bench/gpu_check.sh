@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check: on a machine with an NVIDIA GPU and CuPy, PyTorch and JAX (CUDA builds), run the
-# conformance suite on every CUDA backend and train the seed on each, writing what it found to DIR.
+# conformance tests and `xptrain check` on every CUDA backend and train the seed on each, writing
+# what it found to DIR.
 #   usage: bash bench/gpu_check.sh [DIR]      (default: gpu-check/)
-# Writes DIR/summary.txt (GPU, backends, test report) and DIR/train.jsonl (one --json record per run).
+# Writes DIR/summary.txt (GPU, backends, test report, check table), DIR/check.json and
+# DIR/check.png (the agreement report) and DIR/train.jsonl (one `train --json` record per run).
 # Exits non-zero if any CUDA backend is missing or any check fails; CUDA cases never skip here.
 set -uo pipefail
 out=${1:-gpu-check}
@@ -17,10 +19,15 @@ status=0
   python3 -m xptrain backends
   echo "== conformance tests on CUDA"
   XPTRAIN_BACKENDS=torch,jax,cupy XPTRAIN_REQUIRE=torch,jax,cupy XPTRAIN_REQUIRE_CUDA=1 \
-    python3 -m pytest -q -rs -p no:cacheprovider tests/test_conformance.py tests/test_api.py -k cuda || status=1
+    python3 -m pytest -q -rs -p no:cacheprovider tests/test_conformance.py tests/test_api.py \
+      -k "cuda and not reference_problems" || status=1
+  echo "== xptrain check on CUDA (every reference problem, dtype, grad and mode)"
+  python3 -m xptrain check --quiet --devices cuda --backends torch jax cupy \
+    --json "$out/check.json" --plot "$out/check.png" || status=1
+  echo "check status $status"
 } 2>&1 | tee "$out/summary.txt"
-[ "${PIPESTATUS[0]}" = 0 ] || status=1
-grep -q " failed\| error" "$out/summary.txt" && status=1
+# (the block above ran in a subshell of the pipe: read its verdict from what it printed)
+grep -q " failed\| error\|^check status 1\|FAIL:" "$out/summary.txt" && status=1
 
 : > "$out/train.jsonl"
 for backend in torch jax cupy; do

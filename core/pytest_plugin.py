@@ -55,7 +55,9 @@ def pytest_collection_modifyitems(
     except XptrainError as err:
         raise pytest.UsageError(f"{_OPTION}: {err}") from None
     items.extend(
-        ConformanceItem.from_parent(session, name=f"xptrain[{c.label}]", check_config=c)
+        ConformanceItem.from_parent(
+            session, name=f"xptrain[{c.label}]", nodeid=f"xptrain::{c.label}", check_config=c
+        )
         for c in configs
     )
 

@@ -160,7 +160,7 @@ def test_plugin_runs_the_conformance_checks_in_another_project(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout  # the project's own test and 2 configurations
-    assert "xptrain[mylib/default/float64/analytic/eager on seed]" in result.stdout
+    assert "PASSED xptrain::mylib/default/float64/analytic/eager on seed" in result.stdout
     alone = run("-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project, extra_path=project)
     assert "1 passed" in alone.stdout  # without the option the plugin adds nothing
 
