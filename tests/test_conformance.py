@@ -153,3 +153,15 @@ def test_resume_on_another_backend(backend, second):
     agreement = compare(result, ref, tolerance("float64", *data.X.shape))
     assert len(result.losses) == spec.epochs
     assert agreement.passed, agreement.first_bad_epoch
+
+
+def test_jit_stays_exact_when_the_shape_changes(backend):
+    """A compiled step reused on a second problem size: torch.compile's dynamic shapes once made
+    float64 CUDA runs float32-accurate (1/N passed as float32). Static shapes keep them exact."""
+    if not backend.impl.has_jit:
+        pytest.skip(f"{backend.name} has no jit compiler")
+    for name in ("seed", "synthetic"):
+        row, _ = check.run_config(
+            check.Config(name, backend.name, backend.device, "float64", "analytic", "jit")
+        )
+        assert row.passed, check.describe_failure(row)
