@@ -12,22 +12,22 @@ mkdir -p "$out"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # JAX would otherwise take 75% of the GPU from the others
 export PYTHONUNBUFFERED=1
 status=0
-{
-  echo "== $(date -u +%FT%TZ)  $(uname -n)"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-  echo "== xptrain backends"
-  python3 -m xptrain backends
-  echo "== conformance tests on CUDA"
-  XPTRAIN_BACKENDS=torch,jax,cupy XPTRAIN_REQUIRE=torch,jax,cupy XPTRAIN_REQUIRE_CUDA=1 \
-    python3 -m pytest -q -rs -p no:cacheprovider tests/test_conformance.py tests/test_api.py \
-      -k "cuda and not reference_problems" || status=1
-  echo "== xptrain check on CUDA (every reference problem, dtype, grad and mode)"
-  python3 -m xptrain check --quiet --devices cuda --backends torch jax cupy \
-    --json "$out/check.json" --plot "$out/check.png" || status=1
-  echo "check status $status"
-} 2>&1 | tee "$out/summary.txt"
-# (the block above ran in a subshell of the pipe: read its verdict from what it printed)
-grep -q " failed\| error\|^check status 1\|FAIL:" "$out/summary.txt" && status=1
+log() {  # run a command, its output also appended to the summary; keep its exit status
+  "$@" 2>&1 | tee -a "$out/summary.txt"
+  return "${PIPESTATUS[0]}"
+}
+: > "$out/summary.txt"
+echo "== $(date -u +%FT%TZ)  $(uname -n)" | tee -a "$out/summary.txt"
+log nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || status=1
+log python3 -m xptrain backends || status=1
+echo "== conformance tests on CUDA" | tee -a "$out/summary.txt"
+XPTRAIN_BACKENDS=torch,jax,cupy XPTRAIN_REQUIRE=torch,jax,cupy XPTRAIN_REQUIRE_CUDA=1 \
+  log python3 -m pytest -q -rs -p no:cacheprovider tests/test_conformance.py tests/test_api.py \
+    -k "cuda and not reference_problems" || status=1
+echo "== xptrain check on CUDA (every reference problem, dtype, grad and mode)" \
+  | tee -a "$out/summary.txt"
+log python3 -m xptrain check --quiet --devices cuda --backends torch jax cupy \
+  --json "$out/check.json" --plot "$out/check.png" || status=1
 
 : > "$out/train.jsonl"
 for backend in torch jax cupy; do
