@@ -144,40 +144,26 @@ def _project(tmp_path: Path, library: str) -> Path:
     return project
 
 
+def pytest_in(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """pytest run inside ``project``, as that project's developers would run it."""
+    return run(
+        "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, cwd=project, extra_path=project
+    )
+
+
 def test_plugin_runs_the_conformance_checks_in_another_project(tmp_path):
     project = _project(tmp_path, "good_namespace")
-    result = run(
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--xptrain-backend=mylib",
-        "--xptrain-problems=seed",
-        "-rA",
-        cwd=project,
-        extra_path=project,
-    )
+    result = pytest_in(project, "--xptrain-backend=mylib", "--xptrain-problems=seed", "-rA")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout  # the project's own test and 2 configurations
     assert "PASSED xptrain::mylib/default/float64/analytic/eager on seed" in result.stdout
-    alone = run("-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project, extra_path=project)
+    alone = pytest_in(project)
     assert "1 passed" in alone.stdout  # without the option the plugin adds nothing
 
 
 def test_plugin_fails_a_wrong_library_naming_the_epoch(tmp_path):
     project = _project(tmp_path, "perturbed_exp")
-    result = run(
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--xptrain-backend=mylib",
-        "--xptrain-problems=seed",
-        cwd=project,
-        extra_path=project,
-    )
+    result = pytest_in(project, "--xptrain-backend=mylib", "--xptrain-problems=seed")
     assert result.returncode == 1
     assert "1 failed, 2 passed" in result.stdout
     assert "mylib/default/float64/analytic/eager on seed: first bad epoch 0" in result.stdout
