@@ -16,7 +16,7 @@ import numpy as np
 
 from xptrain.errors import BackendUnavailable, InvalidInput
 
-from .base import DTYPES, Backend, canonical_device
+from .base import DTYPES, Backend, canonical_device, device_filter
 
 __all__ = [
     "DTYPES",
@@ -25,6 +25,7 @@ __all__ = [
     "available",
     "canonical_device",
     "canonical_name",
+    "device_filter",
     "get",
     "names",
     "to_numpy",

@@ -9,9 +9,10 @@ per library.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,31 @@ def canonical_device(spec: str) -> str:
             raise InvalidInput(f"unknown device {spec!r}: there is one cpu device, 'cpu'")
         return "cpu"
     return f"cuda:{int(index or 0)}"
+
+
+def device_filter(specs: Sequence[str] | None) -> Callable[[str], bool]:
+    """A test for canonical device names: kept if ``specs`` is empty, or names it (``cpu``,
+    ``cuda:N``), or says ``cuda``/``gpu`` and it is a CUDA device."""
+    if not specs:
+        return lambda device: True
+    every_gpu = any(spec.strip().lower() in ("cuda", "gpu") for spec in specs)
+    named = {
+        canonical_device(spec) for spec in specs if spec.strip().lower() not in ("cuda", "gpu")
+    }
+    return lambda device: device in named or (every_gpu and device.startswith("cuda"))
+
+
+def thread_info() -> dict[str, Any]:
+    """CPU threads as the host libraries see them (BLAS/OpenMP pools, via threadpoolctl)."""
+    info: dict[str, Any] = {"cpu_count": os.cpu_count()}
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return info
+    for pool in threadpool_info():
+        name = f"{pool.get('internal_api')}:{os.path.basename(pool.get('filepath', ''))}"
+        info[name] = pool.get("num_threads")
+    return info
 
 
 class Backend:
@@ -77,6 +103,10 @@ class Backend:
     def device_name(self, name: str) -> str:
         """What the hardware behind a canonical device name is called (CPU model, GPU product)."""
         return cpu_name()
+
+    def threads(self) -> dict[str, Any]:
+        """The threads this library computes with on the CPU, for the record."""
+        return thread_info()
 
     # -- data movement ----------------------------------------------------------------------
     def asarray(self, a: np.ndarray, dtype: str, device: Any) -> Any:

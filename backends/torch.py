@@ -50,6 +50,13 @@ class TorchBackend(Backend):
             return torch.cuda.get_device_name(torch.device(name))
         return super().device_name(name)
 
+    def threads(self) -> dict[str, Any]:
+        return {
+            **super().threads(),
+            "torch_intra_op": torch.get_num_threads(),
+            "torch_inter_op": torch.get_num_interop_threads(),
+        }
+
     def to_numpy(self, x: Any) -> np.ndarray:
         return x.detach().cpu().numpy()
 

@@ -130,11 +130,11 @@ def plan(
                 bks.append(backends.get(name))
             except XptrainError as err:
                 skipped.append(str(err))
-    wanted = [_device_filter(spec) for spec in devices or ()]
+    keep = backends.device_filter(devices)
     configs = []
     for bk in bks:
         for device in bk.devices():
-            if wanted and not any(keep(device) for keep in wanted):
+            if not keep(device):
                 continue
             for problem in chosen:
                 for dtype in dtypes:
@@ -144,14 +144,6 @@ def plan(
     if not configs:
         raise InvalidInput("nothing to check: no backend, device and problem left to combine")
     return configs, skipped
-
-
-def _device_filter(spec: str) -> Callable[[str], bool]:
-    """``cuda``/``gpu`` keeps every CUDA device; ``cpu`` or ``cuda:N`` keeps that one."""
-    if spec.strip().lower() in ("cuda", "gpu"):
-        return lambda device: device.startswith("cuda")
-    name = backends.canonical_device(spec)
-    return lambda device: device == name
 
 
 @functools.lru_cache(maxsize=8)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from . import backends, checkpoint, problems
+from .bench import SWEEP_N, parse_sizes
 from .data import load
 from .errors import BackendUnavailable, InvalidInput, XptrainError
 from .files import check_output_dir, check_writable, json_writer, write_all
@@ -121,6 +122,68 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--quiet", action="store_true", help="no progress bar")
     check.set_defaults(run=run_check)
 
+    bench = sub.add_parser(
+        "bench",
+        help="seconds per epoch on each backend × device × size, against a bound",
+        description="Time the same problem (linear:N,D, made once on the host) on each backend "
+        "× device × mode × size. Each record is appended to --out as one JSON line as soon as "
+        "it is measured.",
+    )
+    bench.add_argument(
+        "--backends",
+        nargs="+",
+        metavar="NAME",
+        type=_names,
+        help="default: every built-in backend that starts here",
+    )
+    bench.add_argument(
+        "--devices",
+        nargs="+",
+        metavar="DEV",
+        type=_names,
+        help="cpu, cuda (every GPU) or cuda:N (default: all)",
+    )
+    bench.add_argument("--dtype", default="float32", choices=backends.DTYPES)
+    bench.add_argument(
+        "--sizes", type=parse_sizes, metavar="NxD,...", help="problem sizes (default 65536x64)"
+    )
+    bench.add_argument(
+        "--sweep",
+        action="store_true",
+        help=f"N = {', '.join(map(str, SWEEP_N))} for each D in --dims",
+    )
+    bench.add_argument(
+        "--dims",
+        type=_ints,
+        default=[64],
+        metavar="D,...",
+        help="the D values of --sweep (default 64)",
+    )
+    bench.add_argument(
+        "--modes",
+        nargs="+",
+        type=_names,
+        metavar="MODE",
+        help="eager, jit (default both; jit where the backend has it)",
+    )
+    bench.add_argument("--epochs", type=int, default=10, help="epochs per timed run")
+    bench.add_argument("--repeat", type=int, default=5, help="timed runs per configuration")
+    bench.add_argument(
+        "--out",
+        default="xptrain-bench.jsonl",
+        metavar="PATH",
+        help="results, one JSON line per configuration, appended",
+    )
+    bench.add_argument("--resume", action="store_true", help="skip configurations already in --out")
+    bench.add_argument("--plot", metavar="PATH", help="draw time per epoch and speedup vs N")
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help="one small size (4096x32), 5 epochs, 3 repeats: a smoke test",
+    )
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(run=run_bench)
+
     listing = sub.add_parser("backends", help="list backends, their versions and devices")
     listing.set_defaults(run=run_backends)
     return parser
@@ -129,6 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _names(text: str) -> list[str]:
     """A comma-separated list (``--backends numpy,torch``; spaces work too)."""
     return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers, e.g. 16,64") from None
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every value must be ≥ 1")
+    return values
 
 
 def _flat(groups: list[list[str]] | None) -> list[str] | None:
@@ -241,6 +314,50 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
         check_writable(args.plot, "--plot")
         check_plot_path(args.plot)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """``xptrain bench``: time, append records as they come, then the table and crossover."""
+    from . import bench
+
+    if args.quick:
+        sizes, epochs, repeat = bench.QUICK["sizes"], bench.QUICK["epochs"], bench.QUICK["repeat"]
+    else:
+        sizes, epochs, repeat = args.sizes or [(65536, 64)], args.epochs, args.repeat
+    if args.sweep:
+        sizes = [(n, d) for d in args.dims for n in bench.SWEEP_N]
+    out = check_writable(args.out, "--out")
+    if args.plot is not None:
+        from .plot import check_plot_path
+
+        check_writable(args.plot, "--plot")
+        check_plot_path(args.plot)
+    modes = _flat(args.modes) or ["eager", "jit"]
+    if set(modes) - {"eager", "jit"}:
+        raise InvalidInput(f"unknown mode in {modes}; use eager and/or jit")
+    configs = bench.plan(
+        _flat(args.backends), _flat(args.devices), args.dtype, sizes, epochs, repeat, modes
+    )
+    interrupted = False
+    try:
+        bench.run(configs, out, resume=args.resume, progress=not args.quiet)
+    except KeyboardInterrupt:
+        interrupted = True
+    wanted = {c.key() for c in configs}
+    records = [r for r in bench.load_records(out) if bench.record_key(r) in wanted]
+    print(bench.format_table(records))
+    if args.plot is not None and records:
+        from .plot import bench_figure, figure_writer
+
+        write_all([(args.plot, figure_writer(bench_figure(records)))])
+    if interrupted:
+        print(
+            f"xptrain bench: interrupted; {len(records)} of {len(configs)} configurations are "
+            f"in {out} (rerun with --resume to finish)",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
 
 
 def run_backends(args: argparse.Namespace) -> int:

@@ -89,3 +89,52 @@ def agreement_figure(report: Any) -> Any:
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.12 + 0.02 * (len(labels) // 4), 1, 1))
     return fig
+
+
+def bench_figure(records: list[dict[str, Any]]) -> Any:
+    """Seconds per epoch against N (log-log), and speedup over the best CPU configuration
+    against N, one line per backend/device/mode (and D)."""
+    plt = _pyplot()
+    ok = [r for r in records if r["status"] == "ok"]
+    best_cpu: dict[tuple[int, int], float] = {}
+    for r in ok:
+        if r["device"] == "cpu":
+            size = (r["n"], r["d"])
+            best_cpu[size] = min(best_cpu.get(size, float("inf")), r["epoch_s"])
+    lines: dict[str, list[dict[str, Any]]] = {}
+    for r in ok:
+        lines.setdefault(f"{r['backend']}/{r['device']} {r['mode']} D={r['d']}", []).append(r)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, runs in sorted(lines.items()):
+        runs.sort(key=lambda r: r["n"])
+        n = [r["n"] for r in runs]
+        style = "-" if runs[0]["device"] == "cpu" else "--"
+        left.plot(n, [r["epoch_s"] for r in runs], style, marker="o", markersize=3, label=label)
+        paired = [r for r in runs if (r["n"], r["d"]) in best_cpu]
+        right.plot(
+            [r["n"] for r in paired],
+            [best_cpu[(r["n"], r["d"])] / r["epoch_s"] for r in paired],
+            style,
+            marker="o",
+            markersize=3,
+        )
+    left.set(
+        xscale="log",
+        yscale="log",
+        xlabel="N (rows of X)",
+        ylabel="seconds per epoch",
+        title="steady-state epoch time",
+    )
+    right.set(
+        xscale="log",
+        yscale="log",
+        xlabel="N (rows of X)",
+        ylabel="speedup over the best CPU configuration",
+        title="speedup",
+    )
+    right.axhline(1, color="black", linewidth=0.8)
+    for ax in (left, right):
+        ax.grid(alpha=0.3, which="both")
+    fig.legend(loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.08 + 0.03 * (len(lines) // 4), 1, 1))
+    return fig

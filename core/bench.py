@@ -1,0 +1,383 @@
+"""``xptrain bench``: seconds per epoch of the same problem on each backend × device × size, with
+the device's read bandwidth measured in the same run as the bound to compare against.
+
+Honest timing: every timed region ends with the backend's sync; moving the data to the device
+(``transfer_s``) and the first step (``compile_s``: compilation for jit, first-call overhead for
+eager) are timed apart from the steady state, which follows an untimed warm-up of up to three
+epochs and is ``repeat`` runs of ``epochs`` epochs (median, min and max per epoch). The bound:
+the fastest read of X on the device, ``sum(X)`` by each backend that runs there (a reduction
+reads X once and writes nothing), so ``ratio_to_bound`` is how close an epoch comes to one pass
+over X at that speed.
+
+Long sweeps lose nothing: each record is appended to the output file as one JSON line, flushed,
+as soon as its configuration finishes; ``--resume`` skips configurations already in the file;
+out-of-memory and failures are recorded with their status and the sweep goes on; Ctrl-C keeps
+what finished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import backends
+from .data import Problem, linear
+from .errors import InvalidInput
+from .runinfo import versions
+from .train import fit, make_step
+
+LR = 0.1  # small enough that no size of linear:N,D saturates the seed's BCE in float32
+QUICK = {"sizes": [(4096, 32)], "epochs": 5, "repeat": 3}
+SWEEP_N = [2**k for k in range(10, 21, 2)]  # 1k ... 1M rows, log-spaced
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One timed configuration."""
+
+    backend: str
+    device: str
+    dtype: str
+    mode: str  # "eager" or "jit"
+    grad: str
+    n: int
+    d: int
+    epochs: int
+    repeat: int
+
+    def key(self) -> tuple:
+        """What makes two records the same configuration (for ``--resume``)."""
+        return tuple(asdict(self).values())
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """``"1000x64,4096x32"`` → [(1000, 64), (4096, 32)]."""
+    sizes = []
+    for item in text.split(","):
+        n, _, d = item.strip().lower().partition("x")
+        try:
+            size = (int(n), int(d))
+        except ValueError:
+            raise InvalidInput(f"size {item.strip()!r}: write NxD, e.g. 65536x64") from None
+        if min(size) < 1:
+            raise InvalidInput(f"size {item.strip()!r}: N and D must be ≥ 1")
+        sizes.append(size)
+    return sizes
+
+
+def bench_problem(n: int, d: int) -> Problem:
+    """The benchmark data: ``linear:N,D`` (seed 0), with the seed's initial weights scaled by
+    1/√D so that no logit saturates the seed's BCE however large D is."""
+    problem = linear(f"{n},{d}")
+    W = 2 * np.random.RandomState(1).random_sample((d, 1)) - 1
+    return Problem(problem.X, problem.y, W / math.sqrt(d), 0.0)
+
+
+def plan(
+    backend_names: Sequence[str] | None,
+    devices: Sequence[str] | None,
+    dtype: str,
+    sizes: Sequence[tuple[int, int]],
+    epochs: int,
+    repeat: int,
+    modes: Sequence[str] = ("eager", "jit"),
+    grad: str = "analytic",
+) -> list[BenchConfig]:
+    """Every backend × device × mode × size to time (jit only where the backend has it)."""
+    if dtype not in backends.DTYPES:
+        raise InvalidInput(f"unknown dtype {dtype!r}; choose from {', '.join(backends.DTYPES)}")
+    if epochs < 1 or repeat < 1:
+        raise InvalidInput("--epochs and --repeat must be ≥ 1")
+    names = list(backend_names) if backend_names else backends.available()
+    bks = [backends.get(name) for name in names]
+    keep = backends.device_filter(devices)
+    configs = [
+        BenchConfig(bk.name, device, dtype, mode, grad, n, d, epochs, repeat)
+        for n, d in sizes
+        for bk in bks
+        for device in bk.devices()
+        if keep(device)
+        for mode in modes
+        if mode == "eager" or bk.has_jit
+    ]
+    if not configs:
+        raise InvalidInput("nothing to benchmark: no backend, device and size left to combine")
+    return configs
+
+
+def _timed(fn: Callable[[], Any], sync: Callable[[Any], None]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    sync(out)
+    return time.perf_counter() - start, out
+
+
+def read_rate(bk: backends.Backend, X: Any, repeat: int = 3) -> float:
+    """Bytes of X per second for the fastest of a few ``sum(X)`` reductions (after one warm-up)."""
+    _timed(lambda: bk.xp.sum(X), bk.sync)
+    best = min(_timed(lambda: bk.xp.sum(X), bk.sync)[0] for _ in range(repeat))
+    return _nbytes(X) / best
+
+
+def _nbytes(X: Any) -> int:
+    return math.prod(X.shape) * (8 if "64" in str(X.dtype) else 4)
+
+
+def measure(config: BenchConfig, problem: Problem) -> dict[str, Any]:
+    """Time one configuration; the record's metrics (no status)."""
+    bk = backends.get(config.backend)
+    with bk.float_scope(config.dtype):
+        dev = bk.native_device(config.device)
+        host = (problem.X, problem.y, problem.W, np.zeros((1, 1)))
+        transfer_s, arrays = _timed(
+            lambda: [bk.asarray(a, config.dtype, dev) for a in host],
+            lambda xs: [bk.sync(x) for x in xs],
+        )
+        X, y, W, b = arrays
+        step = make_step(bk, config.grad, LR, config.mode == "jit")
+        compile_s, (params, _) = _timed(lambda: step((W, b), X, y), lambda out: bk.sync(out[1]))
+        params, _ = fit(step, params, X, y, bk, epochs=min(config.epochs, 3))  # warm-up, untimed
+        per_epoch = []
+        for _ in range(config.repeat):
+            seconds, (params, _) = _timed(
+                lambda p=params: fit(step, p, X, y, bk, epochs=config.epochs),
+                lambda out: bk.sync(out[0][0]),
+            )
+            per_epoch.append(seconds / config.epochs)
+        own_gbps = read_rate(bk, X) / 1e9
+        precision = bk.precision(config.dtype)
+    epoch_s = statistics.median(per_epoch)
+    nbytes = _nbytes(X)
+    return {
+        "transfer_s": transfer_s,
+        "compile_s": compile_s,
+        "epoch_s": epoch_s,
+        "epoch_s_min": min(per_epoch),
+        "epoch_s_max": max(per_epoch),
+        "samples_per_s": config.n / epoch_s,
+        "bytes_per_epoch": nbytes,
+        "gbps": nbytes / epoch_s / 1e9,
+        "own_read_gbps": own_gbps,
+        "precision": precision,
+        "versions": versions(bk),
+        "threads": bk.threads(),
+        "device_name": bk.device_name(config.device),
+    }
+
+
+def _status(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+    lowered = text.lower()
+    if (
+        isinstance(err, MemoryError)
+        or "out of memory" in lowered
+        or "resource_exhausted" in lowered
+    ):
+        return "oom"
+    return f"error: {text}"
+
+
+def record_key(record: dict[str, Any]) -> tuple | None:
+    """The configuration a record is of (None for a line that is not a record)."""
+    try:
+        return tuple(record[k] for k in BenchConfig.__dataclass_fields__)
+    except (KeyError, TypeError):
+        return None
+
+
+def load_records(path: Path) -> list[dict[str, Any]]:
+    """Every complete record in a results file; a line that does not parse is skipped (a run
+    killed mid-write leaves at most one)."""
+    records = []
+    if path.exists():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record_key(record) is not None:
+                    records.append(record)
+    return records
+
+
+def run(
+    configs: Iterable[BenchConfig], out: Path, resume: bool = False, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Time every configuration not already in ``out`` (with ``resume``), appending each record
+    as it completes. Returns the records written by this run."""
+    from tqdm import tqdm
+
+    skip = {record_key(r) for r in load_records(out)} if resume else set()
+    todo = [c for c in configs if c.key() not in skip]
+    written: list[dict[str, Any]] = []
+    bounds: dict[tuple[str, int, int], tuple[float, str]] = {}
+    data: dict[tuple[int, int], Problem] = {}
+    bar = tqdm(
+        todo,
+        desc="xptrain bench",
+        unit="config",
+        file=sys.stderr,
+        disable=not progress or None,
+        leave=False,
+    )
+    with open(out, "a", encoding="utf-8") as f:
+        for config in bar:
+            bar.set_postfix_str(
+                f"{config.backend}/{config.device} {config.mode} {config.n}x{config.d}",
+                refresh=False,
+            )
+            size = (config.n, config.d)
+            if size not in data:
+                data = {size: bench_problem(*size)}  # one size in memory at a time
+            record = {
+                **asdict(config),
+                "lr": LR,
+                "host": platform.node(),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            try:
+                record |= measure(config, data[size])
+                record["status"] = "ok"
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:  # recorded, and the sweep goes on
+                record["status"] = _status(err)
+            _attach_bound(record, bounds, todo, config, data[size])
+            f.write(json.dumps(record, allow_nan=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            written.append(record)
+    return written
+
+
+def _attach_bound(
+    record: dict[str, Any],
+    bounds: dict,
+    todo: list[BenchConfig],
+    config: BenchConfig,
+    problem: Problem,
+) -> None:
+    """The device's bound for this size: the fastest ``sum(X)`` read among the backends of this
+    run on the device, measured once per device and size."""
+    key = (config.device, config.n, config.d)
+    if key not in bounds:
+        rates = []
+        for name in dict.fromkeys(c.backend for c in todo if c.device == config.device):
+            try:
+                bk = backends.get(name)
+                with bk.float_scope(config.dtype):
+                    X = bk.asarray(problem.X, config.dtype, bk.native_device(config.device))
+                    rates.append((read_rate(bk, X) / 1e9, name))
+                    del X
+            except Exception:  # a backend that cannot read X here gives no bound
+                continue
+        bounds[key] = max(rates) if rates else (None, None)
+    record["bound_gbps"], record["bound_by"] = bounds[key]
+    ok = record.get("status") == "ok" and record["bound_gbps"]
+    record["ratio_to_bound"] = record["gbps"] / record["bound_gbps"] if ok else None
+
+
+_COLUMNS = (
+    "backend",
+    "device",
+    "mode",
+    "N",
+    "D",
+    "epoch ms",
+    "min-max ms",
+    "Msamples/s",
+    "GB/s",
+    "bound",
+    "ratio",
+    "compile s",
+    "transfer s",
+    "status",
+)
+
+
+def format_table(records: Sequence[dict[str, Any]]) -> str:
+    """The records as a table, then a crossover line per GPU backend."""
+    lines = [_COLUMNS]
+    for r in records:
+        ok = r["status"] == "ok"
+        lines.append(
+            (
+                r["backend"],
+                r["device"],
+                r["mode"],
+                str(r["n"]),
+                str(r["d"]),
+                f"{r['epoch_s'] * 1e3:.3g}" if ok else "-",
+                f"{r['epoch_s_min'] * 1e3:.3g}-{r['epoch_s_max'] * 1e3:.3g}" if ok else "-",
+                f"{r['samples_per_s'] / 1e6:.3g}" if ok else "-",
+                f"{r['gbps']:.3g}" if ok else "-",
+                f"{r['bound_gbps']:.3g}" if r.get("bound_gbps") else "-",
+                f"{r['ratio_to_bound']:.2f}" if r.get("ratio_to_bound") else "-",
+                f"{r['compile_s']:.3g}" if ok else "-",
+                f"{r['transfer_s']:.3g}" if ok else "-",
+                r["status"][:60],
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(_COLUMNS))]
+    out = [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    ]
+    out += ["", *crossover(records)]
+    return "\n".join(out)
+
+
+def crossover(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Per GPU configuration: the smallest N at which it beats the best CPU configuration, and
+    its speedup over that at the largest N both ran."""
+    ok = [r for r in records if r["status"] == "ok"]
+    best_cpu: dict[tuple[int, int], float] = {}
+    for r in ok:
+        if r["device"] == "cpu":
+            size = (r["n"], r["d"])
+            best_cpu[size] = min(best_cpu.get(size, math.inf), r["epoch_s"])
+    gpu = {(r["backend"], r["device"], r["mode"]) for r in ok if r["device"] != "cpu"}
+    if not gpu:
+        return ["crossover: no GPU configurations in these records"]
+    lines = []
+    for backend, device, mode in sorted(gpu):
+        runs = sorted(
+            (
+                r
+                for r in ok
+                if (r["backend"], r["device"], r["mode"]) == (backend, device, mode)
+                and (r["n"], r["d"]) in best_cpu
+            ),
+            key=lambda r: (r["d"], r["n"]),
+        )
+        wins = [r for r in runs if r["epoch_s"] < best_cpu[(r["n"], r["d"])]]
+        first = f"N={wins[0]['n']} (D={wins[0]['d']})" if wins else "never, in these sizes"
+        if runs:
+            last = runs[-1]
+            speedup = best_cpu[(last["n"], last["d"])] / last["epoch_s"]
+            at_largest = f"{speedup:.3g}x at N={last['n']}, D={last['d']}"
+        else:
+            at_largest = "no CPU run of the same sizes"
+        lines.append(
+            f"crossover: {backend}/{device} {mode} beats the best CPU configuration "
+            f"from {first}; {at_largest}"
+        )
+    return lines
+
+
+def check_out_path(path: str | Path) -> Path:
+    """The results file: its folder must exist; an existing file is appended to."""
+    from .files import check_writable
+
+    return check_writable(path, "--out")

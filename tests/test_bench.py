@@ -1,0 +1,215 @@
+"""`xptrain bench` as a user runs it: records with every field, resume after a kill, failures
+recorded, bad input refused. Timings are measured, never asserted: speed lives in bench/."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from xptrain import bench
+
+NAMESPACES = Path(__file__).parent / "namespaces"
+FIELDS = {
+    "backend",
+    "device",
+    "device_name",
+    "dtype",
+    "n",
+    "d",
+    "epochs",
+    "transfer_s",
+    "compile_s",
+    "epoch_s",
+    "epoch_s_min",
+    "epoch_s_max",
+    "samples_per_s",
+    "bytes_per_epoch",
+    "gbps",
+    "bound_gbps",
+    "ratio_to_bound",
+    "threads",
+    "versions",
+    "precision",
+    "status",
+}
+
+
+def xptrain(
+    *args: str, extra_path=None, **kwargs
+) -> subprocess.Popen | subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if extra_path:
+        env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-m", "xptrain", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        **kwargs,
+    )
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_quick_run_writes_every_field_for_every_backend(tmp_path):
+    out, plot = tmp_path / "r.jsonl", tmp_path / "r.png"
+    run = xptrain("bench", "--quick", "--quiet", "--out", str(out), "--plot", str(plot))
+    assert run.returncode == 0, run.stderr
+    written = records(out)
+    assert {r["backend"] for r in written} >= {"numpy"}
+    for r in written:
+        assert set(r) >= FIELDS, FIELDS - set(r)
+        assert r["status"] == "ok", r["status"]
+        assert r["n"] == 4096 and r["d"] == 32 and r["dtype"] == "float32"
+        assert r["bytes_per_epoch"] == 4096 * 32 * 4
+        assert r["epoch_s_min"] <= r["epoch_s"] <= r["epoch_s_max"]
+        assert r["gbps"] == pytest.approx(r["bytes_per_epoch"] / r["epoch_s"] / 1e9)
+        assert r["ratio_to_bound"] == pytest.approx(r["gbps"] / r["bound_gbps"])
+        assert r["transfer_s"] > 0 and r["compile_s"] > 0 and r["threads"]["cpu_count"]
+    modes = {(r["backend"], r["mode"]) for r in written}
+    for name in ("torch", "jax"):
+        if any(b == name for b, _ in modes):
+            assert (name, "jit") in modes and (name, "eager") in modes
+    table = run.stdout.splitlines()
+    assert table[0].split()[:5] == ["backend", "device", "mode", "N", "D"]
+    assert table[-1] == "crossover: no GPU configurations in these records"
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_killed_sweep_resumes_without_redoing_anything(tmp_path):
+    out = tmp_path / "sweep.jsonl"
+    args = [
+        "bench",
+        "--backends",
+        "numpy",
+        "array_api_strict",
+        "--modes",
+        "eager",
+        "--sizes",
+        "256x8,512x8,1024x8,2048x8,4096x8,8192x8,16384x8,32768x8",
+        "--epochs",
+        "20",
+        "--repeat",
+        "5",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xptrain", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while (not out.exists() or len(out.read_text().splitlines()) < 3) and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    _, stderr = proc.communicate(timeout=120)
+    first = records(out)
+    if proc.returncode == 0:
+        pytest.skip("the sweep finished before it could be interrupted")
+    assert proc.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
+    assert 3 <= len(first) < 16
+    with open(out, "a") as f:
+        f.write('{"backend": "numpy", "dev')  # what a kill in mid-write would leave
+    rerun = xptrain(*args, "--resume")
+    assert rerun.returncode == 0, rerun.stderr
+    complete = [
+        json.loads(line)
+        for line in out.read_text().splitlines()
+        if line.startswith("{") and line.endswith("}")
+    ]
+    assert complete[: len(first)] == first  # finished configurations untouched
+    keys = [bench.record_key(r) for r in complete]
+    assert len(keys) == len(set(keys)) == 16  # every configuration once
+    size = out.stat().st_size
+    again = xptrain(*args, "--resume")  # nothing left to do: nothing is added
+    assert again.returncode == 0 and out.stat().st_size == size
+
+
+def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path):
+    out = tmp_path / "r.jsonl"
+    run = xptrain(
+        "bench",
+        "--backends",
+        "oom_namespace",
+        "numpy",
+        "--modes",
+        "eager",
+        "--sizes",
+        "128x4",
+        "--epochs",
+        "2",
+        "--repeat",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+        extra_path=NAMESPACES,
+    )
+    assert run.returncode == 0, run.stderr
+    by_backend = {r["backend"]: r for r in records(out)}
+    assert by_backend["oom_namespace"]["status"] == "oom"
+    assert by_backend["numpy"]["status"] == "ok"
+
+
+def test_crossover_names_the_first_winning_size():
+    def rec(backend, device, n, epoch_s):
+        return {
+            "backend": backend,
+            "device": device,
+            "mode": "eager",
+            "n": n,
+            "d": 64,
+            "epoch_s": epoch_s,
+            "status": "ok",
+        }
+
+    rows = [
+        rec("numpy", "cpu", 1000, 1e-4),
+        rec("numpy", "cpu", 100000, 1e-2),
+        rec("torch", "cpu", 1000, 2e-4),
+        rec("torch", "cpu", 100000, 5e-3),
+        rec("cupy", "cuda:0", 1000, 3e-4),
+        rec("cupy", "cuda:0", 100000, 5e-4),
+    ]
+    assert bench.crossover(rows) == [
+        "crossover: cupy/cuda:0 eager beats the best CPU configuration from N=100000 (D=64); "
+        "10x at N=100000, D=64"
+    ]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sizes", "1000"], "write NxD"),
+        (["--sizes", "0x5"], "must be ≥ 1"),
+        (["--epochs", "0"], "must be ≥ 1"),
+        (["--modes", "fast"], "unknown mode"),
+        (["--dims", "a"], "whole numbers"),
+        (["--dtype", "float16"], "invalid choice"),
+        (["--backends", "nosuchlib"], "unknown backend"),
+        (["--devices", "tpu"], "unknown device"),
+        (["--out", "no/such/dir/r.jsonl"], "does not exist"),
+        (["--plot", "r.pgf"], "cannot draw a plot"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, message, tmp_path):
+    run = xptrain(
+        "bench", "--quick", "--quiet", "--out", str(tmp_path / "r.jsonl"), *args, cwd=tmp_path
+    )
+    assert run.returncode == 2, run.stdout
+    assert len(run.stderr.splitlines()) == 1 and message in run.stderr, run.stderr
+    assert list(tmp_path.iterdir()) == []
