@@ -3,8 +3,9 @@
 # conformance tests and `xptrain check` on every CUDA backend and train the seed on each, writing
 # what it found to DIR.
 #   usage: bash bench/gpu_check.sh [DIR]      (default: gpu-check/)
-# Writes DIR/summary.txt (GPU, backends, test report, check table), DIR/check.json and
-# DIR/check.png (the agreement report) and DIR/train.jsonl (one `train --json` record per run).
+# Writes DIR/summary.txt (GPU, backends, test report, check and bench tables), DIR/check.json and
+# DIR/check.png (the agreement report), DIR/bench.jsonl and DIR/bench.png (CPU-vs-GPU timing) and
+# DIR/train.jsonl (one `train --json` record per run). Meant to finish in under 5 minutes.
 # Exits non-zero if any CUDA backend is missing or any check fails; CUDA cases never skip here.
 set -uo pipefail
 out=${1:-gpu-check}
@@ -28,6 +29,9 @@ echo "== xptrain check on CUDA (every reference problem, dtype, grad and mode)" 
   | tee -a "$out/summary.txt"
 log python3 -m xptrain check --quiet --devices cuda --backends torch jax cupy \
   --json "$out/check.json" --plot "$out/check.png" || status=1
+echo "== xptrain bench: CPU against GPU, N = 1k ... 1M, D = 64, float32" | tee -a "$out/summary.txt"
+log python3 -m xptrain bench --quiet --sweep --epochs 5 --repeat 3 --backends numpy torch jax cupy \
+  --out "$out/bench.jsonl" --plot "$out/bench.png" || status=1
 
 : > "$out/train.jsonl"
 for backend in torch jax cupy; do

@@ -38,6 +38,7 @@ from .runinfo import versions
 from .train import fit, make_step
 
 LR = 0.1  # small enough that no size of linear:N,D saturates the seed's BCE in float32
+DEFAULTS = {"sizes": [(65536, 64)], "epochs": 10, "repeat": 5}
 QUICK = {"sizes": [(4096, 32)], "epochs": 5, "repeat": 3}
 SWEEP_N = [2**k for k in range(10, 21, 2)]  # 1k ... 1M rows, log-spaced
 
@@ -232,7 +233,12 @@ def run(
         disable=not progress or None,
         leave=False,
     )
-    with open(out, "a", encoding="utf-8") as f:
+    with open(out, "a+", encoding="utf-8") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() > 0:
+            f.seek(f.tell() - 1)
+            if f.read(1) != "\n":  # a run killed mid-write: start on a line of our own
+                f.write("\n")
         for config in bar:
             bar.set_postfix_str(
                 f"{config.backend}/{config.device} {config.mode} {config.n}x{config.d}",

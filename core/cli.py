@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import backends, checkpoint, problems
 from .bench import SWEEP_N, parse_sizes
@@ -145,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--dtype", default="float32", choices=backends.DTYPES)
     bench.add_argument(
-        "--sizes", type=parse_sizes, metavar="NxD,...", help="problem sizes (default 65536x64)"
+        "--sizes",
+        type=_arg(parse_sizes),
+        metavar="NxD,...",
+        help="problem sizes (default 65536x64)",
     )
     bench.add_argument(
         "--sweep",
@@ -166,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODE",
         help="eager, jit (default both; jit where the backend has it)",
     )
-    bench.add_argument("--epochs", type=int, default=10, help="epochs per timed run")
-    bench.add_argument("--repeat", type=int, default=5, help="timed runs per configuration")
+    bench.add_argument("--epochs", type=int, help="epochs per timed run (default 10)")
+    bench.add_argument("--repeat", type=int, help="timed runs per configuration (default 5)")
     bench.add_argument(
         "--out",
         default="xptrain-bench.jsonl",
@@ -179,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--quick",
         action="store_true",
-        help="one small size (4096x32), 5 epochs, 3 repeats: a smoke test",
+        help="a smoke test: by default one small size (4096x32), 5 epochs, 3 repeats",
     )
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(run=run_bench)
@@ -192,6 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _names(text: str) -> list[str]:
     """A comma-separated list (``--backends numpy,torch``; spaces work too)."""
     return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a parser that raises InvalidInput: its message, not argparse's."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except InvalidInput as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return convert
 
 
 def _ints(text: str) -> list[int]:
@@ -320,10 +335,10 @@ def run_bench(args: argparse.Namespace) -> int:
     """``xptrain bench``: time, append records as they come, then the table and crossover."""
     from . import bench
 
-    if args.quick:
-        sizes, epochs, repeat = bench.QUICK["sizes"], bench.QUICK["epochs"], bench.QUICK["repeat"]
-    else:
-        sizes, epochs, repeat = args.sizes or [(65536, 64)], args.epochs, args.repeat
+    defaults = bench.QUICK if args.quick else bench.DEFAULTS
+    sizes = args.sizes or defaults["sizes"]
+    epochs = defaults["epochs"] if args.epochs is None else args.epochs
+    repeat = defaults["repeat"] if args.repeat is None else args.repeat
     if args.sweep:
         sizes = [(n, d) for d in args.dims for n in bench.SWEEP_N]
     out = check_writable(args.out, "--out")

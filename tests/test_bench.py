@@ -126,11 +126,9 @@ def test_a_killed_sweep_resumes_without_redoing_anything(tmp_path):
         f.write('{"backend": "numpy", "dev')  # what a kill in mid-write would leave
     rerun = xptrain(*args, "--resume")
     assert rerun.returncode == 0, rerun.stderr
-    complete = [
-        json.loads(line)
-        for line in out.read_text().splitlines()
-        if line.startswith("{") and line.endswith("}")
-    ]
+    lines = out.read_text().splitlines()
+    assert lines[len(first)] == '{"backend": "numpy", "dev'  # the torn line, on its own
+    complete = [json.loads(line) for i, line in enumerate(lines) if i != len(first)]
     assert complete[: len(first)] == first  # finished configurations untouched
     keys = [bench.record_key(r) for r in complete]
     assert len(keys) == len(set(keys)) == 16  # every configuration once
@@ -208,7 +206,14 @@ def test_crossover_names_the_first_winning_size():
 )
 def test_bad_input_is_one_line_exit_2(args, message, tmp_path):
     run = xptrain(
-        "bench", "--quick", "--quiet", "--out", str(tmp_path / "r.jsonl"), *args, cwd=tmp_path
+        "bench",
+        "--quiet",
+        "--sizes",
+        "64x4",
+        "--out",
+        str(tmp_path / "r.jsonl"),
+        *args,
+        cwd=tmp_path,
     )
     assert run.returncode == 2, run.stdout
     assert len(run.stderr.splitlines()) == 1 and message in run.stderr, run.stderr
