@@ -41,11 +41,14 @@ def device_filter(specs: Sequence[str] | None) -> Callable[[str], bool]:
     ``cuda:N``), or says ``cuda``/``gpu`` and it is a CUDA device."""
     if not specs:
         return lambda device: True
+    # "default" is an own namespace's device (xptrain cannot place it): never filtered out.
     every_gpu = any(spec.strip().lower() in ("cuda", "gpu") for spec in specs)
     named = {
         canonical_device(spec) for spec in specs if spec.strip().lower() not in ("cuda", "gpu")
     }
-    return lambda device: device in named or (every_gpu and device.startswith("cuda"))
+    return lambda device: (
+        device == "default" or device in named or (every_gpu and device.startswith("cuda"))
+    )
 
 
 def thread_info() -> dict[str, Any]:

@@ -27,8 +27,10 @@ class NamespaceBackend(Backend):
     def __init__(self, module: str) -> None:
         try:
             xp = importlib.import_module(module)
-        except ImportError as err:
-            raise BackendUnavailable(f"cannot import array library {module!r}: {err}") from None
+        except Exception as err:  # ImportError, or whatever the module raises as it loads
+            raise BackendUnavailable(
+                f"cannot import array library {module!r}: {type(err).__name__}: {err}"
+            ) from None
         missing = [attr for attr in REQUIRED if not hasattr(xp, attr)]
         if missing:
             raise InvalidInput(
@@ -38,9 +40,11 @@ class NamespaceBackend(Backend):
         self.xp: ModuleType = xp
 
     def devices(self) -> list[str]:
+        """One device, the library's default: xptrain cannot know another library's devices."""
         return ["default"]
 
     def resolve_device(self, spec: str | None = None) -> str:
+        """Only the default device (``default``, or ``cpu`` meaning the same) can be asked for."""
         if spec not in (None, "default", "cpu"):
             raise BackendUnavailable(
                 f"{self.name} is not a built-in backend, so xptrain uses its default device; "
@@ -49,9 +53,11 @@ class NamespaceBackend(Backend):
         return "default"
 
     def native_device(self, name: str) -> Any:
-        return None  # the library's default
+        """None: arrays are made on the library's default device."""
+        return None
 
     def to_numpy(self, x: Any) -> np.ndarray:
+        """Through DLPack where the library supports it, else ``np.asarray``."""
         try:
             return np.from_dlpack(x)
         except (TypeError, AttributeError, BufferError, RuntimeError):

@@ -101,7 +101,7 @@ def plan(
     if epochs < 1 or repeat < 1:
         raise InvalidInput("--epochs and --repeat must be ≥ 1")
     names = list(backend_names) if backend_names else backends.available()
-    bks = [backends.get(name) for name in names]
+    bks = list({bk.name: bk for bk in map(backends.get, names)}.values())
     keep = backends.device_filter(devices)
     configs = [
         BenchConfig(bk.name, device, dtype, mode, grad, n, d, epochs, repeat)

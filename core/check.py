@@ -32,6 +32,7 @@ class Config:
 
     @property
     def label(self) -> str:
+        """``backend/device/dtype/grad/mode on problem``, as tables and test ids show it."""
         return (
             f"{self.backend}/{self.device}/{self.dtype}/{self.grad}/{self.mode} on {self.problem}"
         )
@@ -41,12 +42,13 @@ class Config:
 class Row:
     """What one configuration gave, as ``--json`` records it."""
 
+    problem: str
     backend: str
     device: str
     dtype: str
     grad: str
     mode: str
-    problem: str
+    device_name: str
     max_rel_err: float | None
     max_ulp: float | None
     first_bad_epoch: int | None
@@ -62,6 +64,7 @@ class Row:
 
     @property
     def config(self) -> Config:
+        """The configuration this row is of."""
         return Config(self.problem, self.backend, self.device, self.dtype, self.grad, self.mode)
 
 
@@ -76,10 +79,13 @@ class Report:
 
     @property
     def passed(self) -> bool:
+        """Every row passed (repeatability is reported, not required: GPU reductions may
+        legitimately differ run to run)."""
         return bool(self.rows) and all(row.passed for row in self.rows)
 
     @property
     def failures(self) -> list[Row]:
+        """The rows that did not pass."""
         return [row for row in self.rows if not row.passed]
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,6 +118,8 @@ def plan(
         if dtype not in backends.DTYPES:
             raise InvalidInput(f"unknown dtype {dtype!r}; choose from {', '.join(backends.DTYPES)}")
     chosen = [problems.get(name) for name in problem_names] if problem_names else None
+    for problem in chosen or ():
+        _data(problem.name)  # data named but missing: refused now, not after other configs ran
     if chosen is None:
         chosen = []
         for problem in problems.PROBLEMS.values():
@@ -121,8 +129,8 @@ def plan(
                 skipped.append(f"problem {problem.name}: {err}")
                 continue
             chosen.append(problem)
-    if backend_names:
-        bks = [backends.get(name) for name in backend_names]
+    if backend_names:  # aliases (np, numpy) name one backend, checked once
+        bks = list({bk.name: bk for bk in map(backends.get, backend_names)}.values())
     else:
         bks = []
         for name in backends.names():
@@ -163,16 +171,8 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
     p = problems.get(config.problem)
     data = _data(config.problem)
     tol = tolerance(config.dtype, *data.X.shape)
-    base = {
-        "backend": config.backend,
-        "device": config.device,
-        "dtype": config.dtype,
-        "grad": config.grad,
-        "mode": config.mode,
-        "problem": config.problem,
-        "tolerance": tol,
-    }
     bk = backends.get(config.backend)
+    base = {**asdict(config), "device_name": bk.device_name(config.device), "tolerance": tol}
     options = Options(
         dtype=config.dtype,
         epochs=p.epochs,
@@ -243,7 +243,8 @@ def run(
         report.rows.append(row)
         if info:
             report.versions.update(info["versions"])
-            report.precision.setdefault(config.backend, {})[config.dtype] = info["precision"]
+            where = f"{config.backend}/{config.device}"
+            report.precision.setdefault(where, {})[config.dtype] = info["precision"]
         if on_row is not None:
             on_row(row)
     return report
@@ -296,6 +297,8 @@ def format_table(report: Report) -> str:
     out.append("")
     out.append(f"{MODEL}; margin = largest error / its tolerance")
     out.append("versions: " + ", ".join(f"{k} {v}" for k, v in report.versions.items()))
+    devices = dict.fromkeys(f"{row.device} = {row.device_name}" for row in report.rows)
+    out.append("devices: " + "; ".join(devices))
     for backend, by_dtype in report.precision.items():
         for dtype, settings in by_dtype.items():
             extra = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "dtype")

@@ -30,6 +30,7 @@ class Checkpoint:
     b: float
     losses: list[float]
     meta: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # the file it was read from, for messages
 
 
 def fingerprint(problem: Problem) -> str:
@@ -65,19 +66,28 @@ def load(path: str | Path) -> Checkpoint:
     if arrays["format"].shape != () or int(arrays["format"]) != FORMAT:
         raise InvalidInput(f"{path}: checkpoint format {arrays['format']}, expected {FORMAT}")
     try:
+        epoch, meta = arrays["epoch"], json.loads(str(arrays["meta"]))
         ckpt = Checkpoint(
-            epoch=int(arrays["epoch"]),
+            epoch=int(epoch) if epoch.shape == () and epoch.dtype.kind in "iu" else -1,
             W=arrays["W"].astype(np.float64),
             b=float(arrays["b"]),
             losses=arrays["losses"].astype(np.float64).tolist(),
-            meta=json.loads(str(arrays["meta"])),
+            meta=meta if isinstance(meta, dict) else {},
+            source=str(path),
         )
     except (ValueError, TypeError) as err:
         raise InvalidInput(f"{path}: unreadable checkpoint ({err})") from None
-    if len(ckpt.losses) != ckpt.epoch or not np.isfinite(ckpt.W).all() or ckpt.W.ndim != 2:
+    finite = np.isfinite(ckpt.W).all() and np.isfinite(ckpt.b) and np.isfinite(ckpt.losses).all()
+    if (
+        ckpt.epoch < 1
+        or len(ckpt.losses) != ckpt.epoch
+        or ckpt.W.ndim != 2
+        or not finite
+        or not ckpt.meta
+    ):
         raise InvalidInput(
-            f"{path}: inconsistent checkpoint (epoch {ckpt.epoch}, "
-            f"{len(ckpt.losses)} losses, W shape {ckpt.W.shape})"
+            f"{path}: inconsistent checkpoint (epoch {arrays['epoch']}, {len(ckpt.losses)} "
+            f"losses, W shape {ckpt.W.shape}, finite: {bool(finite)}, metadata: {bool(ckpt.meta)})"
         )
     return ckpt
 
@@ -99,17 +109,21 @@ def latest(directory: str | Path) -> Path | None:
 
 def check_compatible(ckpt: Checkpoint, problem: Problem, lr: float, epochs: int) -> None:
     """Refuse to resume ``ckpt`` on other data, another model shape or learning rate, or when it
-    already holds ``epochs`` epochs."""
+    already holds ``epochs`` epochs. Messages name the checkpoint's file."""
     d = problem.X.shape[1]
+    where = f"{ckpt.source}: " if ckpt.source else ""
     if ckpt.W.shape != (d, 1):
-        raise InvalidInput(f"checkpoint W has shape {ckpt.W.shape}; this data needs ({d}, 1)")
+        raise InvalidInput(
+            f"{where}checkpoint W has shape {ckpt.W.shape}; this data needs ({d}, 1)"
+        )
     if ckpt.meta.get("data") != fingerprint(problem):
-        raise InvalidInput("checkpoint was made on other data; resume with the same --data")
+        raise InvalidInput(f"{where}checkpoint was made on other data; resume with the same --data")
     if ckpt.meta.get("lr") != lr:
         raise InvalidInput(
-            f"checkpoint was made with lr {ckpt.meta.get('lr')}; resume with the same --lr"
+            f"{where}checkpoint was made with lr {ckpt.meta.get('lr')}; resume with the same --lr"
         )
     if ckpt.epoch >= epochs:
         raise InvalidInput(
-            f"checkpoint already holds {ckpt.epoch} epochs; ask for more than that with --epochs"
+            f"{where}checkpoint already holds {ckpt.epoch} epochs; ask for more than that with "
+            "--epochs"
         )

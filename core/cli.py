@@ -95,26 +95,30 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--backends",
         nargs="+",
+        action="extend",
         metavar="NAME",
-        type=_names,
         help="built-in backends or importable Array API modules (default: every "
         "built-in backend that starts here)",
     )
     check.add_argument(
         "--devices",
         nargs="+",
+        action="extend",
         metavar="DEV",
-        type=_names,
         help="cpu, cuda (every GPU) or cuda:N (default: all)",
     )
     check.add_argument(
-        "--dtypes", nargs="+", metavar="DTYPE", type=_names, help="float64, float32 (default: both)"
+        "--dtypes",
+        nargs="+",
+        action="extend",
+        metavar="DTYPE",
+        help="float64, float32 (default: both)",
     )
     check.add_argument(
         "--problems",
         nargs="+",
+        action="extend",
         metavar="NAME",
-        type=_names,
         help=f"{', '.join(problems.PROBLEMS)} (default: all whose data is installed)",
     )
     check.add_argument("--json", metavar="PATH", help="write the report as JSON")
@@ -132,15 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--backends",
         nargs="+",
+        action="extend",
         metavar="NAME",
-        type=_names,
         help="default: every built-in backend that starts here",
     )
     bench.add_argument(
         "--devices",
         nargs="+",
+        action="extend",
         metavar="DEV",
-        type=_names,
         help="cpu, cuda (every GPU) or cuda:N (default: all)",
     )
     bench.add_argument("--dtype", default="float32", choices=backends.DTYPES)
@@ -165,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--modes",
         nargs="+",
-        type=_names,
+        action="extend",
         metavar="MODE",
         help="eager, jit (default both; jit where the backend has it)",
     )
@@ -192,11 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _names(text: str) -> list[str]:
-    """A comma-separated list (``--backends numpy,torch``; spaces work too)."""
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
 def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """An argparse type from a parser that raises InvalidInput: its message, not argparse's."""
 
@@ -219,8 +218,17 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-def _flat(groups: list[list[str]] | None) -> list[str] | None:
-    return [name for group in groups for name in group] if groups else None
+def _listed(values: list[str] | None, option: str) -> list[str] | None:
+    """A list option's names, commas or spaces between them (``--backends numpy,torch`` or
+    ``--backends numpy torch``, given once or repeated), each once; None when not given."""
+    if values is None:
+        return None
+    names = list(
+        dict.fromkeys(v.strip() for value in values for v in value.split(",") if v.strip())
+    )
+    if not names:
+        raise InvalidInput(f"{option} needs at least one name")
+    return names
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -271,7 +279,17 @@ def _checkpointing(
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise InvalidInput(f"--checkpoint-every must be ≥ 1, got {args.checkpoint_every}")
     directory = check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
-    latest = checkpoint.latest(directory) if args.resume and directory.is_dir() else None
+    latest = checkpoint.latest(directory) if directory.is_dir() else None
+    if latest is not None and not args.resume:
+        raise InvalidInput(
+            f"--checkpoint-dir {str(directory)!r} already holds another run's checkpoints; "
+            "add --resume to continue it, or give an empty folder"
+        )
+    if latest is None and args.resume:
+        print(
+            f"xptrain train: no checkpoint in {str(directory)!r} yet; starting from epoch 0",
+            file=sys.stderr,
+        )
     start = checkpoint.load(latest) if latest is not None else None
 
     def save(ckpt: checkpoint.Checkpoint) -> None:
@@ -300,7 +318,10 @@ def run_check(args: argparse.Namespace) -> int:
 
     _check_outputs(args)
     configs, skipped = check.plan(
-        _flat(args.problems), _flat(args.backends), _flat(args.devices), _flat(args.dtypes)
+        _listed(args.problems, "--problems"),
+        _listed(args.backends, "--backends"),
+        _listed(args.devices, "--devices"),
+        _listed(args.dtypes, "--dtypes"),
     )
     report = check.run(configs, skipped, progress=not args.quiet)
     print(check.format_table(report))
@@ -322,6 +343,12 @@ def run_check(args: argparse.Namespace) -> int:
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Refuse unusable --json/--plot paths before any work."""
+    if (
+        args.json is not None
+        and args.plot is not None
+        and os.path.realpath(args.json) == os.path.realpath(args.plot)
+    ):
+        raise InvalidInput("--json and --plot name the same file; give two")
     if args.json is not None:
         check_writable(args.json, "--json")
     if args.plot is not None:
@@ -347,11 +374,17 @@ def run_bench(args: argparse.Namespace) -> int:
 
         check_writable(args.plot, "--plot")
         check_plot_path(args.plot)
-    modes = _flat(args.modes) or ["eager", "jit"]
+    modes = _listed(args.modes, "--modes") or ["eager", "jit"]
     if set(modes) - {"eager", "jit"}:
         raise InvalidInput(f"unknown mode in {modes}; use eager and/or jit")
     configs = bench.plan(
-        _flat(args.backends), _flat(args.devices), args.dtype, sizes, epochs, repeat, modes
+        _listed(args.backends, "--backends"),
+        _listed(args.devices, "--devices"),
+        args.dtype,
+        sizes,
+        epochs,
+        repeat,
+        modes,
     )
     interrupted = False
     try:

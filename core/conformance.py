@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .reference import Reference
+
+if TYPE_CHECKING:
+    from .train import TrainResult
 
 SAFETY = 2.0
 MODEL = (
@@ -51,8 +54,6 @@ def tolerance(dtype: str, n: int, d: int) -> float:
 class Agreement:
     """A run compared with its reference."""
 
-    dtype: str
-    tolerance: float  # τ
     rel_err: list[float]  # per epoch, |ΔL| / |L|
     loss_tol: list[float]  # per epoch, τ·(1 + 1/|L|)
     max_ulp: float
@@ -82,7 +83,7 @@ class Agreement:
         return self.margin <= 1.0
 
 
-def compare(result: Any, ref: Reference, tau: float) -> Agreement:
+def compare(result: TrainResult, ref: Reference, tau: float) -> Agreement:
     """Per-epoch relative loss error (also in ulps of the run's dtype) and the normwise
     relative error of the final (W, b), against base tolerance ``tau``."""
     losses = np.asarray(result.losses, dtype=np.float64)
@@ -94,8 +95,6 @@ def compare(result: Any, ref: Reference, tau: float) -> Agreement:
     ref_params = np.append(np.asarray(ref.W, dtype=np.float64).ravel(), float(ref.b))
     params = np.append(np.asarray(result.W, dtype=np.float64).ravel(), result.b)
     return Agreement(
-        dtype=result.dtype,
-        tolerance=tau,
         rel_err=(diff / np.abs(ref_losses)).tolist(),
         loss_tol=(tau * (1 + 1 / np.abs(ref_losses))).tolist(),
         max_ulp=float(np.max(ulps)),

@@ -35,6 +35,9 @@ def check_writable(path: str | Path, what: str) -> Path:
     try:
         if path.is_dir():
             raise InvalidInput(f"{what} {str(path)!r} is a folder; give a file name")
+        if path.exists() and not path.resolve().is_file():
+            # a device, pipe or socket: renaming a result over it would replace it
+            raise InvalidInput(f"{what} {str(path)!r} is not a regular file; give a file name")
         _check_folder(path.resolve().parent, path, what)
     except OSError as err:  # e.g. a name too long for the file system
         raise InvalidInput(f"{what} {str(path)!r}: {err.strerror}") from None
@@ -80,11 +83,6 @@ def json_writer(obj: Any) -> Writer:
     """A writer of ``obj`` as indented, strict JSON (NaN and inf refused, not written)."""
     text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
     return lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write(path, json_writer(obj))
 
 
 def _umask() -> int:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .data import Problem, load, standardize
 from .errors import InvalidInput
+from .reference import SEED_EPOCHS, SEED_LR
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,8 @@ PROBLEMS: dict[str, ReferenceProblem] = {
             "seed",
             "the seed's 4×3 toy problem, 20 epochs, alpha 1",
             lambda: load("seed"),
-            epochs=20,
-            lr=1.0,
+            epochs=SEED_EPOCHS,
+            lr=SEED_LR,
         ),
         ReferenceProblem(
             "synthetic",

@@ -7,14 +7,18 @@ that is an Array API namespace. Without the option the plugin does nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from xptrain import check
 
 _OPTION = "--xptrain-backend"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """The ``--xptrain-*`` options."""
     group = parser.getgroup("xptrain", "xptrain conformance checks")
     group.addoption(
         _OPTION,
@@ -38,19 +42,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
+    """With ``--xptrain-backend``: one test per configuration, after the project's own."""
     names = config.getoption(_OPTION)
     if not names:
         return
     from xptrain import check
-    from xptrain.errors import XptrainError
+    from xptrain.errors import InvalidInput, XptrainError
 
-    def listed(option: str) -> list[str] | None:
-        value = config.getoption(option)
-        return [v.strip() for v in value.split(",") if v.strip()] if value else None
+    def listed(option: str, value: str | None) -> list[str] | None:
+        if value is None:
+            return None
+        names = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+        if not names:
+            raise InvalidInput(f"{option} needs at least one name")
+        return names
 
     try:
         configs, _ = check.plan(
-            listed("--xptrain-problems"), names, None, listed("--xptrain-dtypes")
+            listed("--xptrain-problems", config.getoption("--xptrain-problems")),
+            listed(_OPTION, ",".join(names)),
+            None,
+            listed("--xptrain-dtypes", config.getoption("--xptrain-dtypes")),
         )
     except XptrainError as err:
         raise pytest.UsageError(f"{_OPTION}: {err}") from None
@@ -69,11 +81,12 @@ class ConformanceFailure(AssertionError):
 class ConformanceItem(pytest.Item):
     """One configuration of ``xptrain check`` as a test."""
 
-    def __init__(self, *, check_config: Any, **kwargs: Any) -> None:
+    def __init__(self, *, check_config: check.Config, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.check_config = check_config
 
     def runtest(self) -> None:
+        """Run the configuration (twice) and fail with its one-sentence description."""
         from xptrain import check
 
         row, _ = check.run_config(self.check_config)
@@ -81,9 +94,11 @@ class ConformanceItem(pytest.Item):
             raise ConformanceFailure(check.describe_failure(row))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        """A conformance failure as its sentence, not a traceback into xptrain."""
         if isinstance(excinfo.value, ConformanceFailure):
             return str(excinfo.value)
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
+        """How pytest names the test in its reports."""
         return self.path, None, f"xptrain conformance: {self.check_config.label}"

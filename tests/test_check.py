@@ -80,6 +80,23 @@ def test_a_subset_by_backend_dtype_and_device():
     assert [(r[1], r[3]) for r in rows] == [("numpy", "float32"), ("array_api_strict", "float32")]
 
 
+def test_names_are_listed_once_however_they_are_given():
+    result = check(
+        "--backends",
+        "numpy,np",
+        "--backends",
+        "NumPy",
+        "--problems",
+        "seed",
+        "seed",
+        "--dtypes",
+        "float64",
+        "float64",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "PASS: all 1 configurations within tolerance"
+
+
 def test_bring_your_own_namespace_passes():
     result = check("--backends", "good_namespace", "--problems", "seed", extra_path=NAMESPACES)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -113,6 +130,9 @@ def test_train_accepts_an_own_namespace_too():
     [
         (["--backends", "nosuchlib"], "unknown backend"),
         (["--backends", "os"], "not an Array API namespace"),
+        (["--backends", "raises_on_import"], "licence server"),
+        (["--backends", ","], "needs at least one name"),
+        (["--problems", ""], "needs at least one name"),
         (["--problems", "mnist"], "unknown problem"),
         (["--dtypes", "float16"], "unknown dtype"),
         (["--devices", "tpu"], "unknown device"),
@@ -122,7 +142,7 @@ def test_train_accepts_an_own_namespace_too():
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, tmp_path):
-    result = check(*args, cwd=tmp_path)
+    result = check(*args, cwd=tmp_path, extra_path=NAMESPACES)
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
     assert list(tmp_path.iterdir()) == []

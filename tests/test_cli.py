@@ -168,6 +168,20 @@ def _write_bad_files(d):
     ck = d / "ck"
     ck.mkdir()
     assert xptrain("train", "--quiet", "--epochs", "4", "--checkpoint-dir", str(ck)).returncode == 0
+    for name, meta, losses in (
+        ("meta-ck", "[]", [0.5] * 4),
+        ("nan-ck", '{"lr": 1.0}', [0.5, float("nan"), 0.4, 0.3]),
+    ):
+        (d / name).mkdir()
+        np.savez(
+            d / name / "epoch-000004.npz",
+            format=np.array(1),
+            epoch=np.array(4),
+            W=np.zeros((3, 1)),
+            b=np.array(0.0),
+            losses=np.array(losses),
+            meta=np.array(meta),
+        )
     (d / "bad-ck").mkdir()
     (d / "bad-ck" / "epoch-000002.npz").write_text("not a checkpoint")
 
@@ -207,6 +221,17 @@ BAD = {
         "already holds 4 epochs",
     ),
     "corrupt checkpoint": (["--resume", "--checkpoint-dir", "{d}/bad-ck"], "not a valid .npz"),
+    "checkpoint without metadata": (
+        ["--resume", "--checkpoint-dir", "{d}/meta-ck"],
+        "inconsistent checkpoint",
+    ),
+    "checkpoint with a NaN loss": (
+        ["--resume", "--checkpoint-dir", "{d}/nan-ck"],
+        "inconsistent checkpoint",
+    ),
+    "fresh run over old checkpoints": (["--checkpoint-dir", "{d}/ck"], "add --resume"),
+    "json to a device": (["--json", "/dev/null"], "not a regular file"),
+    "json and plot one file": (["--json", "{d}/same.png", "--plot", "{d}/same.png"], "same file"),
     "corrupt npz": (["--data", "{d}/corrupt.npz"], "not a valid .npz"),
     "text csv": (["--data", "{d}/text.csv"], "not a numeric CSV"),
     "empty csv": (["--data", "{d}/empty.csv"], "no data"),

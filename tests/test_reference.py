@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from xptrain import problems
-from xptrain.conformance import tolerance
+from xptrain.conformance import compare, tolerance
 from xptrain.data import initial_weights, seed_problem
-from xptrain.reference import SEED_PRINTED_LOSSES, reference_run
+from xptrain.reference import SEED_PRINTED_LOSSES, Reference, reference_run
+
+SimpleRef = Reference
 
 
 def test_reference_matches_the_seed_to_its_printed_digits():
@@ -77,10 +79,38 @@ def test_reference_matches_long_double(name):
     assert rel.max() <= tolerance("float64", *data.X.shape)
 
 
-def test_tolerance_model_numbers():
-    """The documented values: τ for the seed, and how the loss and parameter bounds scale."""
-    assert tolerance("float64", 4, 3) == pytest.approx(2 * 2.0**-53 * (2 + 3**0.5))
-    assert tolerance("float32", 4, 3) == pytest.approx(2 * 2.0**-24 * (2 + 3**0.5))
-    assert tolerance("float32", 10_000, 32) / tolerance("float32", 4, 3) == pytest.approx(
-        (100 + 32**0.5) / (2 + 3**0.5)
-    )
+def test_tolerance_model_scales_with_the_problem():
+    """τ is proportional to the dtype's eps and grows as √N + √D."""
+    seed64, seed32 = tolerance("float64", 4, 3), tolerance("float32", 4, 3)
+    assert seed32 / seed64 == pytest.approx(2.0**29)  # eps ratio of the dtypes
+    big = tolerance("float32", 10_000, 32)
+    assert big / seed32 == pytest.approx((100 + 32**0.5) / (2 + 3**0.5))
+    assert seed64 <= 1e-12 and seed32 <= 1e-6  # inside the foundation's fixed bounds
+
+
+def _fake_run(losses, W, b, dtype="float64"):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(losses=list(losses), W=W, b=b, dtype=dtype)
+
+
+def test_loss_tolerance_widens_as_the_loss_falls():
+    """A relative error of 2τ fails where L = 2 (tolerance τ(1 + 1/L) = 1.5τ) and passes where
+    L = 0.4 (3.5τ): the absolute rounding of the log terms weighs more as the loss falls."""
+    tau = 1e-10
+    ref = SimpleRef(losses=np.array([2.0, 0.4]), W=np.ones((2, 1)), b=0.0)
+    late = _fake_run([2.0, 0.4 * (1 + 2 * tau)], np.ones((2, 1)), 0.0)
+    assert compare(late, ref, tau).passed
+    early = _fake_run([2.0 * (1 + 2 * tau), 0.4], np.ones((2, 1)), 0.0)
+    assert compare(early, ref, tau).first_bad_epoch == 0
+
+
+def test_parameter_tolerance_grows_as_the_root_of_the_epochs():
+    tau = 1e-10
+    for epochs in (4, 100):
+        ref = SimpleRef(losses=np.full(epochs, 0.5), W=np.ones((2, 1)), b=0.0)
+        inside = _fake_run(ref.losses, np.ones((2, 1)) * (1 + 0.9 * tau * epochs**0.5), 0.0)
+        outside = _fake_run(ref.losses, np.ones((2, 1)) * (1 + 1.1 * tau * epochs**0.5), 0.0)
+        assert compare(inside, ref, tau).passed
+        assert not compare(outside, ref, tau).passed
+        assert compare(outside, ref, tau).first_bad_epoch is None  # the losses were fine
