@@ -35,6 +35,7 @@ from . import backends
 from .data import Problem, linear
 from .errors import InvalidInput
 from .runinfo import versions
+from .table import align
 from .train import fit, make_step
 
 LR = 0.1  # small enough that no size of linear:N,D saturates the seed's BCE in float32
@@ -336,10 +337,7 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
                 r["status"][:60],
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(_COLUMNS))]
-    out = [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
-    ]
+    out = align(lines)
     out += ["", *crossover(records)]
     return "\n".join(out)
 
@@ -380,10 +378,3 @@ def crossover(records: Sequence[dict[str, Any]]) -> list[str]:
             f"from {first}; {at_largest}"
         )
     return lines
-
-
-def check_out_path(path: str | Path) -> Path:
-    """The results file: its folder must exist; an existing file is appended to."""
-    from .files import check_writable
-
-    return check_writable(path, "--out")

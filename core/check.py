@@ -16,6 +16,7 @@ from .conformance import MODEL, compare, tolerance
 from .data import Problem
 from .errors import InvalidInput, XptrainError
 from .reference import Reference, reference_run
+from .table import align
 from .train import Options, train_problem
 
 
@@ -288,11 +289,7 @@ def format_table(report: Report) -> str:
                 "PASS" if row.passed else "FAIL",
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(_COLUMNS))]
-    out = [
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    ]
+    out = align(lines)
     out += [f"  {row.config.label}: {row.error}" for row in report.rows if row.error]
     out.append("")
     out.append(f"{MODEL}; margin = largest error / its tolerance")

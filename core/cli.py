@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from . import backends, checkpoint, problems
@@ -14,6 +15,7 @@ from .data import load
 from .errors import BackendUnavailable, InvalidInput, XptrainError
 from .files import check_output_dir, check_writable, json_writer, write_all
 from .runinfo import xptrain_version
+from .table import align
 from .train import GRADS, Options, TrainResult, train_problem
 
 
@@ -342,20 +344,20 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Refuse unusable --json/--plot paths before any work."""
-    if (
-        args.json is not None
-        and args.plot is not None
-        and os.path.realpath(args.json) == os.path.realpath(args.plot)
-    ):
-        raise InvalidInput("--json and --plot name the same file; give two")
-    if args.json is not None:
-        check_writable(args.json, "--json")
-    if args.plot is not None:
+    """Refuse unusable output paths (--json, --out, --plot) before any work."""
+    files = {
+        flag: getattr(args, flag.lstrip("-"))
+        for flag in ("--json", "--out", "--plot")
+        if getattr(args, flag.lstrip("-"), None) is not None
+    }
+    for flag, path in files.items():
+        check_writable(path, flag)
+    if len({os.path.realpath(path) for path in files.values()}) < len(files):
+        raise InvalidInput(f"{' and '.join(files)} name the same file; give one each")
+    if "--plot" in files:
         from .plot import check_plot_path
 
-        check_writable(args.plot, "--plot")
-        check_plot_path(args.plot)
+        check_plot_path(files["--plot"])
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -368,12 +370,8 @@ def run_bench(args: argparse.Namespace) -> int:
     repeat = defaults["repeat"] if args.repeat is None else args.repeat
     if args.sweep:
         sizes = [(n, d) for d in args.dims for n in bench.SWEEP_N]
-    out = check_writable(args.out, "--out")
-    if args.plot is not None:
-        from .plot import check_plot_path
-
-        check_writable(args.plot, "--plot")
-        check_plot_path(args.plot)
+    _check_outputs(args)
+    out = Path(args.out)
     modes = _listed(args.modes, "--modes") or ["eager", "jit"]
     if set(modes) - {"eager", "jit"}:
         raise InvalidInput(f"unknown mode in {modes}; use eager and/or jit")
@@ -416,7 +414,7 @@ def run_backends(args: argparse.Namespace) -> int:
         try:
             bk = backends.get(name)
         except BackendUnavailable as err:
-            rows.append((name, f"no: {err}", "-", "-", "-", "-", "-"))
+            rows.append((name, f"no: {err}"))  # the reason runs on; it sets no width
             continue
         rows.append(
             (
@@ -429,14 +427,7 @@ def run_backends(args: argparse.Namespace) -> int:
                 _yes(bk.has_autodiff),
             )
         )
-    # A missing backend's row is its name and the reason; the other columns size to the rest.
-    widths = [
-        max(len(row[i]) for row in rows if i == 0 or not row[1].startswith("no:"))
-        for i in range(len(header))
-    ]
-    for row in rows:
-        cells = row[:2] if row[1].startswith("no:") else row
-        print("  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=False)).rstrip())
+    print("\n".join(align(rows)))
     return 0
 
 
