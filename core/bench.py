@@ -22,7 +22,6 @@ import math
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -35,7 +34,7 @@ from . import backends
 from .data import Problem, linear
 from .errors import InvalidInput
 from .runinfo import versions
-from .table import align
+from .terminal import align, progress
 from .train import fit, make_step
 
 LR = 0.1  # small enough that no size of linear:N,D saturates the seed's BCE in float32
@@ -215,25 +214,16 @@ def load_records(path: Path) -> list[dict[str, Any]]:
 
 
 def run(
-    configs: Iterable[BenchConfig], out: Path, resume: bool = False, progress: bool = True
+    configs: Iterable[BenchConfig], out: Path, resume: bool = False, progress_bar: bool = True
 ) -> list[dict[str, Any]]:
     """Time every configuration not already in ``out`` (with ``resume``), appending each record
     as it completes. Returns the records written by this run."""
-    from tqdm import tqdm
-
     skip = {record_key(r) for r in load_records(out)} if resume else set()
     todo = [c for c in configs if c.key() not in skip]
     written: list[dict[str, Any]] = []
     bounds: dict[tuple[str, int, int], tuple[float, str]] = {}
     data: dict[tuple[int, int], Problem] = {}
-    bar = tqdm(
-        todo,
-        desc="xptrain bench",
-        unit="config",
-        file=sys.stderr,
-        disable=not progress or None,
-        leave=False,
-    )
+    bar = progress(todo, "xptrain bench", progress_bar)
     with open(out, "a+", encoding="utf-8") as f:
         f.seek(0, os.SEEK_END)
         if f.tell() > 0:

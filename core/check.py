@@ -4,7 +4,6 @@ engine × mode, each run twice, compared with the float64 reference under one to
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,7 +15,7 @@ from .conformance import MODEL, compare, tolerance
 from .data import Problem
 from .errors import InvalidInput, XptrainError
 from .reference import Reference, reference_run
-from .table import align
+from .terminal import align, progress
 from .train import Options, train_problem
 
 
@@ -222,22 +221,13 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
 def run(
     configs: Iterable[Config],
     skipped: Sequence[str] = (),
-    progress: bool = True,
+    progress_bar: bool = True,
     on_row: Callable[[Row], None] | None = None,
 ) -> Report:
     """Run every configuration (with a progress bar on stderr) and gather the report."""
-    from tqdm import tqdm
-
     configs = list(configs)
     report = Report(skipped=list(skipped))
-    bar = tqdm(
-        configs,
-        desc="xptrain check",
-        unit="config",
-        file=sys.stderr,
-        disable=not progress or None,
-        leave=False,
-    )
+    bar = progress(configs, "xptrain check", progress_bar)
     for config in bar:
         bar.set_postfix_str(config.label, refresh=False)
         row, info = run_config(config)

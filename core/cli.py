@@ -15,7 +15,7 @@ from .data import load
 from .errors import BackendUnavailable, InvalidInput, XptrainError
 from .files import check_output_dir, check_writable, json_writer, write_all
 from .runinfo import xptrain_version
-from .table import align
+from .terminal import align
 from .train import GRADS, Options, TrainResult, train_problem
 
 
@@ -325,7 +325,7 @@ def run_check(args: argparse.Namespace) -> int:
         _listed(args.devices, "--devices"),
         _listed(args.dtypes, "--dtypes"),
     )
-    report = check.run(configs, skipped, progress=not args.quiet)
+    report = check.run(configs, skipped, progress_bar=not args.quiet)
     print(check.format_table(report))
     outputs = []
     if args.json is not None:
@@ -386,7 +386,7 @@ def run_bench(args: argparse.Namespace) -> int:
     )
     interrupted = False
     try:
-        bench.run(configs, out, resume=args.resume, progress=not args.quiet)
+        bench.run(configs, out, resume=args.resume, progress_bar=not args.quiet)
     except KeyboardInterrupt:
         interrupted = True
     wanted = {c.key() for c in configs}

@@ -4,7 +4,6 @@ recorded, bad input refused. Timings are measured, never asserted: speed lives i
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import NAMESPACES, xptrain
 
 from xptrain import bench
 
-NAMESPACES = Path(__file__).parent / "namespaces"
 FIELDS = {
     "backend",
     "device",
@@ -39,22 +38,6 @@ FIELDS = {
     "precision",
     "status",
 }
-
-
-def xptrain(
-    *args: str, extra_path=None, **kwargs
-) -> subprocess.Popen | subprocess.CompletedProcess:
-    env = dict(os.environ)
-    if extra_path:
-        env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])
-    return subprocess.run(
-        [sys.executable, "-m", "xptrain", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        **kwargs,
-    )
 
 
 def records(path: Path) -> list[dict]:

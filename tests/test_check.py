@@ -4,28 +4,16 @@ used from a separate project."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-
-NAMESPACES = Path(__file__).parent / "namespaces"  # good_namespace, perturbed_exp, silent_float32
-
-
-def run(*args: str, cwd=None, extra_path=None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    if extra_path:
-        env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])
-    return subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=600, cwd=cwd, env=env
-    )
+from helpers import NAMESPACES, run_python, xptrain
 
 
 def check(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return run("-m", "xptrain", "check", "--quiet", *args, **kwargs)
+    return xptrain("check", "--quiet", *args, **kwargs)
 
 
 def test_check_passes_on_every_cpu_backend(tmp_path):
@@ -120,7 +108,7 @@ def test_a_wrong_namespace_fails_naming_the_first_bad_epoch(namespace, tmp_path)
 
 
 def test_train_accepts_an_own_namespace_too():
-    result = run("-m", "xptrain", "train", "--backend", "good_namespace", extra_path=NAMESPACES)
+    result = xptrain("train", "--backend", "good_namespace", extra_path=NAMESPACES)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "Epoch: 19 Loss: 0.203407060401"
 
@@ -166,7 +154,7 @@ def _project(tmp_path: Path, library: str) -> Path:
 
 def pytest_in(project: Path, *args: str) -> subprocess.CompletedProcess:
     """pytest run inside ``project``, as that project's developers would run it."""
-    return run(
+    return run_python(
         "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, cwd=project, extra_path=project
     )
 
@@ -191,6 +179,6 @@ def test_plugin_fails_a_wrong_library_naming_the_epoch(tmp_path):
 
 def test_plugin_reports_an_unknown_library_as_usage_error(tmp_path):
     project = _project(tmp_path, "good_namespace")
-    result = run("-m", "pytest", "-q", "--xptrain-backend=nosuchlib", cwd=project)
+    result = run_python("-m", "pytest", "-q", "--xptrain-backend=nosuchlib", cwd=project)
     assert result.returncode == 4  # pytest's usage error
     assert "unknown backend 'nosuchlib'" in result.stderr

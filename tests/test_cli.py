@@ -8,20 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import xptrain
 
 from xptrain.reference import SEED_PRINTED_LOSSES
 
 SEED_OUTPUT = "".join(f"Epoch: {i} Loss: {v!r}\n" for i, v in enumerate(SEED_PRINTED_LOSSES))
-
-
-def xptrain(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "xptrain", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-    )
 
 
 def test_no_options_prints_the_seed_exactly():

@@ -1,8 +1,10 @@
-"""Plain-text tables for the terminal: columns padded to their widest cell."""
+"""What long commands show on the terminal: aligned tables, and progress bars on stderr."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 def align(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -13,3 +15,12 @@ def align(rows: Sequence[Sequence[str]]) -> list[str]:
         max((len(row[i]) for row in rows if i < len(row) - 1), default=0) for i in range(columns)
     ]
     return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+
+
+def progress(items: Iterable[Any], desc: str, enabled: bool = True) -> Any:
+    """A tqdm bar over ``items`` on stderr, shown only on a terminal (and gone when done)."""
+    from tqdm import tqdm
+
+    return tqdm(
+        items, desc=desc, unit="config", file=sys.stderr, disable=not enabled or None, leave=False
+    )

@@ -1,0 +1,25 @@
+"""Running xptrain (or pytest) the way a user does: in a fresh Python process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+NAMESPACES = Path(__file__).parent / "namespaces"  # array libraries for bring-your-own tests
+
+
+def run_python(*args: str, cwd=None, extra_path=None, timeout: int = 600):
+    """``python ARGS`` in a subprocess; ``extra_path`` is put first on PYTHONPATH."""
+    env = dict(os.environ)
+    if extra_path:
+        env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env
+    )
+
+
+def xptrain(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """The ``xptrain`` command with ``args``."""
+    return run_python("-m", "xptrain", *args, **kwargs)
