@@ -14,7 +14,7 @@ import pytest
 
 from xptrain import backends
 from xptrain.bench import LR, bench_problem
-from xptrain.train import fit, make_step
+from xptrain.train import fit, initial_carry, make_step
 
 N, D, DTYPE, EPOCHS = 65536, 64, "float32", 5
 CASES = [
@@ -36,10 +36,10 @@ def test_epoch(benchmark, name, mode):
             bk.asarray(a, DTYPE, dev) for a in (problem.X, problem.y, problem.W, np.zeros((1, 1)))
         )
         step = make_step(bk, "analytic", LR, mode == "jit")
-        params, _ = fit(step, (W, b), X, y, bk, epochs=3)  # compile and warm up
+        carry, _ = fit(step, initial_carry(bk, (W, b)), X, y, bk, epochs=3)  # compile, warm up
 
         def run():
-            _, losses = fit(step, params, X, y, bk, epochs=EPOCHS)  # ends with a host transfer
+            _, losses = fit(step, carry, X, y, bk, epochs=EPOCHS)  # ends with a host transfer
             return losses
 
         benchmark.group = f"linear {N}x{D} {DTYPE}, {EPOCHS} epochs"

@@ -35,7 +35,7 @@ from .data import Problem, linear
 from .errors import InvalidInput
 from .runinfo import versions
 from .terminal import align, progress
-from .train import fit, make_step
+from .train import fit, initial_carry, make_step
 
 LR = 0.1  # small enough that no size of linear:N,D saturates the seed's BCE in float32
 DEFAULTS = {"sizes": [(65536, 64)], "epochs": 10, "repeat": 5}
@@ -147,13 +147,14 @@ def measure(config: BenchConfig, problem: Problem) -> dict[str, Any]:
         )
         X, y, W, b = arrays
         step = make_step(bk, config.grad, LR, config.mode == "jit")
-        compile_s, (params, _) = _timed(lambda: step((W, b), X, y), lambda out: bk.sync(out[1]))
-        params, _ = fit(step, params, X, y, bk, epochs=min(config.epochs, 3))  # warm-up, untimed
+        carry = initial_carry(bk, (W, b))
+        compile_s, (carry, _) = _timed(lambda: step(carry, X, y), lambda out: bk.sync(out[1]))
+        carry, _ = fit(step, carry, X, y, bk, epochs=min(config.epochs, 3))  # warm-up, untimed
         per_epoch = []
         for _ in range(config.repeat):
-            seconds, (params, _) = _timed(
-                lambda p=params: fit(step, p, X, y, bk, epochs=config.epochs),
-                lambda out: bk.sync(out[0][0]),
+            seconds, (carry, _) = _timed(
+                lambda c=carry: fit(step, c, X, y, bk, epochs=config.epochs),
+                lambda out: bk.sync(out[0][0][0]),
             )
             per_epoch.append(seconds / config.epochs)
         own_gbps = read_rate(bk, X) / 1e9

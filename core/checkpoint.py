@@ -30,6 +30,7 @@ class Checkpoint:
     b: float
     losses: list[float]
     meta: dict[str, Any] = field(default_factory=dict)
+    state: list[np.ndarray] = field(default_factory=list)  # the optimizer's, as host arrays
     source: str = ""  # the file it was read from, for messages
 
 
@@ -51,6 +52,7 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
         "b": np.array(ckpt.b, dtype=np.float64),
         "losses": np.asarray(ckpt.losses, dtype=np.float64),
         "meta": np.array(json.dumps(ckpt.meta, sort_keys=True)),
+        **{f"state_{i}": np.asarray(s, dtype=np.float64) for i, s in enumerate(ckpt.state)},
     }
     atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
 
@@ -73,11 +75,17 @@ def load(path: str | Path) -> Checkpoint:
             b=float(arrays["b"]),
             losses=arrays["losses"].astype(np.float64).tolist(),
             meta=meta if isinstance(meta, dict) else {},
+            state=[arrays[f"state_{i}"].astype(np.float64) for i in range(_count(arrays))],
             source=str(path),
         )
     except (ValueError, TypeError) as err:
         raise InvalidInput(f"{path}: unreadable checkpoint ({err})") from None
-    finite = np.isfinite(ckpt.W).all() and np.isfinite(ckpt.b) and np.isfinite(ckpt.losses).all()
+    finite = (
+        np.isfinite(ckpt.W).all()
+        and np.isfinite(ckpt.b)
+        and np.isfinite(ckpt.losses).all()
+        and all(np.isfinite(s).all() for s in ckpt.state)
+    )
     if (
         ckpt.epoch < 1
         or len(ckpt.losses) != ckpt.epoch
@@ -90,6 +98,14 @@ def load(path: str | Path) -> Checkpoint:
             f"losses, W shape {ckpt.W.shape}, finite: {bool(finite)}, metadata: {bool(ckpt.meta)})"
         )
     return ckpt
+
+
+def _count(arrays: dict[str, np.ndarray]) -> int:
+    """How many optimizer-state arrays (state_0, state_1, ...) a checkpoint holds."""
+    n = 0
+    while f"state_{n}" in arrays:
+        n += 1
+    return n
 
 
 def path_for(directory: str | Path, epoch: int) -> Path:
@@ -107,9 +123,11 @@ def latest(directory: str | Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def check_compatible(ckpt: Checkpoint, problem: Problem, lr: float, epochs: int) -> None:
-    """Refuse to resume ``ckpt`` on other data, another model shape or learning rate, or when it
-    already holds ``epochs`` epochs. Messages name the checkpoint's file."""
+def check_compatible(
+    ckpt: Checkpoint, problem: Problem, lr: float, epochs: int, optimizer: str = "sgd"
+) -> None:
+    """Refuse to resume ``ckpt`` on other data, another model shape, learning rate or optimizer,
+    or when it already holds ``epochs`` epochs. Messages name the checkpoint's file."""
     d = problem.X.shape[1]
     where = f"{ckpt.source}: " if ckpt.source else ""
     if ckpt.W.shape != (d, 1):
@@ -121,6 +139,11 @@ def check_compatible(ckpt: Checkpoint, problem: Problem, lr: float, epochs: int)
     if ckpt.meta.get("lr") != lr:
         raise InvalidInput(
             f"{where}checkpoint was made with lr {ckpt.meta.get('lr')}; resume with the same --lr"
+        )
+    if ckpt.meta.get("optimizer", "sgd") != optimizer:
+        raise InvalidInput(
+            f"{where}checkpoint was made with the {ckpt.meta.get('optimizer', 'sgd')} optimizer; "
+            "resume with the same --optimizer"
         )
     if ckpt.epoch >= epochs:
         raise InvalidInput(

@@ -14,6 +14,7 @@ from .bench import SWEEP_N, parse_sizes
 from .data import load
 from .errors import BackendUnavailable, InvalidInput, XptrainError
 from .files import check_output_dir, check_writable, json_writer, write_all
+from .optim import OPTIMIZERS
 from .runinfo import xptrain_version
 from .terminal import align
 from .train import GRADS, Options, TrainResult, train_problem
@@ -68,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="analytic",
         choices=GRADS,
         help="analytic backprop (the seed's) or the backend's autodiff",
+    )
+    train.add_argument(
+        "--optimizer",
+        default="sgd",
+        choices=list(OPTIMIZERS),
+        help="sgd (the seed's), momentum (0.9) or adam (0.9, 0.999, 1e-8)",
     )
     train.add_argument("--json", metavar="PATH", help="write the result as JSON")
     train.add_argument("--plot", metavar="PATH", help="draw the loss curve (png, svg, pdf, ...)")
@@ -242,6 +249,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         jit=args.jit,
         grad=args.grad,
+        optimizer=args.optimizer,
     )
     _check_outputs(args)
     start, save = _checkpointing(args)

@@ -19,7 +19,7 @@ from .errors import InvalidInput, TrainingDiverged
 from .grad import logistic_bce_grads
 from .loss import bce
 from .model import Params, logistic
-from .optim import sgd
+from .optim import OPTIMIZERS, Optimizer, State
 from .runinfo import versions
 
 GRADS = ("analytic", "autodiff")
@@ -28,7 +28,8 @@ GRADS = ("analytic", "autodiff")
 _CHECK_EVERY = 64
 
 EpochCallback = Callable[[int, float], None]
-Step = Callable[[Params, Any, Any], tuple[Params, Any]]
+Carry = tuple[Params, State]  # (parameters, optimizer state)
+Step = Callable[[Carry, Any, Any], tuple[Carry, Any]]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class TrainResult:
     lr: float
     jit: bool
     grad: str
+    optimizer: str
     versions: dict[str, str] = field(default_factory=dict)
     precision: dict[str, Any] = field(default_factory=dict)
 
@@ -59,18 +61,19 @@ class TrainResult:
         return asdict(self) | {"W": self.W.tolist()}
 
 
-def analytic_step(xp: Any, lr: float) -> Step:
+def analytic_step(xp: Any, lr: float, optimizer: Optimizer) -> Step:
     """One epoch with the seed's backprop: forward, loss, ``dz = A - y`` gradients, update."""
 
-    def step(params: Params, X: Any, y: Any) -> tuple[Params, Any]:
+    def step(carry: Carry, X: Any, y: Any) -> tuple[Carry, Any]:
+        params, state = carry
         A = logistic(xp, params, X)
         loss = bce(xp, y, A)
-        return sgd(params, logistic_bce_grads(xp, X, y, A), lr), loss
+        return optimizer.update(xp, params, logistic_bce_grads(xp, X, y, A), state, lr), loss
 
     return step
 
 
-def autodiff_step(xp: Any, lr: float, value_and_grad: Callable) -> Step:
+def autodiff_step(xp: Any, lr: float, optimizer: Optimizer, value_and_grad: Callable) -> Step:
     """One epoch with the backend's automatic differentiation of the same loss."""
 
     def loss_fn(params: Params, X: Any, y: Any) -> Any:
@@ -78,25 +81,38 @@ def autodiff_step(xp: Any, lr: float, value_and_grad: Callable) -> Step:
 
     loss_and_grads = value_and_grad(loss_fn)
 
-    def step(params: Params, X: Any, y: Any) -> tuple[Params, Any]:
+    def step(carry: Carry, X: Any, y: Any) -> tuple[Carry, Any]:
+        params, state = carry
         loss, grads = loss_and_grads(params, X, y)
-        return sgd(params, tuple(grads), lr), loss
+        return optimizer.update(xp, params, tuple(grads), state, lr), loss
 
     return step
 
 
 @functools.lru_cache(maxsize=64)
-def make_step(bk: backends.Backend, grad: str, lr: float, jit: bool) -> Step:
+def make_step(
+    bk: backends.Backend, grad: str, lr: float, jit: bool, optimizer: str = "sgd"
+) -> Step:
     """The epoch step for a configuration, built once: the same function object on every run,
-    so compiled steps (jax.jit, torch.compile) are reused instead of recompiled."""
-    xp = bk.xp
-    step = autodiff_step(xp, lr, bk.value_and_grad) if grad == "autodiff" else analytic_step(xp, lr)
+    so compiled steps (jax.jit, torch.compile) are reused instead of recompiled. The step maps
+    ``((params, optimizer_state), X, y)`` to ``((params, optimizer_state), loss)``."""
+    xp, rule = bk.xp, OPTIMIZERS[optimizer]
+    if grad == "autodiff":
+        step = autodiff_step(xp, lr, rule, bk.value_and_grad)
+    else:
+        step = analytic_step(xp, lr, rule)
     return bk.jit(step) if jit else step
+
+
+def initial_carry(bk: backends.Backend, params: Params, optimizer: str = "sgd") -> Carry:
+    """What a step carries from epoch to epoch, at the start: the parameters and the
+    optimizer's initial state."""
+    return params, OPTIMIZERS[optimizer].init(bk.xp, params)
 
 
 def fit(
     step: Step,
-    params: Params,
+    carry: Carry,
     X: Any,
     y: Any,
     bk: backends.Backend,
@@ -105,18 +121,18 @@ def fit(
     start_epoch: int = 0,
     on_epoch: EpochCallback | None = None,
     checkpoint_every: int | None = None,
-    on_checkpoint: Callable[[int, Params, list[float]], None] | None = None,
-) -> tuple[Params, list[float]]:
-    """Run epochs ``start_epoch`` to ``epochs - 1``; return the final parameters and the host
-    losses of those epochs. ``on_checkpoint(done, params, losses)`` is called every
-    ``checkpoint_every`` epochs and at the end.
+    on_checkpoint: Callable[[int, Carry, list[float]], None] | None = None,
+) -> tuple[Carry, list[float]]:
+    """Run epochs ``start_epoch`` to ``epochs - 1``; return the final carry (parameters and
+    optimizer state) and the host losses of those epochs. ``on_checkpoint(done, carry, losses)``
+    is called every ``checkpoint_every`` epochs and at the end.
 
     Stops with :class:`TrainingDiverged` naming the first epoch whose loss is NaN or inf.
     """
     losses: list[float] = []
     pending: list[Any] = []
     for epoch in range(start_epoch, epochs):
-        params, loss = step(params, X, y)
+        carry, loss = step(carry, X, y)
         pending.append(loss)
         done = epoch + 1
         at_checkpoint = on_checkpoint is not None and (
@@ -134,8 +150,8 @@ def fit(
                     on_epoch(i, value)
             pending = []
         if at_checkpoint:
-            on_checkpoint(done, params, losses)
-    return params, losses
+            on_checkpoint(done, carry, losses)
+    return carry, losses
 
 
 @dataclass(frozen=True)
@@ -149,6 +165,7 @@ class Options:
     seed: int = 1
     jit: bool = False
     grad: str = "analytic"
+    optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
         if self.dtype not in backends.DTYPES:
@@ -167,6 +184,10 @@ class Options:
         if self.grad not in GRADS:
             raise InvalidInput(
                 f"unknown gradient engine {self.grad!r}; choose from {', '.join(GRADS)}"
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise InvalidInput(
+                f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}"
             )
         for name, kind in (("epochs", int), ("lr", float), ("seed", int)):
             object.__setattr__(self, name, kind(getattr(self, name)))
@@ -190,16 +211,20 @@ def train(
     seed: int = 1,
     jit: bool = False,
     grad: str = "analytic",
+    optimizer: str = "sgd",
     on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
     """Train the seed's logistic regressor on any backend; by default, the seed's run exactly.
 
     ``X`` (N×D) and ``y`` (N or N×1, 0/1) may be NumPy arrays or arrays of any backend; they
     are validated on the host and moved to ``device`` as ``dtype``. Without ``W`` the seed's
-    rule draws it from ``seed``; ``b`` defaults to 0. ``on_epoch(epoch, loss)`` is called after
-    every epoch (this syncs the device each epoch).
+    rule draws it from ``seed``; ``b`` defaults to 0. ``optimizer`` is ``sgd`` (the seed's),
+    ``momentum`` or ``adam``. ``on_epoch(epoch, loss)`` is called after every epoch (this syncs
+    the device each epoch).
     """
-    options = Options(dtype=dtype, epochs=epochs, lr=lr, seed=seed, jit=jit, grad=grad)
+    options = Options(
+        dtype=dtype, epochs=epochs, lr=lr, seed=seed, jit=jit, grad=grad, optimizer=optimizer
+    )
     bk = backends.get(backend)
     device_name = bk.resolve_device(device)
     problem = make_problem(*(backends.to_numpy(a) if a is not None else None for a in (X, y, W, b)))
@@ -225,26 +250,41 @@ def train_problem(
     """
     o = options
     if start is not None:
-        check_compatible(start, problem, o.lr, o.epochs)
+        check_compatible(start, problem, o.lr, o.epochs, o.optimizer)
         W0, b0, history, start_epoch = start.W, start.b, list(start.losses), start.epoch
     else:
         W0 = problem.W if problem.W is not None else initial_weights(problem.X.shape[1], o.seed)
         b0, history, start_epoch = problem.b or 0.0, [], 0
-    meta = {"data": fingerprint(problem), "lr": o.lr, "backend": bk.name, "dtype": o.dtype}
+    meta = {
+        "data": fingerprint(problem),
+        "lr": o.lr,
+        "backend": bk.name,
+        "dtype": o.dtype,
+        "optimizer": o.optimizer,
+    }
 
-    def checkpoint(done: int, params: Params, losses: list[float]) -> None:
-        on_checkpoint(Checkpoint(done, *_host_params(bk, params), history + losses, meta))
+    def to_host(carry: Carry) -> tuple[np.ndarray, float, list[np.ndarray]]:
+        (W, b), state = carry
+        W, b = (bk.to_numpy(p).astype(np.float64) for p in (W, b))
+        return W, float(b.reshape(())), [bk.to_numpy(s).astype(np.float64) for s in state]
+
+    def checkpoint(done: int, carry: Carry, losses: list[float]) -> None:
+        W, b, state = to_host(carry)
+        on_checkpoint(Checkpoint(done, W, b, history + losses, meta, state=state))
 
     # Everything on the device happens inside the scope (JAX's x64 holds only there).
     with bk.float_scope(o.dtype):
         dev = bk.native_device(device)
         host = (problem.X, problem.y, W0, np.full((1, 1), b0))
         X, y, W, b = (bk.asarray(a, o.dtype, dev) for a in host)
-        step = make_step(bk, o.grad, o.lr, o.jit)
+        carry = initial_carry(bk, (W, b), o.optimizer)
+        if start is not None and start.state:
+            carry = ((W, b), tuple(bk.asarray(s, o.dtype, dev) for s in start.state))
+        step = make_step(bk, o.grad, o.lr, o.jit, o.optimizer)
         began = time.perf_counter()
-        params, losses = fit(
+        carry, losses = fit(
             step,
-            (W, b),
+            carry,
             X,
             y,
             bk,
@@ -254,9 +294,9 @@ def train_problem(
             checkpoint_every=checkpoint_every,
             on_checkpoint=checkpoint if on_checkpoint else None,
         )
-        bk.sync(params[0])
+        bk.sync(carry[0][0])
         seconds = time.perf_counter() - began
-        W_out, b_out = _host_params(bk, params)
+        W_out, b_out, _ = to_host(carry)
         precision = bk.precision(o.dtype)
     if not (np.isfinite(W_out).all() and np.isfinite(b_out)):
         raise TrainingDiverged(
@@ -277,11 +317,7 @@ def train_problem(
         lr=o.lr,
         jit=o.jit,
         grad=o.grad,
+        optimizer=o.optimizer,
         versions=versions(bk),
         precision=precision,
     )
-
-
-def _host_params(bk: backends.Backend, params: Params) -> tuple[np.ndarray, float]:
-    W, b = (bk.to_numpy(p).astype(np.float64) for p in params)
-    return W, float(b.reshape(()))

@@ -10,7 +10,7 @@ from xptrain import backends, check, problems
 from xptrain.conformance import compare, tolerance
 from xptrain.data import SEED_X, SEED_Y, seed_problem
 from xptrain.reference import reference_run
-from xptrain.train import Options, make_step, train_problem
+from xptrain.train import Options, initial_carry, make_step, train_problem
 
 REFERENCE = reference_run(seed_problem())
 # The foundation's fixed bounds for the seed problem; the tolerance model is tighter still.
@@ -90,7 +90,7 @@ def test_every_step_computes_in_the_dtype_asked_for(backend, dtype, grad, mode):
         X, y, W, b = (
             bk.asarray(a, dtype, dev) for a in (SEED_X, SEED_Y, np.ones((3, 1)), np.zeros((1, 1)))
         )
-        (W, b), loss = make_step(bk, grad, 1.0, jit)((W, b), X, y)
+        ((W, b), _), loss = make_step(bk, grad, 1.0, jit)(initial_carry(bk, (W, b)), X, y)
         for out in (W, b, loss):
             assert out.dtype == getattr(bk.xp, dtype)
 

@@ -1,0 +1,127 @@
+"""Momentum and Adam: pure update rules that every backend runs the same, checked against
+independent NumPy transcriptions of their textbook definitions, and resumable across backends
+(their state travels in the checkpoint)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import xptrain as cli
+
+import xptrain
+from xptrain import backends
+from xptrain.conformance import compare, tolerance
+from xptrain.data import SEED_X, SEED_Y, initial_weights, seed_problem
+from xptrain.reference import Reference
+from xptrain.train import Options, train_problem
+
+EPOCHS, LR = 30, 0.1
+
+
+def _textbook(optimizer: str, epochs: int = EPOCHS, lr: float = LR) -> Reference:
+    """The seed's loop with momentum (v = 0.9 v + g; p -= lr v) or Adam (Kingma & Ba, Alg. 1)."""
+    X, y = SEED_X.astype(float), SEED_Y.astype(float)
+    params = [initial_weights(3, 1), np.zeros((1, 1))]
+    first = [np.zeros_like(p) for p in params]
+    second = [np.zeros_like(p) for p in params]
+    losses = []
+    for t in range(1, epochs + 1):
+        A = 1 / (1 + np.exp(-(X @ params[0] + params[1])))
+        losses.append(-np.mean(y * np.log(A) + (1 - y) * np.log(1 - A)))
+        dz = A - y
+        grads = [X.T @ dz / 4, dz.sum(axis=0, keepdims=True) / 4]
+        for i, g in enumerate(grads):
+            if optimizer == "momentum":
+                first[i] = 0.9 * first[i] + g
+                params[i] = params[i] - lr * first[i]
+            else:
+                first[i] = 0.9 * first[i] + 0.1 * g
+                second[i] = 0.999 * second[i] + 0.001 * g * g
+                m_hat, v_hat = first[i] / (1 - 0.9**t), second[i] / (1 - 0.999**t)
+                params[i] = params[i] - lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+    return Reference(np.array(losses), params[0], params[1].item())
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("grad", ["analytic", "autodiff"])
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_every_backend_follows_the_textbook(backend, optimizer, dtype, grad, mode):
+    if grad == "autodiff" and not backend.impl.has_autodiff:
+        pytest.skip(f"{backend.name} has no automatic differentiation")
+    if mode == "jit" and not backend.impl.has_jit:
+        pytest.skip(f"{backend.name} has no jit compiler")
+    result = xptrain.train(
+        SEED_X,
+        SEED_Y,
+        backend=backend.name,
+        device=backend.device,
+        dtype=dtype,
+        epochs=EPOCHS,
+        lr=LR,
+        optimizer=optimizer,
+        grad=grad,
+        jit=mode == "jit",
+    )
+    agreement = compare(result, _textbook(optimizer), tolerance(dtype, 4, 3))
+    assert agreement.passed, (agreement.first_bad_epoch, agreement.max_rel_err, agreement.margin)
+    assert result.optimizer == optimizer
+
+
+def test_the_optimizers_really_differ():
+    runs = {
+        o: xptrain.train(SEED_X, SEED_Y, epochs=EPOCHS, lr=LR, optimizer=o).losses[-1]
+        for o in ("sgd", "momentum", "adam")
+    }
+    assert len(set(runs.values())) == 3
+
+
+@pytest.mark.parametrize("second", ["numpy", "torch", "jax", "array_api_strict"])
+def test_adam_resumes_on_another_backend(backend, second):
+    """Adam's moments and step count go into the checkpoint: the resumed run continues the
+    uninterrupted one (bitwise on the same CPU backend, within tolerance on another)."""
+    try:
+        other = backends.get(second)
+    except xptrain.BackendUnavailable as err:
+        pytest.skip(str(err))
+    data = seed_problem()
+    saved = []
+    half = Options(epochs=EPOCHS // 2, lr=LR, optimizer="adam")
+    train_problem(data, backend.impl, backend.device, half, on_checkpoint=saved.append)
+    assert len(saved[-1].state) == 5  # t, and m and v for W and b
+    full = Options(epochs=EPOCHS, lr=LR, optimizer="adam")
+    resumed = train_problem(data, other, other.devices()[0], full, start=saved[-1])
+    whole = train_problem(data, backend.impl, backend.device, full)
+    if backend.name == second and backend.device == "cpu":
+        assert resumed.losses == whole.losses
+    reference = Reference(np.array(whole.losses), whole.W, whole.b)
+    assert compare(resumed, reference, tolerance("float64", 4, 3)).passed
+
+
+def test_cli_optimizer_and_its_checkpoints(tmp_path):
+    ck = tmp_path / "ck"
+    first = cli(
+        "train", "--optimizer", "adam", "--lr", "0.1", "--epochs", "10", "--checkpoint-dir", str(ck)
+    )
+    assert first.returncode == 0, first.stderr
+    other = cli("train", "--resume", "--checkpoint-dir", str(ck), "--lr", "0.1", "--epochs", "20")
+    assert other.returncode == 2 and "same --optimizer" in other.stderr
+    rest = cli(
+        "train",
+        "--resume",
+        "--checkpoint-dir",
+        str(ck),
+        "--lr",
+        "0.1",
+        "--epochs",
+        "20",
+        "--optimizer",
+        "adam",
+        "--backend",
+        "jax",
+    )
+    assert rest.returncode == 0, rest.stderr
+    whole = cli("train", "--optimizer", "adam", "--lr", "0.1", "--epochs", "20")
+    assert first.stdout + rest.stdout == whole.stdout  # to the 12 printed digits
+    bad = cli("train", "--optimizer", "lbfgs")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
