@@ -14,7 +14,7 @@ from . import backends, problems
 from .conformance import MODEL, compare, tolerance
 from .data import Problem
 from .errors import InvalidInput, XptrainError
-from .reference import Reference, reference_run
+from .reference import Reference, reference_mlp_run, reference_run
 from .terminal import align, progress
 from .train import Options, train_problem
 
@@ -162,6 +162,8 @@ def _data(name: str) -> Problem:
 @functools.lru_cache(maxsize=8)
 def _reference(name: str) -> Reference:
     p = problems.get(name)
+    if p.hidden:
+        return reference_mlp_run(_data(name), p.hidden, p.activation, p.epochs, p.lr, p.seed)
     return reference_run(_data(name), epochs=p.epochs, lr=p.lr, seed=p.seed)
 
 
@@ -170,7 +172,8 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
     failing backend: the failure is the row's result."""
     p = problems.get(config.problem)
     data = _data(config.problem)
-    tol = tolerance(config.dtype, *data.X.shape)
+    n, d = data.X.shape
+    tol = tolerance(config.dtype, n, max((d, *p.hidden)))  # the longest dot product
     bk = backends.get(config.backend)
     base = {**asdict(config), "device_name": bk.device_name(config.device), "tolerance": tol}
     options = Options(
@@ -180,6 +183,8 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
         seed=p.seed,
         jit=config.mode == "jit",
         grad=config.grad,
+        hidden=p.hidden,
+        activation=p.activation,
     )
     try:
         first = train_problem(data, bk, config.device, options)
@@ -199,8 +204,8 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
         )
         return row, {}
     agreement = compare(first, _reference(config.problem), tol)
-    repeatable = (
-        first.losses == second.losses and np.array_equal(first.W, second.W) and first.b == second.b
+    repeatable = first.losses == second.losses and all(
+        np.array_equal(a, b) for a, b in zip(first.params, second.params, strict=True)
     )
     row = Row(
         **base,

@@ -4,6 +4,7 @@ unpickling, so a run saved on one backend resumes on any other."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -22,12 +23,12 @@ _NAME = re.compile(r"^epoch-(\d+)\.npz$")
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """The state after ``epoch`` epochs: parameters (float64, on the host), the loss history,
-    and what the run was (``meta``: data fingerprint, learning rate, backend, dtype, ...)."""
+    """The state after ``epoch`` epochs: parameters ``[W1, b1, ...]`` and optimizer state
+    (float64 host arrays), the loss history, and what the run was (``meta``: data fingerprint,
+    learning rate, optimizer, model, backend, dtype)."""
 
     epoch: int
-    W: np.ndarray
-    b: float
+    params: list[np.ndarray]
     losses: list[float]
     meta: dict[str, Any] = field(default_factory=dict)
     state: list[np.ndarray] = field(default_factory=list)  # the optimizer's, as host arrays
@@ -48,8 +49,7 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
     arrays = {
         "format": np.array(FORMAT),
         "epoch": np.array(ckpt.epoch),
-        "W": np.asarray(ckpt.W, dtype=np.float64),
-        "b": np.array(ckpt.b, dtype=np.float64),
+        **{f"param_{i}": np.asarray(p, dtype=np.float64) for i, p in enumerate(ckpt.params)},
         "losses": np.asarray(ckpt.losses, dtype=np.float64),
         "meta": np.array(json.dumps(ckpt.meta, sort_keys=True)),
         **{f"state_{i}": np.asarray(s, dtype=np.float64) for i, s in enumerate(ckpt.state)},
@@ -60,7 +60,7 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
 def load(path: str | Path) -> Checkpoint:
     """Read a checkpoint written by :func:`save`; a clear error for anything else."""
     arrays = load_npz(path, "checkpoint")
-    missing = {"format", "epoch", "W", "b", "losses", "meta"} - set(arrays)
+    missing = {"format", "epoch", "param_0", "param_1", "losses", "meta"} - set(arrays)
     if missing:
         raise InvalidInput(
             f"{path}: not an xptrain checkpoint (missing {', '.join(sorted(missing))})"
@@ -71,39 +71,39 @@ def load(path: str | Path) -> Checkpoint:
         epoch, meta = arrays["epoch"], json.loads(str(arrays["meta"]))
         ckpt = Checkpoint(
             epoch=int(epoch) if epoch.shape == () and epoch.dtype.kind in "iu" else -1,
-            W=arrays["W"].astype(np.float64),
-            b=float(arrays["b"]),
+            params=[
+                arrays[f"param_{i}"].astype(np.float64) for i in range(_count(arrays, "param"))
+            ],
             losses=arrays["losses"].astype(np.float64).tolist(),
             meta=meta if isinstance(meta, dict) else {},
-            state=[arrays[f"state_{i}"].astype(np.float64) for i in range(_count(arrays))],
+            state=[arrays[f"state_{i}"].astype(np.float64) for i in range(_count(arrays, "state"))],
             source=str(path),
         )
     except (ValueError, TypeError) as err:
         raise InvalidInput(f"{path}: unreadable checkpoint ({err})") from None
-    finite = (
-        np.isfinite(ckpt.W).all()
-        and np.isfinite(ckpt.b)
-        and np.isfinite(ckpt.losses).all()
-        and all(np.isfinite(s).all() for s in ckpt.state)
+    finite = np.isfinite(ckpt.losses).all() and all(
+        np.isfinite(a).all() for a in (*ckpt.params, *ckpt.state)
     )
+    shaped = len(ckpt.params) % 2 == 0 and all(p.ndim == 2 for p in ckpt.params)
     if (
         ckpt.epoch < 1
         or len(ckpt.losses) != ckpt.epoch
-        or ckpt.W.ndim != 2
+        or not shaped
         or not finite
         or not ckpt.meta
     ):
         raise InvalidInput(
             f"{path}: inconsistent checkpoint (epoch {arrays['epoch']}, {len(ckpt.losses)} "
-            f"losses, W shape {ckpt.W.shape}, finite: {bool(finite)}, metadata: {bool(ckpt.meta)})"
+            f"losses, {len(ckpt.params)} parameter arrays, finite: {bool(finite)}, "
+            f"metadata: {bool(ckpt.meta)})"
         )
     return ckpt
 
 
-def _count(arrays: dict[str, np.ndarray]) -> int:
-    """How many optimizer-state arrays (state_0, state_1, ...) a checkpoint holds."""
+def _count(arrays: dict[str, np.ndarray], prefix: str) -> int:
+    """How many arrays ``prefix_0, prefix_1, ...`` a checkpoint holds."""
     n = 0
-    while f"state_{n}" in arrays:
+    while f"{prefix}_{n}" in arrays:
         n += 1
     return n
 
@@ -123,30 +123,34 @@ def latest(directory: str | Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def check_compatible(
-    ckpt: Checkpoint, problem: Problem, lr: float, epochs: int, optimizer: str = "sgd"
-) -> None:
-    """Refuse to resume ``ckpt`` on other data, another model shape, learning rate or optimizer,
-    or when it already holds ``epochs`` epochs. Messages name the checkpoint's file."""
-    d = problem.X.shape[1]
+def check_compatible(ckpt: Checkpoint, problem: Problem, meta: dict[str, Any], epochs: int) -> None:
+    """Refuse to resume ``ckpt`` on other data, or with another learning rate, optimizer or
+    model than ``meta`` (the new run's), or when it already holds ``epochs`` epochs. Messages
+    name the checkpoint's file."""
     where = f"{ckpt.source}: " if ckpt.source else ""
-    if ckpt.W.shape != (d, 1):
-        raise InvalidInput(
-            f"{where}checkpoint W has shape {ckpt.W.shape}; this data needs ({d}, 1)"
-        )
     if ckpt.meta.get("data") != fingerprint(problem):
         raise InvalidInput(f"{where}checkpoint was made on other data; resume with the same --data")
-    if ckpt.meta.get("lr") != lr:
-        raise InvalidInput(
-            f"{where}checkpoint was made with lr {ckpt.meta.get('lr')}; resume with the same --lr"
-        )
-    if ckpt.meta.get("optimizer", "sgd") != optimizer:
-        raise InvalidInput(
-            f"{where}checkpoint was made with the {ckpt.meta.get('optimizer', 'sgd')} optimizer; "
-            "resume with the same --optimizer"
-        )
+    for key, option in (
+        ("lr", "--lr"),
+        ("optimizer", "--optimizer"),
+        ("hidden", "--hidden"),
+        ("activation", "--activation"),
+    ):
+        if ckpt.meta.get(key, _DEFAULTS.get(key)) != meta[key]:
+            raise InvalidInput(
+                f"{where}checkpoint was made with {key} {ckpt.meta.get(key)}; resume with the "
+                f"same {option}"
+            )
+    d = problem.X.shape[1]
+    sizes = [d, *meta["hidden"], 1]
+    shapes = [s for a, b in itertools.pairwise(sizes) for s in ((a, b), (1, b))]
+    if [p.shape for p in ckpt.params] != shapes:
+        raise InvalidInput(f"{where}checkpoint parameters do not fit this data and model")
     if ckpt.epoch >= epochs:
         raise InvalidInput(
             f"{where}checkpoint already holds {ckpt.epoch} epochs; ask for more than that with "
             "--epochs"
         )
+
+
+_DEFAULTS = {"optimizer": "sgd", "hidden": [], "activation": "sigmoid"}

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 from . import backends, checkpoint, problems
 from .bench import SWEEP_N, parse_sizes
-from .data import load
+from .data import load, standardize
 from .errors import BackendUnavailable, InvalidInput, XptrainError
 from .files import check_output_dir, check_writable, json_writer, write_all
 from .optim import OPTIMIZERS
@@ -69,6 +69,26 @@ def build_parser() -> argparse.ArgumentParser:
         default="analytic",
         choices=GRADS,
         help="analytic backprop (the seed's) or the backend's autodiff",
+    )
+    train.add_argument(
+        "--standardize",
+        action="store_true",
+        help="scale every feature to mean 0, standard deviation 1",
+    )
+    train.add_argument(
+        "--model",
+        default="logistic",
+        choices=("logistic", "mlp"),
+        help="the seed's logistic regressor, or an MLP with --hidden layers",
+    )
+    train.add_argument(
+        "--hidden", type=_arg(_sizes), metavar="H,...", help="MLP hidden layer sizes (default 16)"
+    )
+    train.add_argument(
+        "--activation",
+        default="sigmoid",
+        choices=("sigmoid", "tanh", "relu"),
+        help="the MLP's hidden activation",
     )
     train.add_argument(
         "--optimizer",
@@ -217,6 +237,25 @@ def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise InvalidInput(f"{text!r}: give layer sizes as whole numbers, e.g. 64,32") from None
+    if min(sizes) < 1:
+        raise InvalidInput(f"{text!r}: every hidden layer needs at least 1 unit")
+    return sizes
+
+
+def _hidden(args: argparse.Namespace) -> tuple[int, ...]:
+    """The hidden layers ``train`` asks for: none for the seed's model, 16 by default for mlp."""
+    if args.model == "logistic":
+        if args.hidden is not None or args.activation != "sigmoid":
+            raise InvalidInput("--hidden and --activation need --model mlp")
+        return ()
+    return args.hidden or (16,)
+
+
 def _ints(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",")]
@@ -250,12 +289,16 @@ def run_train(args: argparse.Namespace) -> int:
         jit=args.jit,
         grad=args.grad,
         optimizer=args.optimizer,
+        hidden=_hidden(args),
+        activation=args.activation,
     )
     _check_outputs(args)
     start, save = _checkpointing(args)
     bk = backends.get(args.backend)
     device = bk.resolve_device(args.device)
     problem = load(args.data)
+    if args.standardize:
+        problem = standardize(problem)
     result = train_problem(
         problem,
         bk,
@@ -334,7 +377,6 @@ def run_check(args: argparse.Namespace) -> int:
         _listed(args.dtypes, "--dtypes"),
     )
     report = check.run(configs, skipped, progress_bar=not args.quiet)
-    print(check.format_table(report))
     outputs = []
     if args.json is not None:
         outputs.append((args.json, json_writer(report.to_dict())))
@@ -342,7 +384,8 @@ def run_check(args: argparse.Namespace) -> int:
         from .plot import agreement_figure, figure_writer
 
         outputs.append((args.plot, figure_writer(agreement_figure(report))))
-    write_all(outputs)
+    write_all(outputs)  # before printing: a closed stdout must not lose the report
+    print(check.format_table(report))
     line = check.summary(report)
     print(line)
     if not report.passed:

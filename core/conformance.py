@@ -92,8 +92,8 @@ def compare(result: TrainResult, ref: Reference, tau: float) -> Agreement:
         raise ValueError(f"{losses.size} losses against a reference of {ref_losses.size}")
     diff = np.abs(losses - ref_losses)
     ulps = diff / np.spacing(ref_losses.astype(result.dtype)).astype(np.float64)
-    ref_params = np.append(np.asarray(ref.W, dtype=np.float64).ravel(), float(ref.b))
-    params = np.append(np.asarray(result.W, dtype=np.float64).ravel(), result.b)
+    ref_params = np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in ref.params])
+    params = np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in result.params])
     return Agreement(
         rel_err=(diff / np.abs(ref_losses)).tolist(),
         loss_tol=(tau * (1 + 1 / np.abs(ref_losses))).tolist(),

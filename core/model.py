@@ -1,14 +1,16 @@
 """Forward passes as pure functions of (params, X), written against the Array API.
 
-``xp`` is the array namespace, looked up once per run and passed in, so no function here asks
-which library it runs on.
+``params`` is a flat tuple ``(W1, b1, ..., WL, bL)``: one layer (``(W, b)``) is the seed's
+logistic regressor, more are an MLP whose hidden layers use ``activation``; the output is always
+a sigmoid, for the binary cross-entropy. ``xp`` is the backend's namespace, passed in, so no
+function here asks which library it runs on.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-Params = tuple[Any, Any]  # (W: D×1, b: 1×1)
+Params = tuple[Any, ...]
 
 
 def sigmoid(xp: Any, z: Any) -> Any:
@@ -16,7 +18,33 @@ def sigmoid(xp: Any, z: Any) -> Any:
     return 1 / (1 + xp.exp(-z))
 
 
-def logistic(xp: Any, params: Params, X: Any) -> Any:
-    """Logistic regression: ``sigmoid(X·W + b)``, N×1."""
-    W, b = params
-    return sigmoid(xp, xp.matmul(X, W) + b)
+def _relu(xp: Any, z: Any) -> Any:
+    return xp.maximum(z, xp.zeros_like(z))
+
+
+ACTIVATIONS = {"sigmoid": sigmoid, "tanh": lambda xp, z: xp.tanh(z), "relu": _relu}
+
+
+def activation_grad(xp: Any, name: str, h: Any) -> Any:
+    """The activation's derivative, from its output ``h``."""
+    if name == "sigmoid":
+        return h * (1 - h)
+    if name == "tanh":
+        return 1 - h * h
+    return xp.astype(h > 0, h.dtype)
+
+
+def forward(xp: Any, params: Params, X: Any, activation: str = "sigmoid") -> list[Any]:
+    """Every layer's output, the input first and the sigmoid output last (what backprop needs)."""
+    outputs = [X]
+    layers = len(params) // 2
+    for i in range(layers):
+        z = xp.matmul(outputs[-1], params[2 * i]) + params[2 * i + 1]
+        act = sigmoid if i == layers - 1 else ACTIVATIONS[activation]
+        outputs.append(act(xp, z))
+    return outputs
+
+
+def predict(xp: Any, params: Params, X: Any, activation: str = "sigmoid") -> Any:
+    """The model's probabilities, N×1 (one layer: the seed's ``sigmoid(X·W + b)``)."""
+    return forward(xp, params, X, activation)[-1]

@@ -24,6 +24,8 @@ class ReferenceProblem:
     epochs: int
     lr: float
     seed: int = 1
+    hidden: tuple[int, ...] = ()  # no hidden layers: the seed's logistic regressor
+    activation: str = "sigmoid"
 
 
 PROBLEMS: dict[str, ReferenceProblem] = {
@@ -49,6 +51,15 @@ PROBLEMS: dict[str, ReferenceProblem] = {
             lambda: standardize(load("breast_cancer")),
             epochs=50,
             lr=0.5,
+        ),
+        ReferenceProblem(
+            "breast_cancer_mlp",
+            "the same, an MLP with 16 tanh hidden units",
+            lambda: standardize(load("breast_cancer")),
+            epochs=50,
+            lr=0.5,
+            hidden=(16,),
+            activation="tanh",
         ),
     )
 }

@@ -43,11 +43,20 @@ SEED_SEED = 1
 
 @dataclass(frozen=True)
 class Reference:
-    """A float64 host run: the loss of every epoch and the final parameters."""
+    """A host run: the loss of every epoch and the final parameters ``[W1, b1, ...]``."""
 
     losses: np.ndarray
-    W: np.ndarray
-    b: np.floating
+    params: list[np.ndarray]
+
+    @property
+    def W(self) -> np.ndarray:
+        """The output layer's weights."""
+        return self.params[-2]
+
+    @property
+    def b(self) -> np.floating:
+        """The output layer's bias."""
+        return self.params[-1].reshape(())[()]
 
 
 def reference_run(
@@ -71,4 +80,43 @@ def reference_run(
         dz = A - y
         W = W - lr * (one / N * np.dot(X.T, dz))
         b = b - lr * (one / N * np.sum(dz, axis=0, keepdims=True))
-    return Reference(np.array(losses, dtype=dtype), W, b.reshape(())[()])
+    return Reference(np.array(losses, dtype=dtype), [W, b])
+
+
+_ACT = {
+    "sigmoid": (lambda z: 1 / (1 + np.exp(-z)), lambda h: h * (1 - h)),
+    "tanh": (np.tanh, lambda h: 1 - h**2),
+    "relu": (lambda z: np.maximum(z, 0), lambda h: (h > 0).astype(h.dtype)),
+}
+
+
+def reference_mlp_run(
+    problem: Problem,
+    hidden: tuple[int, ...],
+    activation: str,
+    epochs: int,
+    lr: float,
+    seed: int = SEED_SEED,
+) -> Reference:
+    """A textbook float64 NumPy MLP (hidden layers ``activation``, sigmoid output, the seed's
+    BCE, gradient descent), written apart from the Array API code it checks."""
+    from .data import initial_params
+
+    act, act_grad = _ACT[activation]
+    X, y = problem.X, problem.y
+    params = initial_params(problem, hidden, seed)
+    n, losses = len(y), []
+    for _ in range(epochs):
+        hs = [X]
+        for layer in range(len(params) // 2):
+            z = hs[-1] @ params[2 * layer] + params[2 * layer + 1]
+            hs.append(1 / (1 + np.exp(-z)) if layer == len(params) // 2 - 1 else act(z))
+        A = hs[-1]
+        losses.append(-np.mean(y * np.log(A) + (1 - y) * np.log(1 - A)))
+        delta, grads = A - y, []
+        for layer in reversed(range(len(params) // 2)):
+            grads = [hs[layer].T @ delta / n, delta.sum(axis=0, keepdims=True) / n, *grads]
+            if layer:
+                delta = (delta @ params[2 * layer].T) * act_grad(hs[layer])
+        params = [p - lr * g for p, g in zip(params, grads, strict=True)]
+    return Reference(np.array(losses), params)

@@ -6,7 +6,7 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any
 
@@ -14,11 +14,11 @@ import numpy as np
 
 from . import backends
 from .checkpoint import Checkpoint, check_compatible, fingerprint
-from .data import Problem, initial_weights, make_problem
+from .data import Problem, initial_params, make_problem
 from .errors import InvalidInput, TrainingDiverged
-from .grad import logistic_bce_grads
+from .grad import bce_grads
 from .loss import bce
-from .model import Params, logistic
+from .model import ACTIVATIONS, Params, forward, predict
 from .optim import OPTIMIZERS, Optimizer, State
 from .runinfo import versions
 
@@ -36,13 +36,14 @@ Step = Callable[[Carry, Any, Any], tuple[Carry, Any]]
 class TrainResult:
     """What a run produced, on the host, with what is needed to reproduce and compare it.
 
-    ``seconds`` is the wall time of the epochs (compilation included, ending with a device
-    sync); moving the data to the device is not in it.
+    ``params`` are the final parameters as float64 host arrays, ``(W1, b1, ..., WL, bL)``;
+    ``W`` and ``b`` are the output layer's (for the seed's model, its only layer). ``seconds``
+    is the wall time of the epochs (compilation included, ending with a device sync); moving the
+    data to the device is not in it.
     """
 
     losses: list[float]
-    W: np.ndarray
-    b: float
+    params: list[np.ndarray]
     seconds: float
     backend: str
     device: str
@@ -53,31 +54,70 @@ class TrainResult:
     jit: bool
     grad: str
     optimizer: str
+    hidden: tuple[int, ...] = ()
+    activation: str = "sigmoid"
     versions: dict[str, str] = field(default_factory=dict)
     precision: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def W(self) -> np.ndarray:
+        """The output layer's weights (H×1; D×1 for the seed's model)."""
+        return self.params[-2]
+
+    @property
+    def b(self) -> float:
+        """The output layer's bias."""
+        return float(self.params[-1].reshape(()))
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``--json`` file)."""
-        return asdict(self) | {"W": self.W.tolist()}
+        record = {
+            k: getattr(self, k)
+            for k in (
+                "backend",
+                "device",
+                "device_name",
+                "dtype",
+                "epochs",
+                "lr",
+                "jit",
+                "grad",
+                "optimizer",
+                "losses",
+            )
+        }
+        record |= {"W": self.W.tolist(), "b": self.b, "seconds": self.seconds}
+        if self.hidden:
+            record |= {
+                "model": "mlp",
+                "hidden": list(self.hidden),
+                "activation": self.activation,
+                "params": [p.tolist() for p in self.params],
+            }
+        return record | {"versions": self.versions, "precision": self.precision}
 
 
-def analytic_step(xp: Any, lr: float, optimizer: Optimizer) -> Step:
-    """One epoch with the seed's backprop: forward, loss, ``dz = A - y`` gradients, update."""
+def analytic_step(xp: Any, lr: float, optimizer: Optimizer, activation: str) -> Step:
+    """One epoch with analytic backprop (the seed's ``dz = A - y`` and below): forward, loss,
+    gradients, update."""
 
     def step(carry: Carry, X: Any, y: Any) -> tuple[Carry, Any]:
         params, state = carry
-        A = logistic(xp, params, X)
-        loss = bce(xp, y, A)
-        return optimizer.update(xp, params, logistic_bce_grads(xp, X, y, A), state, lr), loss
+        outputs = forward(xp, params, X, activation)
+        loss = bce(xp, y, outputs[-1])
+        grads = bce_grads(xp, params, outputs, y, activation)
+        return optimizer.update(xp, params, grads, state, lr), loss
 
     return step
 
 
-def autodiff_step(xp: Any, lr: float, optimizer: Optimizer, value_and_grad: Callable) -> Step:
+def autodiff_step(
+    xp: Any, lr: float, optimizer: Optimizer, activation: str, value_and_grad: Callable
+) -> Step:
     """One epoch with the backend's automatic differentiation of the same loss."""
 
     def loss_fn(params: Params, X: Any, y: Any) -> Any:
-        return bce(xp, y, logistic(xp, params, X))
+        return bce(xp, y, predict(xp, params, X, activation))
 
     loss_and_grads = value_and_grad(loss_fn)
 
@@ -91,16 +131,21 @@ def autodiff_step(xp: Any, lr: float, optimizer: Optimizer, value_and_grad: Call
 
 @functools.lru_cache(maxsize=64)
 def make_step(
-    bk: backends.Backend, grad: str, lr: float, jit: bool, optimizer: str = "sgd"
+    bk: backends.Backend,
+    grad: str,
+    lr: float,
+    jit: bool,
+    optimizer: str = "sgd",
+    activation: str = "sigmoid",
 ) -> Step:
     """The epoch step for a configuration, built once: the same function object on every run,
     so compiled steps (jax.jit, torch.compile) are reused instead of recompiled. The step maps
     ``((params, optimizer_state), X, y)`` to ``((params, optimizer_state), loss)``."""
     xp, rule = bk.xp, OPTIMIZERS[optimizer]
     if grad == "autodiff":
-        step = autodiff_step(xp, lr, rule, bk.value_and_grad)
+        step = autodiff_step(xp, lr, rule, activation, bk.value_and_grad)
     else:
-        step = analytic_step(xp, lr, rule)
+        step = analytic_step(xp, lr, rule, activation)
     return bk.jit(step) if jit else step
 
 
@@ -156,8 +201,9 @@ def fit(
 
 @dataclass(frozen=True)
 class Options:
-    """How to train: precision, length, step size, initial-weight seed, compilation, gradients.
-    Checked on construction, so a bad option is refused before any data is touched."""
+    """How to train: precision, length, step size, initial-weight seed, compilation, gradients,
+    optimizer and model (no ``hidden`` layers: the seed's logistic regressor). Checked on
+    construction, so a bad option is refused before any data is touched."""
 
     dtype: str = "float64"
     epochs: int = 20
@@ -166,12 +212,11 @@ class Options:
     jit: bool = False
     grad: str = "analytic"
     optimizer: str = "sgd"
+    hidden: tuple[int, ...] = ()
+    activation: str = "sigmoid"
 
     def __post_init__(self) -> None:
-        if self.dtype not in backends.DTYPES:
-            raise InvalidInput(
-                f"unknown dtype {self.dtype!r}; choose from {', '.join(backends.DTYPES)}"
-            )
+        _choice("dtype", self.dtype, backends.DTYPES)
         if not _is_int(self.epochs) or self.epochs < 1:
             raise InvalidInput(f"epochs must be a whole number ≥ 1, got {self.epochs!r}")
         lr = self.lr
@@ -181,16 +226,20 @@ class Options:
             raise InvalidInput(
                 f"the seed must be a whole number from 0 to 2**32 - 1, got {self.seed!r}"
             )
-        if self.grad not in GRADS:
-            raise InvalidInput(
-                f"unknown gradient engine {self.grad!r}; choose from {', '.join(GRADS)}"
-            )
-        if self.optimizer not in OPTIMIZERS:
-            raise InvalidInput(
-                f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}"
-            )
+        _choice("gradient engine", self.grad, GRADS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("activation", self.activation, ACTIVATIONS)
+        hidden = tuple(self.hidden)
+        if not all(_is_int(h) and h >= 1 for h in hidden):
+            raise InvalidInput(f"hidden layer sizes must be whole numbers ≥ 1, got {hidden!r}")
         for name, kind in (("epochs", int), ("lr", float), ("seed", int)):
             object.__setattr__(self, name, kind(getattr(self, name)))
+        object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
+
+
+def _choice(what: str, value: Any, choices: Any) -> None:
+    if value not in choices:
+        raise InvalidInput(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
 
 
 def _is_int(value: Any) -> bool:
@@ -212,18 +261,29 @@ def train(
     jit: bool = False,
     grad: str = "analytic",
     optimizer: str = "sgd",
+    hidden: tuple[int, ...] = (),
+    activation: str = "sigmoid",
     on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
-    """Train the seed's logistic regressor on any backend; by default, the seed's run exactly.
+    """Train the seed's logistic regressor (or, with ``hidden`` sizes, an MLP) on any backend;
+    by default, the seed's run exactly.
 
     ``X`` (N×D) and ``y`` (N or N×1, 0/1) may be NumPy arrays or arrays of any backend; they
     are validated on the host and moved to ``device`` as ``dtype``. Without ``W`` the seed's
-    rule draws it from ``seed``; ``b`` defaults to 0. ``optimizer`` is ``sgd`` (the seed's),
-    ``momentum`` or ``adam``. ``on_epoch(epoch, loss)`` is called after every epoch (this syncs
-    the device each epoch).
+    rule draws it from ``seed``; ``b`` defaults to 0 (an MLP's layers are drawn from ``seed``,
+    Glorot-uniform). ``optimizer`` is ``sgd`` (the seed's), ``momentum`` or ``adam``.
+    ``on_epoch(epoch, loss)`` is called after every epoch (this syncs the device each epoch).
     """
     options = Options(
-        dtype=dtype, epochs=epochs, lr=lr, seed=seed, jit=jit, grad=grad, optimizer=optimizer
+        dtype=dtype,
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        jit=jit,
+        grad=grad,
+        optimizer=optimizer,
+        hidden=hidden,
+        activation=activation,
     )
     bk = backends.get(backend)
     device_name = bk.resolve_device(device)
@@ -244,43 +304,43 @@ def train_problem(
 ) -> TrainResult:
     """Train a validated host problem on a backend and device already resolved.
 
-    ``start`` resumes from a checkpoint (of any backend): its parameters, epoch count and loss
-    history. ``on_checkpoint`` receives a :class:`Checkpoint` every ``checkpoint_every`` epochs
-    and at the end.
+    ``start`` resumes from a checkpoint (of any backend): its parameters, optimizer state, epoch
+    count and loss history. ``on_checkpoint`` receives a :class:`Checkpoint` every
+    ``checkpoint_every`` epochs and at the end.
     """
     o = options
-    if start is not None:
-        check_compatible(start, problem, o.lr, o.epochs, o.optimizer)
-        W0, b0, history, start_epoch = start.W, start.b, list(start.losses), start.epoch
-    else:
-        W0 = problem.W if problem.W is not None else initial_weights(problem.X.shape[1], o.seed)
-        b0, history, start_epoch = problem.b or 0.0, [], 0
     meta = {
         "data": fingerprint(problem),
         "lr": o.lr,
         "backend": bk.name,
         "dtype": o.dtype,
         "optimizer": o.optimizer,
+        "hidden": list(o.hidden),
+        "activation": o.activation,
     }
+    if start is not None:
+        check_compatible(start, problem, meta, o.epochs)
+        params0, history, start_epoch = start.params, list(start.losses), start.epoch
+    else:
+        params0 = initial_params(problem, o.hidden, o.seed)
+        history, start_epoch = [], 0
 
-    def to_host(carry: Carry) -> tuple[np.ndarray, float, list[np.ndarray]]:
-        (W, b), state = carry
-        W, b = (bk.to_numpy(p).astype(np.float64) for p in (W, b))
-        return W, float(b.reshape(())), [bk.to_numpy(s).astype(np.float64) for s in state]
+    def to_host(arrays: tuple[Any, ...]) -> list[np.ndarray]:
+        return [bk.to_numpy(a).astype(np.float64) for a in arrays]
 
     def checkpoint(done: int, carry: Carry, losses: list[float]) -> None:
-        W, b, state = to_host(carry)
-        on_checkpoint(Checkpoint(done, W, b, history + losses, meta, state=state))
+        params, state = carry
+        on_checkpoint(Checkpoint(done, to_host(params), history + losses, meta, to_host(state)))
 
     # Everything on the device happens inside the scope (JAX's x64 holds only there).
     with bk.float_scope(o.dtype):
         dev = bk.native_device(device)
-        host = (problem.X, problem.y, W0, np.full((1, 1), b0))
-        X, y, W, b = (bk.asarray(a, o.dtype, dev) for a in host)
-        carry = initial_carry(bk, (W, b), o.optimizer)
+        X, y = (bk.asarray(a, o.dtype, dev) for a in (problem.X, problem.y))
+        params = tuple(bk.asarray(p, o.dtype, dev) for p in params0)
+        carry = initial_carry(bk, params, o.optimizer)
         if start is not None and start.state:
-            carry = ((W, b), tuple(bk.asarray(s, o.dtype, dev) for s in start.state))
-        step = make_step(bk, o.grad, o.lr, o.jit, o.optimizer)
+            carry = (params, tuple(bk.asarray(s, o.dtype, dev) for s in start.state))
+        step = make_step(bk, o.grad, o.lr, o.jit, o.optimizer, o.activation)
         began = time.perf_counter()
         carry, losses = fit(
             step,
@@ -296,9 +356,9 @@ def train_problem(
         )
         bk.sync(carry[0][0])
         seconds = time.perf_counter() - began
-        W_out, b_out, _ = to_host(carry)
+        final = to_host(carry[0])
         precision = bk.precision(o.dtype)
-    if not (np.isfinite(W_out).all() and np.isfinite(b_out)):
+    if not all(np.isfinite(p).all() for p in final):
         raise TrainingDiverged(
             f"the parameters became inf or NaN by epoch {o.epochs - 1} although the loss stayed "
             "finite; try a smaller learning rate",
@@ -306,8 +366,7 @@ def train_problem(
         )
     return TrainResult(
         losses=history + losses,
-        W=W_out,
-        b=b_out,
+        params=final,
         seconds=seconds,
         backend=bk.name,
         device=device,
@@ -318,6 +377,8 @@ def train_problem(
         jit=o.jit,
         grad=o.grad,
         optimizer=o.optimizer,
+        hidden=o.hidden,
+        activation=o.activation,
         versions=versions(bk),
         precision=precision,
     )

@@ -168,8 +168,8 @@ def _write_bad_files(d):
             d / name / "epoch-000004.npz",
             format=np.array(1),
             epoch=np.array(4),
-            W=np.zeros((3, 1)),
-            b=np.array(0.0),
+            param_0=np.zeros((3, 1)),
+            param_1=np.zeros((1, 1)),
             losses=np.array(losses),
             meta=np.array(meta),
         )

@@ -91,14 +91,14 @@ def test_tolerance_model_scales_with_the_problem():
 def _fake_run(losses, W, b, dtype="float64"):
     from types import SimpleNamespace
 
-    return SimpleNamespace(losses=list(losses), W=W, b=b, dtype=dtype)
+    return SimpleNamespace(losses=list(losses), params=[W, np.full((1, 1), b)], dtype=dtype)
 
 
 def test_loss_tolerance_widens_as_the_loss_falls():
     """A relative error of 2τ fails where L = 2 (tolerance τ(1 + 1/L) = 1.5τ) and passes where
     L = 0.4 (3.5τ): the absolute rounding of the log terms weighs more as the loss falls."""
     tau = 1e-10
-    ref = SimpleRef(losses=np.array([2.0, 0.4]), W=np.ones((2, 1)), b=0.0)
+    ref = SimpleRef(np.array([2.0, 0.4]), [np.ones((2, 1)), np.zeros((1, 1))])
     late = _fake_run([2.0, 0.4 * (1 + 2 * tau)], np.ones((2, 1)), 0.0)
     assert compare(late, ref, tau).passed
     early = _fake_run([2.0 * (1 + 2 * tau), 0.4], np.ones((2, 1)), 0.0)
@@ -108,7 +108,7 @@ def test_loss_tolerance_widens_as_the_loss_falls():
 def test_parameter_tolerance_grows_as_the_root_of_the_epochs():
     tau = 1e-10
     for epochs in (4, 100):
-        ref = SimpleRef(losses=np.full(epochs, 0.5), W=np.ones((2, 1)), b=0.0)
+        ref = SimpleRef(np.full(epochs, 0.5), [np.ones((2, 1)), np.zeros((1, 1))])
         inside = _fake_run(ref.losses, np.ones((2, 1)) * (1 + 0.9 * tau * epochs**0.5), 0.0)
         outside = _fake_run(ref.losses, np.ones((2, 1)) * (1 + 1.1 * tau * epochs**0.5), 0.0)
         assert compare(inside, ref, tau).passed

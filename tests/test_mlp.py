@@ -1,0 +1,129 @@
+"""MLPs: analytic backprop through every layer on every backend, against a textbook NumPy MLP;
+their options; their checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import xptrain as cli
+
+import xptrain
+from xptrain import backends
+from xptrain.conformance import compare, tolerance
+from xptrain.data import initial_params, load, make_problem, standardize
+from xptrain.reference import reference_mlp_run
+from xptrain.train import Options, train_problem
+
+pytest.importorskip("sklearn", reason="the breast-cancer set ships with scikit-learn")
+DATA = standardize(load("breast_cancer"))
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("hidden", [(8,), (16, 8)], ids=["one-layer", "two-layers"])
+def test_every_backend_matches_the_textbook_mlp(backend, activation, hidden):
+    result = xptrain.train(
+        DATA.X,
+        DATA.y,
+        backend=backend.name,
+        device=backend.device,
+        hidden=hidden,
+        activation=activation,
+        epochs=30,
+        lr=0.5,
+    )
+    ref = reference_mlp_run(DATA, hidden, activation, 30, 0.5)
+    tau = tolerance("float64", DATA.X.shape[0], max(DATA.X.shape[1], *hidden))
+    agreement = compare(result, ref, tau)
+    assert agreement.passed, (agreement.first_bad_epoch, agreement.max_rel_err)
+    assert [p.shape for p in result.params] == [p.shape for p in ref.params]
+
+
+def test_float64_sequences_agree_within_1e_10_across_backends():
+    """The experiments issue's bar: an MLP on standardised breast-cancer, every CPU backend."""
+    runs = {}
+    for name in backends.available():
+        runs[name] = np.array(
+            xptrain.train(
+                DATA.X, DATA.y, backend=name, hidden=(16,), activation="tanh", epochs=50, lr=0.5
+            ).losses
+        )
+    assert len(runs) >= 2
+    first = next(iter(runs.values()))
+    for name, losses in runs.items():
+        assert np.max(np.abs(losses - first) / first) < 1e-10, name
+
+
+def test_glorot_initialisation_is_seeded_and_scaled():
+    a = initial_params(DATA, (16, 8), seed=1)
+    assert [p.shape for p in a] == [(30, 16), (1, 16), (16, 8), (1, 8), (8, 1), (1, 1)]
+    assert np.abs(a[0]).max() <= np.sqrt(6 / (30 + 16))
+    assert all(
+        np.array_equal(p, q) for p, q in zip(a, initial_params(DATA, (16, 8), 1), strict=True)
+    )
+    assert not np.array_equal(a[0], initial_params(DATA, (16, 8), seed=2)[0])
+    with pytest.raises(xptrain.InvalidInput, match="logistic model"):
+        initial_params(make_problem(DATA.X, DATA.y, W=np.zeros(30)), (4,))
+
+
+@pytest.mark.parametrize("hidden", [(0,), (4, -1), (2.5,)])
+def test_bad_hidden_sizes(hidden):
+    with pytest.raises(xptrain.InvalidInput, match="hidden layer sizes"):
+        Options(hidden=hidden)
+
+
+def test_mlp_with_adam_resumes_exactly(tmp_path):
+    saved = []
+    bk = backends.get("numpy")
+    half = Options(epochs=10, lr=0.01, optimizer="adam", hidden=(8,), activation="relu")
+    train_problem(DATA, bk, "cpu", half, on_checkpoint=saved.append)
+    full = Options(epochs=20, lr=0.01, optimizer="adam", hidden=(8,), activation="relu")
+    resumed = train_problem(DATA, bk, "cpu", full, start=saved[-1])
+    whole = train_problem(DATA, bk, "cpu", full)
+    assert resumed.losses == whole.losses
+    other = Options(epochs=20, lr=0.01, optimizer="adam", hidden=(4,), activation="relu")
+    with pytest.raises(xptrain.InvalidInput, match="same --hidden"):
+        train_problem(DATA, bk, "cpu", other, start=saved[-1])
+
+
+def test_cli_mlp(tmp_path):
+    out = tmp_path / "mlp.json"
+    run = cli(
+        "train",
+        "--data",
+        "breast_cancer",
+        "--standardize",
+        "--model",
+        "mlp",
+        "--hidden",
+        "8,4",
+        "--activation",
+        "tanh",
+        "--epochs",
+        "5",
+        "--lr",
+        "0.5",
+        "--json",
+        str(out),
+    )
+    assert run.returncode == 0, run.stderr
+    assert len(run.stdout.splitlines()) == 5
+    record = json.loads(out.read_text())
+    assert record["model"] == "mlp" and record["hidden"] == [8, 4]
+    assert [np.array(p).shape for p in record["params"]] == [
+        (30, 8),
+        (1, 8),
+        (8, 4),
+        (1, 4),
+        (4, 1),
+        (1, 1),
+    ]
+    for args, message in (
+        (["--hidden", "4"], "need --model mlp"),
+        (["--model", "mlp", "--hidden", "0"], "at least 1 unit"),
+        (["--model", "mlp", "--hidden", "a"], "whole numbers"),
+        (["--model", "mlp", "--activation", "swish"], "invalid choice"),
+    ):
+        bad = cli("train", *args)
+        assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.splitlines()) == 1
