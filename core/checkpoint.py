@@ -135,6 +135,7 @@ def check_compatible(ckpt: Checkpoint, problem: Problem, meta: dict[str, Any], e
         ("optimizer", "--optimizer"),
         ("hidden", "--hidden"),
         ("activation", "--activation"),
+        ("batch_size", "--batch-size"),
     ):
         if ckpt.meta.get(key, _DEFAULTS.get(key)) != meta[key]:
             raise InvalidInput(
@@ -153,4 +154,4 @@ def check_compatible(ckpt: Checkpoint, problem: Problem, meta: dict[str, Any], e
         )
 
 
-_DEFAULTS = {"optimizer": "sgd", "hidden": [], "activation": "sigmoid"}
+_DEFAULTS = {"optimizer": "sgd", "hidden": [], "activation": "sigmoid", "batch_size": None}

@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="analytic backprop (the seed's) or the backend's autodiff",
     )
     train.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="B",
+        help="minibatches of B rows, in an order drawn on the host from --seed "
+        "and the epoch (default: full batch, as the seed)",
+    )
+    train.add_argument(
         "--standardize",
         action="store_true",
         help="scale every feature to mean 0, standard deviation 1",
@@ -291,6 +298,7 @@ def run_train(args: argparse.Namespace) -> int:
         optimizer=args.optimizer,
         hidden=_hidden(args),
         activation=args.activation,
+        batch_size=args.batch_size,
     )
     _check_outputs(args)
     start, save = _checkpointing(args)

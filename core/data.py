@@ -66,6 +66,13 @@ def initial_params(problem: Problem, hidden: tuple[int, ...] = (), seed: int = 1
     return params
 
 
+def batch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the N rows in ``epoch`` for minibatches: a permutation drawn on the host
+    from (seed, epoch) alone, so every backend sees the same batches and a resumed run the same
+    ones it would have seen."""
+    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
+
+
 def make_problem(X: Any, y: Any, W: Any = None, b: Any = None) -> Problem:
     """Validate host arrays and return them as a float64 :class:`Problem`."""
     X = _numeric("X", X)

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import backends
 from .checkpoint import Checkpoint, check_compatible, fingerprint
-from .data import Problem, initial_params, make_problem
+from .data import Problem, batch_order, initial_params, make_problem
 from .errors import InvalidInput, TrainingDiverged
 from .grad import bce_grads
 from .loss import bce
@@ -167,17 +167,26 @@ def fit(
     on_epoch: EpochCallback | None = None,
     checkpoint_every: int | None = None,
     on_checkpoint: Callable[[int, Carry, list[float]], None] | None = None,
+    order: Callable[[int], Any] | None = None,
+    batch_size: int | None = None,
 ) -> tuple[Carry, list[float]]:
     """Run epochs ``start_epoch`` to ``epochs - 1``; return the final carry (parameters and
     optimizer state) and the host losses of those epochs. ``on_checkpoint(done, carry, losses)``
     is called every ``checkpoint_every`` epochs and at the end.
+
+    Full batch by default (the seed). With ``batch_size``, each epoch takes the rows in the
+    order ``order(epoch)`` gives (a device index array, drawn on the host) and steps once per
+    batch; the epoch's loss is the mean of the batch losses weighted by batch size.
 
     Stops with :class:`TrainingDiverged` naming the first epoch whose loss is NaN or inf.
     """
     losses: list[float] = []
     pending: list[Any] = []
     for epoch in range(start_epoch, epochs):
-        carry, loss = step(carry, X, y)
+        if batch_size is None:
+            carry, loss = step(carry, X, y)
+        else:
+            carry, loss = _minibatch_epoch(step, carry, X, y, bk.xp, order(epoch), batch_size)
         pending.append(loss)
         done = epoch + 1
         at_checkpoint = on_checkpoint is not None and (
@@ -199,6 +208,19 @@ def fit(
     return carry, losses
 
 
+def _minibatch_epoch(
+    step: Step, carry: Carry, X: Any, y: Any, xp: Any, order: Any, batch_size: int
+) -> tuple[Carry, Any]:
+    n = X.shape[0]
+    X, y = xp.take(X, order, axis=0), xp.take(y, order, axis=0)
+    total = 0
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        carry, loss = step(carry, X[start:stop, ...], y[start:stop, ...])
+        total = total + loss * (stop - start)
+    return carry, total / n
+
+
 @dataclass(frozen=True)
 class Options:
     """How to train: precision, length, step size, initial-weight seed, compilation, gradients,
@@ -214,6 +236,7 @@ class Options:
     optimizer: str = "sgd"
     hidden: tuple[int, ...] = ()
     activation: str = "sigmoid"
+    batch_size: int | None = None  # None: full batch, the seed's
 
     def __post_init__(self) -> None:
         _choice("dtype", self.dtype, backends.DTYPES)
@@ -232,6 +255,10 @@ class Options:
         hidden = tuple(self.hidden)
         if not all(_is_int(h) and h >= 1 for h in hidden):
             raise InvalidInput(f"hidden layer sizes must be whole numbers ≥ 1, got {hidden!r}")
+        if self.batch_size is not None and (not _is_int(self.batch_size) or self.batch_size < 1):
+            raise InvalidInput(
+                f"the batch size must be a whole number ≥ 1, got {self.batch_size!r}"
+            )
         for name, kind in (("epochs", int), ("lr", float), ("seed", int)):
             object.__setattr__(self, name, kind(getattr(self, name)))
         object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
@@ -263,6 +290,7 @@ def train(
     optimizer: str = "sgd",
     hidden: tuple[int, ...] = (),
     activation: str = "sigmoid",
+    batch_size: int | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
     """Train the seed's logistic regressor (or, with ``hidden`` sizes, an MLP) on any backend;
@@ -271,7 +299,8 @@ def train(
     ``X`` (N×D) and ``y`` (N or N×1, 0/1) may be NumPy arrays or arrays of any backend; they
     are validated on the host and moved to ``device`` as ``dtype``. Without ``W`` the seed's
     rule draws it from ``seed``; ``b`` defaults to 0 (an MLP's layers are drawn from ``seed``,
-    Glorot-uniform). ``optimizer`` is ``sgd`` (the seed's), ``momentum`` or ``adam``.
+    Glorot-uniform). ``optimizer`` is ``sgd`` (the seed's), ``momentum`` or ``adam``;
+    ``batch_size`` steps on minibatches in an order drawn on the host from (seed, epoch).
     ``on_epoch(epoch, loss)`` is called after every epoch (this syncs the device each epoch).
     """
     options = Options(
@@ -284,6 +313,7 @@ def train(
         optimizer=optimizer,
         hidden=hidden,
         activation=activation,
+        batch_size=batch_size,
     )
     bk = backends.get(backend)
     device_name = bk.resolve_device(device)
@@ -309,6 +339,11 @@ def train_problem(
     ``checkpoint_every`` epochs and at the end.
     """
     o = options
+    if o.batch_size is not None and o.batch_size > len(problem.y):
+        raise InvalidInput(
+            f"the batch size {o.batch_size} is larger than the {len(problem.y)} samples; use at "
+            "most that, or leave it out for full batch"
+        )
     meta = {
         "data": fingerprint(problem),
         "lr": o.lr,
@@ -317,6 +352,7 @@ def train_problem(
         "optimizer": o.optimizer,
         "hidden": list(o.hidden),
         "activation": o.activation,
+        "batch_size": o.batch_size,
     }
     if start is not None:
         check_compatible(start, problem, meta, o.epochs)
@@ -341,6 +377,10 @@ def train_problem(
         if start is not None and start.state:
             carry = (params, tuple(bk.asarray(s, o.dtype, dev) for s in start.state))
         step = make_step(bk, o.grad, o.lr, o.jit, o.optimizer, o.activation)
+
+        def order(epoch: int) -> Any:
+            return bk.asarray(batch_order(len(problem.y), o.seed, epoch), "int32", dev)
+
         began = time.perf_counter()
         carry, losses = fit(
             step,
@@ -353,6 +393,8 @@ def train_problem(
             on_epoch=on_epoch,
             checkpoint_every=checkpoint_every,
             on_checkpoint=checkpoint if on_checkpoint else None,
+            order=order,
+            batch_size=o.batch_size,
         )
         bk.sync(carry[0][0])
         seconds = time.perf_counter() - began

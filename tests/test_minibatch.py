@@ -1,0 +1,98 @@
+"""Minibatch SGD: the row order is drawn on the host from (seed, epoch), so every backend sees
+the same batches; checked against a textbook NumPy minibatch loop, and resumed exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import xptrain as cli
+
+import xptrain
+from xptrain import backends
+from xptrain.conformance import compare, tolerance
+from xptrain.data import batch_order, initial_weights, load, standardize
+from xptrain.reference import Reference
+from xptrain.train import Options, train_problem
+
+pytest.importorskip("sklearn", reason="the breast-cancer set ships with scikit-learn")
+DATA = standardize(load("breast_cancer"))
+EPOCHS, LR, BATCH = 6, 0.1, 100
+
+
+def _textbook(batch: int) -> Reference:
+    X, y = DATA.X, DATA.y
+    n = len(y)
+    W, b = initial_weights(X.shape[1], 1), np.zeros((1, 1))
+    losses = []
+    for epoch in range(EPOCHS):
+        idx = batch_order(n, 1, epoch)
+        total = 0.0
+        for start in range(0, n, batch):
+            Xb, yb = X[idx[start : start + batch]], y[idx[start : start + batch]]
+            A = 1 / (1 + np.exp(-(Xb @ W + b)))
+            total += -np.sum(yb * np.log(A) + (1 - yb) * np.log(1 - A))
+            dz = A - yb
+            W, b = W - LR * (Xb.T @ dz / len(yb)), b - LR * dz.sum(0, keepdims=True) / len(yb)
+        losses.append(total / n)
+    return Reference(np.array(losses), [W, b])
+
+
+@pytest.mark.parametrize("grad", ["analytic", "autodiff"])
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_every_backend_sees_the_same_batches(backend, grad, mode):
+    if grad == "autodiff" and not backend.impl.has_autodiff:
+        pytest.skip(f"{backend.name} has no automatic differentiation")
+    if mode == "jit" and not backend.impl.has_jit:
+        pytest.skip(f"{backend.name} has no jit compiler")
+    result = xptrain.train(
+        DATA.X,
+        DATA.y,
+        backend=backend.name,
+        device=backend.device,
+        epochs=EPOCHS,
+        lr=LR,
+        batch_size=BATCH,
+        grad=grad,
+        jit=mode == "jit",
+    )
+    agreement = compare(result, _textbook(BATCH), tolerance("float64", *DATA.X.shape))
+    assert agreement.passed, (agreement.first_bad_epoch, agreement.max_rel_err)
+
+
+def test_batch_order_is_a_seeded_permutation():
+    a = batch_order(10, 1, 0)
+    assert sorted(a) == list(range(10))
+    assert np.array_equal(a, batch_order(10, 1, 0))
+    assert not np.array_equal(a, batch_order(10, 1, 1))
+    assert not np.array_equal(a, batch_order(10, 2, 0))
+
+
+def test_one_batch_of_everything_is_full_batch_reordered():
+    full = xptrain.train(DATA.X, DATA.y, epochs=EPOCHS, lr=LR)
+    one = xptrain.train(DATA.X, DATA.y, epochs=EPOCHS, lr=LR, batch_size=len(DATA.y))
+    ref = Reference(np.array(full.losses), full.params)
+    assert compare(one, ref, tolerance("float64", *DATA.X.shape)).passed
+
+
+def test_minibatch_runs_resume_exactly_and_refuse_another_batch_size():
+    bk, saved = backends.get("numpy"), []
+    half = Options(epochs=3, lr=LR, batch_size=BATCH)
+    train_problem(DATA, bk, "cpu", half, on_checkpoint=saved.append)
+    full = Options(epochs=EPOCHS, lr=LR, batch_size=BATCH)
+    assert (
+        train_problem(DATA, bk, "cpu", full, start=saved[-1]).losses
+        == train_problem(DATA, bk, "cpu", full).losses
+    )
+    with pytest.raises(xptrain.InvalidInput, match="same --batch-size"):
+        train_problem(
+            DATA, bk, "cpu", Options(epochs=EPOCHS, lr=LR, batch_size=50), start=saved[-1]
+        )
+
+
+@pytest.mark.parametrize(
+    "size, message",
+    [("0", "whole number ≥ 1"), ("5", "larger than the 4 samples"), ("x", "invalid int value")],
+)
+def test_bad_batch_sizes(size, message):
+    run = cli("train", "--batch-size", size)
+    assert run.returncode == 2 and message in run.stderr and len(run.stderr.splitlines()) == 1
