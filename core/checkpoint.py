@@ -136,6 +136,7 @@ def check_compatible(ckpt: Checkpoint, problem: Problem, meta: dict[str, Any], e
         ("hidden", "--hidden"),
         ("activation", "--activation"),
         ("batch_size", "--batch-size"),
+        ("loss", "--loss"),
     ):
         if ckpt.meta.get(key, _DEFAULTS.get(key)) != meta[key]:
             raise InvalidInput(
@@ -154,4 +155,10 @@ def check_compatible(ckpt: Checkpoint, problem: Problem, meta: dict[str, Any], e
         )
 
 
-_DEFAULTS = {"optimizer": "sgd", "hidden": [], "activation": "sigmoid", "batch_size": None}
+_DEFAULTS = {
+    "optimizer": "sgd",
+    "hidden": [],
+    "activation": "sigmoid",
+    "batch_size": None,
+    "loss": "bce",
+}

@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         "and the epoch (default: full batch, as the seed)",
     )
     train.add_argument(
+        "--loss",
+        default="bce",
+        choices=("bce", "bce-logits"),
+        help="the seed's binary cross-entropy, or the same from logits (stable "
+        "when probabilities saturate)",
+    )
+    train.add_argument(
         "--standardize",
         action="store_true",
         help="scale every feature to mean 0, standard deviation 1",
@@ -299,6 +306,7 @@ def run_train(args: argparse.Namespace) -> int:
         hidden=_hidden(args),
         activation=args.activation,
         batch_size=args.batch_size,
+        loss=args.loss,
     )
     _check_outputs(args)
     start, save = _checkpointing(args)

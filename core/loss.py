@@ -13,3 +13,18 @@ def bce(xp: Any, y: Any, y_hat: Any) -> Any:
     """
     n = y.shape[0]
     return -1 / n * xp.sum(y * xp.log(y_hat) + (1 - y) * xp.log(1 - y_hat))
+
+
+def bce_logits(xp: Any, y: Any, z: Any) -> Any:
+    """The same loss from the logits ``z``, stably: ``mean(max(z, 0) - z·y + log1p(exp(-|z|)))``.
+    Finite where the seed's form saturates (``log(0)`` once a probability rounds to 0 or 1)."""
+    n = y.shape[0]
+    return 1 / n * xp.sum(xp.maximum(z, xp.zeros_like(z)) - z * y + xp.log1p(xp.exp(-xp.abs(z))))
+
+
+LOSSES = ("bce", "bce-logits")
+
+
+def loss_from_logits(xp: Any, name: str, y: Any, z: Any, A: Any) -> Any:
+    """``name``'s value, given the logits ``z`` and the probabilities ``A = sigmoid(z)``."""
+    return bce(xp, y, A) if name == "bce" else bce_logits(xp, y, z)

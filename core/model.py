@@ -35,16 +35,21 @@ def activation_grad(xp: Any, name: str, h: Any) -> Any:
 
 
 def forward(xp: Any, params: Params, X: Any, activation: str = "sigmoid") -> list[Any]:
-    """Every layer's output, the input first and the sigmoid output last (what backprop needs)."""
+    """Every layer's output, the input first and the output layer's logits ``z`` last (what
+    backprop and the losses need); the probabilities are ``sigmoid(z)``."""
     outputs = [X]
     layers = len(params) // 2
     for i in range(layers):
         z = xp.matmul(outputs[-1], params[2 * i]) + params[2 * i + 1]
-        act = sigmoid if i == layers - 1 else ACTIVATIONS[activation]
-        outputs.append(act(xp, z))
+        outputs.append(z if i == layers - 1 else ACTIVATIONS[activation](xp, z))
     return outputs
+
+
+def logits(xp: Any, params: Params, X: Any, activation: str = "sigmoid") -> Any:
+    """The output layer's logits, N×1 (one layer: the seed's ``X·W + b``)."""
+    return forward(xp, params, X, activation)[-1]
 
 
 def predict(xp: Any, params: Params, X: Any, activation: str = "sigmoid") -> Any:
     """The model's probabilities, N×1 (one layer: the seed's ``sigmoid(X·W + b)``)."""
-    return forward(xp, params, X, activation)[-1]
+    return sigmoid(xp, logits(xp, params, X, activation))

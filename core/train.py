@@ -17,8 +17,8 @@ from .checkpoint import Checkpoint, check_compatible, fingerprint
 from .data import Problem, batch_order, initial_params, make_problem
 from .errors import InvalidInput, TrainingDiverged
 from .grad import bce_grads
-from .loss import bce
-from .model import ACTIVATIONS, Params, forward, predict
+from .loss import LOSSES, loss_from_logits
+from .model import ACTIVATIONS, Params, forward, logits, sigmoid
 from .optim import OPTIMIZERS, Optimizer, State
 from .runinfo import versions
 
@@ -56,6 +56,8 @@ class TrainResult:
     optimizer: str
     hidden: tuple[int, ...] = ()
     activation: str = "sigmoid"
+    batch_size: int | None = None
+    loss: str = "bce"
     versions: dict[str, str] = field(default_factory=dict)
     precision: dict[str, Any] = field(default_factory=dict)
 
@@ -83,6 +85,8 @@ class TrainResult:
                 "jit",
                 "grad",
                 "optimizer",
+                "loss",
+                "batch_size",
                 "losses",
             )
         }
@@ -97,34 +101,43 @@ class TrainResult:
         return record | {"versions": self.versions, "precision": self.precision}
 
 
-def analytic_step(xp: Any, lr: float, optimizer: Optimizer, activation: str) -> Step:
+def analytic_step(
+    xp: Any, lr: float, optimizer: Optimizer, activation: str, loss: str = "bce"
+) -> Step:
     """One epoch with analytic backprop (the seed's ``dz = A - y`` and below): forward, loss,
     gradients, update."""
 
     def step(carry: Carry, X: Any, y: Any) -> tuple[Carry, Any]:
         params, state = carry
         outputs = forward(xp, params, X, activation)
-        loss = bce(xp, y, outputs[-1])
-        grads = bce_grads(xp, params, outputs, y, activation)
-        return optimizer.update(xp, params, grads, state, lr), loss
+        A = sigmoid(xp, outputs[-1])
+        value = loss_from_logits(xp, loss, y, outputs[-1], A)
+        grads = bce_grads(xp, params, outputs, A, y, activation)
+        return optimizer.update(xp, params, grads, state, lr), value
 
     return step
 
 
 def autodiff_step(
-    xp: Any, lr: float, optimizer: Optimizer, activation: str, value_and_grad: Callable
+    xp: Any,
+    lr: float,
+    optimizer: Optimizer,
+    activation: str,
+    value_and_grad: Callable,
+    loss: str = "bce",
 ) -> Step:
     """One epoch with the backend's automatic differentiation of the same loss."""
 
     def loss_fn(params: Params, X: Any, y: Any) -> Any:
-        return bce(xp, y, predict(xp, params, X, activation))
+        z = logits(xp, params, X, activation)
+        return loss_from_logits(xp, loss, y, z, sigmoid(xp, z))
 
     loss_and_grads = value_and_grad(loss_fn)
 
     def step(carry: Carry, X: Any, y: Any) -> tuple[Carry, Any]:
         params, state = carry
-        loss, grads = loss_and_grads(params, X, y)
-        return optimizer.update(xp, params, tuple(grads), state, lr), loss
+        value, grads = loss_and_grads(params, X, y)
+        return optimizer.update(xp, params, tuple(grads), state, lr), value
 
     return step
 
@@ -137,15 +150,16 @@ def make_step(
     jit: bool,
     optimizer: str = "sgd",
     activation: str = "sigmoid",
+    loss: str = "bce",
 ) -> Step:
     """The epoch step for a configuration, built once: the same function object on every run,
     so compiled steps (jax.jit, torch.compile) are reused instead of recompiled. The step maps
     ``((params, optimizer_state), X, y)`` to ``((params, optimizer_state), loss)``."""
     xp, rule = bk.xp, OPTIMIZERS[optimizer]
     if grad == "autodiff":
-        step = autodiff_step(xp, lr, rule, activation, bk.value_and_grad)
+        step = autodiff_step(xp, lr, rule, activation, bk.value_and_grad, loss)
     else:
-        step = analytic_step(xp, lr, rule, activation)
+        step = analytic_step(xp, lr, rule, activation, loss)
     return bk.jit(step) if jit else step
 
 
@@ -237,6 +251,7 @@ class Options:
     hidden: tuple[int, ...] = ()
     activation: str = "sigmoid"
     batch_size: int | None = None  # None: full batch, the seed's
+    loss: str = "bce"  # the seed's; "bce-logits" is the numerically stable form
 
     def __post_init__(self) -> None:
         _choice("dtype", self.dtype, backends.DTYPES)
@@ -252,6 +267,7 @@ class Options:
         _choice("gradient engine", self.grad, GRADS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("activation", self.activation, ACTIVATIONS)
+        _choice("loss", self.loss, LOSSES)
         hidden = tuple(self.hidden)
         if not all(_is_int(h) and h >= 1 for h in hidden):
             raise InvalidInput(f"hidden layer sizes must be whole numbers ≥ 1, got {hidden!r}")
@@ -291,6 +307,7 @@ def train(
     hidden: tuple[int, ...] = (),
     activation: str = "sigmoid",
     batch_size: int | None = None,
+    loss: str = "bce",
     on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
     """Train the seed's logistic regressor (or, with ``hidden`` sizes, an MLP) on any backend;
@@ -300,7 +317,8 @@ def train(
     are validated on the host and moved to ``device`` as ``dtype``. Without ``W`` the seed's
     rule draws it from ``seed``; ``b`` defaults to 0 (an MLP's layers are drawn from ``seed``,
     Glorot-uniform). ``optimizer`` is ``sgd`` (the seed's), ``momentum`` or ``adam``;
-    ``batch_size`` steps on minibatches in an order drawn on the host from (seed, epoch).
+    ``batch_size`` steps on minibatches in an order drawn on the host from (seed, epoch);
+    ``loss`` is ``bce`` (the seed's) or ``bce-logits`` (the same loss, stable when saturated).
     ``on_epoch(epoch, loss)`` is called after every epoch (this syncs the device each epoch).
     """
     options = Options(
@@ -314,6 +332,7 @@ def train(
         hidden=hidden,
         activation=activation,
         batch_size=batch_size,
+        loss=loss,
     )
     bk = backends.get(backend)
     device_name = bk.resolve_device(device)
@@ -353,6 +372,7 @@ def train_problem(
         "hidden": list(o.hidden),
         "activation": o.activation,
         "batch_size": o.batch_size,
+        "loss": o.loss,
     }
     if start is not None:
         check_compatible(start, problem, meta, o.epochs)
@@ -376,7 +396,7 @@ def train_problem(
         carry = initial_carry(bk, params, o.optimizer)
         if start is not None and start.state:
             carry = (params, tuple(bk.asarray(s, o.dtype, dev) for s in start.state))
-        step = make_step(bk, o.grad, o.lr, o.jit, o.optimizer, o.activation)
+        step = make_step(bk, o.grad, o.lr, o.jit, o.optimizer, o.activation, o.loss)
 
         def order(epoch: int) -> Any:
             return bk.asarray(batch_order(len(problem.y), o.seed, epoch), "int32", dev)
@@ -421,6 +441,8 @@ def train_problem(
         optimizer=o.optimizer,
         hidden=o.hidden,
         activation=o.activation,
+        batch_size=o.batch_size,
+        loss=o.loss,
         versions=versions(bk),
         precision=precision,
     )

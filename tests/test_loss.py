@@ -1,0 +1,61 @@
+"""The stable BCE from logits: the seed's loss where the seed's is finite, and finite where the
+seed's is not."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import xptrain as cli
+
+import xptrain
+from xptrain.conformance import compare, tolerance
+from xptrain.data import SEED_X, SEED_Y, seed_problem
+from xptrain.reference import reference_run
+
+
+@pytest.mark.parametrize("grad", ["analytic", "autodiff"])
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_logits_form_is_the_seeds_loss(backend, grad, mode):
+    if grad == "autodiff" and not backend.impl.has_autodiff:
+        pytest.skip(f"{backend.name} has no automatic differentiation")
+    if mode == "jit" and not backend.impl.has_jit:
+        pytest.skip(f"{backend.name} has no jit compiler")
+    result = xptrain.train(
+        SEED_X,
+        SEED_Y,
+        backend=backend.name,
+        device=backend.device,
+        loss="bce-logits",
+        grad=grad,
+        jit=mode == "jit",
+    )
+    assert compare(result, reference_run(seed_problem()), tolerance("float64", 4, 3)).passed
+
+
+def test_logits_form_stays_finite_where_the_seeds_saturates(backend):
+    with pytest.raises(xptrain.TrainingDiverged):
+        xptrain.train(SEED_X, SEED_Y, backend=backend.name, device=backend.device, lr=1e4)
+    result = xptrain.train(
+        SEED_X,
+        SEED_Y,
+        backend=backend.name,
+        device=backend.device,
+        lr=1e4,
+        epochs=5,
+        loss="bce-logits",
+    )
+    numpy = xptrain.train(SEED_X, SEED_Y, lr=1e4, epochs=5, loss="bce-logits")
+    assert np.isfinite(result.losses).all()
+    np.testing.assert_allclose(result.losses, numpy.losses, rtol=1e-12)
+
+
+def test_cli_records_loss_and_batch_size(tmp_path):
+    out = tmp_path / "r.json"
+    run = cli("train", "--loss", "bce-logits", "--batch-size", "2", "--quiet", "--json", str(out))
+    assert run.returncode == 0, run.stderr
+    record = json.loads(out.read_text())
+    assert record["loss"] == "bce-logits" and record["batch_size"] == 2
+    bad = cli("train", "--loss", "mse")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
