@@ -38,6 +38,13 @@ class BackendCase:
     def __str__(self) -> str:
         return f"{self.name}-{self.device}"
 
+    def require(self, grad: str = "analytic", mode: str = "eager") -> None:
+        """Skip, saying why, when this backend has no autodiff or no jit for the case."""
+        if grad == "autodiff" and not self.impl.has_autodiff:
+            pytest.skip(f"{self.name} has no automatic differentiation")
+        if mode == "jit" and not self.impl.has_jit:
+            pytest.skip(f"{self.name} has no jit compiler")
+
 
 @pytest.fixture(params=CASES, ids=[f"{name}-{kind}" for name, kind in CASES])
 def backend(request: pytest.FixtureRequest) -> BackendCase:

@@ -20,18 +20,11 @@ GRADS = ["analytic", "autodiff"]
 MODES = ["eager", "jit"]
 
 
-def _skip_unsupported(backend, grad, mode):
-    if grad == "autodiff" and not backend.impl.has_autodiff:
-        pytest.skip(f"{backend.name} has no automatic differentiation")
-    if mode == "jit" and not backend.impl.has_jit:
-        pytest.skip(f"{backend.name} has no jit compiler")
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("grad", GRADS)
 @pytest.mark.parametrize("mode", MODES)
 def test_reproduces_seed(backend, dtype, grad, mode):
-    _skip_unsupported(backend, grad, mode)
+    backend.require(grad, mode)
     result = xptrain.train(
         SEED_X,
         SEED_Y,
@@ -58,7 +51,7 @@ def test_reproduces_seed(backend, dtype, grad, mode):
 def test_reference_problems_within_the_tolerance_model(backend, problem, dtype, grad, mode):
     """What `xptrain check` runs, held to the same model: every epoch, the final parameters,
     and bitwise-identical repeated runs on CPU."""
-    _skip_unsupported(backend, grad, mode)
+    backend.require(grad, mode)
     if problem == "breast_cancer":
         pytest.importorskip("sklearn", reason="breast_cancer ships with scikit-learn")
     config = check.Config(problem, backend.name, backend.device, dtype, grad, mode)
@@ -83,7 +76,7 @@ def test_runs_in_the_dtype_asked_for(backend):
 @pytest.mark.parametrize("mode", MODES)
 def test_every_step_computes_in_the_dtype_asked_for(backend, dtype, grad, mode):
     """Not only the inputs: the loss and the updated parameters of a step keep the dtype."""
-    _skip_unsupported(backend, grad, mode)
+    backend.require(grad, mode)
     bk, jit = backend.impl, mode == "jit"
     with bk.float_scope(dtype):
         dev = bk.native_device(backend.device)
@@ -158,8 +151,7 @@ def test_resume_on_another_backend(backend, second):
 def test_jit_stays_exact_when_the_shape_changes(backend):
     """A compiled step reused on a second problem size: torch.compile's dynamic shapes once made
     float64 CUDA runs float32-accurate (1/N passed as float32). Static shapes keep them exact."""
-    if not backend.impl.has_jit:
-        pytest.skip(f"{backend.name} has no jit compiler")
+    backend.require(mode="jit")
     for name in ("seed", "synthetic"):
         row, _ = check.run_config(
             check.Config(name, backend.name, backend.device, "float64", "analytic", "jit")

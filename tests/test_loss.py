@@ -18,10 +18,7 @@ from xptrain.reference import reference_run
 @pytest.mark.parametrize("grad", ["analytic", "autodiff"])
 @pytest.mark.parametrize("mode", ["eager", "jit"])
 def test_logits_form_is_the_seeds_loss(backend, grad, mode):
-    if grad == "autodiff" and not backend.impl.has_autodiff:
-        pytest.skip(f"{backend.name} has no automatic differentiation")
-    if mode == "jit" and not backend.impl.has_jit:
-        pytest.skip(f"{backend.name} has no jit compiler")
+    backend.require(grad, mode)
     result = xptrain.train(
         SEED_X,
         SEED_Y,

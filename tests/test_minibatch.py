@@ -40,10 +40,7 @@ def _textbook(batch: int) -> Reference:
 @pytest.mark.parametrize("grad", ["analytic", "autodiff"])
 @pytest.mark.parametrize("mode", ["eager", "jit"])
 def test_every_backend_sees_the_same_batches(backend, grad, mode):
-    if grad == "autodiff" and not backend.impl.has_autodiff:
-        pytest.skip(f"{backend.name} has no automatic differentiation")
-    if mode == "jit" and not backend.impl.has_jit:
-        pytest.skip(f"{backend.name} has no jit compiler")
+    backend.require(grad, mode)
     result = xptrain.train(
         DATA.X,
         DATA.y,

@@ -47,10 +47,7 @@ def _textbook(optimizer: str, epochs: int = EPOCHS, lr: float = LR) -> Reference
 @pytest.mark.parametrize("grad", ["analytic", "autodiff"])
 @pytest.mark.parametrize("mode", ["eager", "jit"])
 def test_every_backend_follows_the_textbook(backend, optimizer, dtype, grad, mode):
-    if grad == "autodiff" and not backend.impl.has_autodiff:
-        pytest.skip(f"{backend.name} has no automatic differentiation")
-    if mode == "jit" and not backend.impl.has_jit:
-        pytest.skip(f"{backend.name} has no jit compiler")
+    backend.require(grad, mode)
     result = xptrain.train(
         SEED_X,
         SEED_Y,
