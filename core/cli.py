@@ -53,13 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=20)
     train.add_argument("--lr", type=float, default=1.0, help="learning rate (the seed's alpha)")
     train.add_argument(
-        "--seed", type=int, default=1, help="seed for the initial W (the seed's np.random.seed)"
+        "--seed",
+        type=int,
+        default=1,
+        help="seed for the initial weights (the seed's np.random.seed) and the batch order",
     )
     train.add_argument(
         "--data",
         default="seed",
         metavar="PATH|seed",
-        help="'seed', or a .npz (X, y, optional W, b) or .csv (label last)",
+        help="seed, linear:N,D[,S], blobs:N,D[,S], breast_cancer, digits, or a .npz "
+        "(X, y, optional W, b) or .csv (label last)",
     )
     train.add_argument(
         "--jit", action="store_true", help="compile the training step (jax.jit, torch.compile)"
