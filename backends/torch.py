@@ -79,24 +79,8 @@ class TorchBackend(Backend):
 
     @contextlib.contextmanager
     def float_scope(self, dtype: str) -> Iterator[None]:
-        # IEEE float32 matmuls: no TF32 on CUDA, no bf16 on CPU. The user's settings come back
-        # after. torch >= 2.9 has per-backend knobs and refuses a mix with the legacy call.
-        if not _MATMUL_KNOBS:
-            before = torch.get_float32_matmul_precision()
-            torch.set_float32_matmul_precision("highest")
-            try:
-                yield
-            finally:
-                torch.set_float32_matmul_precision(before)
-            return
-        saved = {name: knob.fp32_precision for name, knob in _MATMUL_KNOBS.items()}
-        try:
-            for knob in _MATMUL_KNOBS.values():
-                knob.fp32_precision = "ieee"
+        with _matmul_precision(), _compile_limits():
             yield
-        finally:
-            for name, knob in _MATMUL_KNOBS.items():
-                knob.fp32_precision = saved[name]
 
     def jit(self, fn: Callable) -> Callable:
         # Static shapes: a kernel compiled for one N. With dynamic shapes (torch's default after
@@ -112,3 +96,42 @@ class TorchBackend(Backend):
             return value, grads
 
         return value_and_grad
+
+
+@contextlib.contextmanager
+def _matmul_precision() -> Iterator[None]:
+    """IEEE float32 matmuls: no TF32 on CUDA, no bf16 on CPU; the user's settings come back
+    after. torch >= 2.9 has per-backend knobs and refuses a mix with the legacy call."""
+    if not _MATMUL_KNOBS:
+        before = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        try:
+            yield
+        finally:
+            torch.set_float32_matmul_precision(before)
+        return
+    saved = {name: knob.fp32_precision for name, knob in _MATMUL_KNOBS.items()}
+    try:
+        for knob in _MATMUL_KNOBS.values():
+            knob.fp32_precision = "ieee"
+        yield
+    finally:
+        for name, knob in _MATMUL_KNOBS.items():
+            knob.fp32_precision = saved[name]
+
+
+@contextlib.contextmanager
+def _compile_limits() -> Iterator[None]:
+    """Every configuration recompiles the one step function (another dtype or shape), and past
+    dynamo's limit (8) torch silently runs eager instead: a limit that fits xptrain's sweeps,
+    and an error, never a silent fallback, if it is reached anyway. Restored after."""
+    config = torch._dynamo.config
+    wanted = {"recompile_limit": 256, "fail_on_recompile_limit_hit": True}
+    saved = {name: getattr(config, name) for name in wanted if hasattr(config, name)}
+    try:
+        for name in saved:
+            setattr(config, name, wanted[name])
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(config, name, value)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import array_api_compat.numpy as xp_numpy
 import numpy as np
 
 from .data import Problem
@@ -129,7 +130,10 @@ def check_compatible(ckpt: Checkpoint, problem: Problem, meta: dict[str, Any], e
     name the checkpoint's file."""
     where = f"{ckpt.source}: " if ckpt.source else ""
     if ckpt.meta.get("data") != fingerprint(problem):
-        raise InvalidInput(f"{where}checkpoint was made on other data; resume with the same --data")
+        raise InvalidInput(
+            f"{where}checkpoint was made on other data; resume with the same --data (and "
+            "--standardize as before)"
+        )
     for key, option in (
         ("lr", "--lr"),
         ("optimizer", "--optimizer"),
@@ -148,6 +152,19 @@ def check_compatible(ckpt: Checkpoint, problem: Problem, meta: dict[str, Any], e
     shapes = [s for a, b in itertools.pairwise(sizes) for s in ((a, b), (1, b))]
     if [p.shape for p in ckpt.params] != shapes:
         raise InvalidInput(f"{where}checkpoint parameters do not fit this data and model")
+    if meta["batch_size"] is not None and ckpt.meta.get("seed") != meta["seed"]:
+        raise InvalidInput(
+            f"{where}the batch order comes from the seed: resume with the same --seed "
+            f"({ckpt.meta.get('seed')})"
+        )
+    from .optim import OPTIMIZERS  # the state an optimizer keeps for these parameters
+
+    expected = OPTIMIZERS[meta["optimizer"]].init(xp_numpy, tuple(ckpt.params))
+    if [s.shape for s in ckpt.state] != [e.shape for e in expected]:
+        raise InvalidInput(
+            f"{where}checkpoint's optimizer state does not fit the "
+            f"{meta['optimizer']} optimizer and this model"
+        )
     if ckpt.epoch >= epochs:
         raise InvalidInput(
             f"{where}checkpoint already holds {ckpt.epoch} epochs; ask for more than that with "

@@ -14,6 +14,8 @@ from .bench import SWEEP_N, parse_sizes
 from .data import load, standardize
 from .errors import BackendUnavailable, InvalidInput, XptrainError
 from .files import check_output_dir, check_writable, json_writer, write_all
+from .loss import LOSSES
+from .model import ACTIVATIONS
 from .optim import OPTIMIZERS
 from .runinfo import xptrain_version
 from .terminal import align
@@ -84,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--loss",
         default="bce",
-        choices=("bce", "bce-logits"),
+        choices=LOSSES,
         help="the seed's binary cross-entropy, or the same from logits (stable "
         "when probabilities saturate)",
     )
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--activation",
         default="sigmoid",
-        choices=("sigmoid", "tanh", "relu"),
+        choices=list(ACTIVATIONS),
         help="the MLP's hidden activation",
     )
     train.add_argument(
@@ -520,6 +522,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `xptrain backends | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except MemoryError:
+        print(
+            f"xptrain {args.command}: error: out of memory; try a smaller problem or model",
+            file=sys.stderr,
+        )
+        return 2
     except OSError as err:  # a full disk, a vanished folder: one line, and no partial file
         where = f" ({err.filename})" if err.filename else ""
         print(f"xptrain {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)

@@ -19,7 +19,9 @@ def sigmoid(xp: Any, z: Any) -> Any:
 
 
 def _relu(xp: Any, z: Any) -> Any:
-    return xp.maximum(z, xp.zeros_like(z))
+    # where, not maximum: autodiff of maximum gives 1/2 at z = 0 (torch, JAX), the analytic
+    # derivative 0; with where both give 0, so the two gradient engines agree.
+    return xp.where(z > 0, z, xp.zeros_like(z))
 
 
 ACTIVATIONS = {"sigmoid": sigmoid, "tanh": lambda xp, z: xp.tanh(z), "relu": _relu}
@@ -48,8 +50,3 @@ def forward(xp: Any, params: Params, X: Any, activation: str = "sigmoid") -> lis
 def logits(xp: Any, params: Params, X: Any, activation: str = "sigmoid") -> Any:
     """The output layer's logits, N×1 (one layer: the seed's ``X·W + b``)."""
     return forward(xp, params, X, activation)[-1]
-
-
-def predict(xp: Any, params: Params, X: Any, activation: str = "sigmoid") -> Any:
-    """The model's probabilities, N×1 (one layer: the seed's ``sigmoid(X·W + b)``)."""
-    return sigmoid(xp, logits(xp, params, X, activation))

@@ -268,6 +268,8 @@ class Options:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("activation", self.activation, ACTIVATIONS)
         _choice("loss", self.loss, LOSSES)
+        if not self.hidden and self.activation != "sigmoid":
+            raise InvalidInput("an activation other than sigmoid needs hidden layers (an MLP)")
         hidden = tuple(self.hidden)
         if not all(_is_int(h) and h >= 1 for h in hidden):
             raise InvalidInput(f"hidden layer sizes must be whole numbers ≥ 1, got {hidden!r}")
@@ -373,6 +375,7 @@ def train_problem(
         "activation": o.activation,
         "batch_size": o.batch_size,
         "loss": o.loss,
+        "seed": o.seed,
     }
     if start is not None:
         check_compatible(start, problem, meta, o.epochs)
@@ -393,8 +396,9 @@ def train_problem(
         dev = bk.native_device(device)
         X, y = (bk.asarray(a, o.dtype, dev) for a in (problem.X, problem.y))
         params = tuple(bk.asarray(p, o.dtype, dev) for p in params0)
-        carry = initial_carry(bk, params, o.optimizer)
-        if start is not None and start.state:
+        if start is None:
+            carry = initial_carry(bk, params, o.optimizer)
+        else:
             carry = (params, tuple(bk.asarray(s, o.dtype, dev) for s in start.state))
         step = make_step(bk, o.grad, o.lr, o.jit, o.optimizer, o.activation, o.loss)
 

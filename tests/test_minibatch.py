@@ -93,3 +93,16 @@ def test_minibatch_runs_resume_exactly_and_refuse_another_batch_size():
 def test_bad_batch_sizes(size, message):
     run = cli("train", "--batch-size", size)
     assert run.returncode == 2 and message in run.stderr and len(run.stderr.splitlines()) == 1
+
+
+def test_a_minibatch_resume_needs_the_same_seed():
+    bk, saved = backends.get("numpy"), []
+    train_problem(
+        DATA,
+        bk,
+        "cpu",
+        Options(epochs=3, lr=LR, batch_size=BATCH, seed=5),
+        on_checkpoint=saved.append,
+    )
+    with pytest.raises(xptrain.InvalidInput, match="same --seed"):
+        train_problem(DATA, bk, "cpu", Options(epochs=6, lr=LR, batch_size=BATCH), start=saved[-1])

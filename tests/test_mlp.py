@@ -22,7 +22,11 @@ DATA = standardize(load("breast_cancer"))
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
 @pytest.mark.parametrize("hidden", [(8,), (16, 8)], ids=["one-layer", "two-layers"])
-def test_every_backend_matches_the_textbook_mlp(backend, activation, hidden):
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("grad", ["analytic", "autodiff"])
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_every_backend_matches_the_textbook_mlp(backend, activation, hidden, dtype, grad, mode):
+    backend.require(grad, mode)
     result = xptrain.train(
         DATA.X,
         DATA.y,
@@ -32,12 +36,40 @@ def test_every_backend_matches_the_textbook_mlp(backend, activation, hidden):
         activation=activation,
         epochs=30,
         lr=0.5,
+        dtype=dtype,
+        grad=grad,
+        jit=mode == "jit",
     )
     ref = reference_mlp_run(DATA, hidden, activation, 30, 0.5)
-    tau = tolerance("float64", DATA.X.shape[0], max(DATA.X.shape[1], *hidden))
+    tau = tolerance(dtype, DATA.X.shape[0], max(DATA.X.shape[1], *hidden))
     agreement = compare(result, ref, tau)
     assert agreement.passed, (agreement.first_bad_epoch, agreement.max_rel_err)
     assert [p.shape for p in result.params] == [p.shape for p in ref.params]
+
+
+@pytest.mark.parametrize("hidden", [(4,), (2, 2)])
+def test_relu_autodiff_agrees_with_backprop_at_exact_zeros(backend, hidden):
+    """A row of zeros makes every first-layer pre-activation exactly 0 (the biases start at 0),
+    where relu has no derivative: both gradient engines must take it as 0."""
+    backend.require("autodiff")
+    X = np.vstack([np.zeros((1, 30)), DATA.X[:40]])
+    y = np.vstack([[1.0], DATA.y[:40]])
+    runs = [
+        xptrain.train(
+            X,
+            y,
+            backend=backend.name,
+            device=backend.device,
+            hidden=hidden,
+            activation="relu",
+            epochs=3,
+            lr=0.5,
+            grad=grad,
+        )
+        for grad in ("analytic", "autodiff")
+    ]
+    for a, b in zip(runs[0].params, runs[1].params, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
 def test_float64_sequences_agree_within_1e_10_across_backends():

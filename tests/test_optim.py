@@ -122,3 +122,27 @@ def test_cli_optimizer_and_its_checkpoints(tmp_path):
     assert first.stdout + rest.stdout == whole.stdout  # to the 12 printed digits
     bad = cli("train", "--optimizer", "lbfgs")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+@pytest.mark.parametrize("change", ["shape", "extra", "missing"])
+def test_a_checkpoint_with_wrong_optimizer_state_is_refused(change):
+    from dataclasses import replace
+
+    data, bk, saved = seed_problem(), backends.get("numpy"), []
+    train_problem(
+        data, bk, "cpu", Options(epochs=3, lr=LR, optimizer="adam"), on_checkpoint=saved.append
+    )
+    state = list(saved[-1].state)
+    state = {
+        "shape": [state[0], np.zeros((2, 2)), *state[2:]],
+        "extra": [*state, state[1]],
+        "missing": [],
+    }[change]
+    with pytest.raises(xptrain.InvalidInput, match="optimizer state does not fit"):
+        train_problem(
+            data,
+            bk,
+            "cpu",
+            Options(epochs=6, lr=LR, optimizer="adam"),
+            start=replace(saved[-1], state=state),
+        )
