@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -18,8 +19,8 @@ from .loss import LOSSES
 from .model import ACTIVATIONS
 from .optim import OPTIMIZERS
 from .runinfo import xptrain_version
-from .terminal import align
-from .train import GRADS, Options, TrainResult, train_problem
+from .terminal import align, progress
+from .train import GRADS, EpochCallback, Options, TrainResult, train_problem
 
 
 class _Parser(argparse.ArgumentParser):
@@ -321,16 +322,17 @@ def run_train(args: argparse.Namespace) -> int:
     problem = load(args.data)
     if args.standardize:
         problem = standardize(problem)
-    result = train_problem(
-        problem,
-        bk,
-        device,
-        options,
-        on_epoch=None if args.quiet else _print_epoch,
-        start=start,
-        checkpoint_every=args.checkpoint_every,
-        on_checkpoint=save,
-    )
+    with _epoch_printer(args, start.epoch if start else 0) as on_epoch:
+        result = train_problem(
+            problem,
+            bk,
+            device,
+            options,
+            on_epoch=on_epoch,
+            start=start,
+            checkpoint_every=args.checkpoint_every,
+            on_checkpoint=save,
+        )
     outputs = []
     if args.json is not None:
         record = {**result.to_dict(), "data": str(args.data), "seed": args.seed}
@@ -374,12 +376,32 @@ def _checkpointing(
     return start, save
 
 
-def _print_epoch(epoch: int, loss: float) -> None:
-    # 12 significant digits: how the seed's Python printed its floats.
+@contextlib.contextmanager
+def _epoch_printer(args: argparse.Namespace, first: int) -> Iterator[EpochCallback | None]:
+    """The seed's line per epoch on stdout and, when stderr is a terminal, a progress bar with
+    the live loss under them; nothing at all with --quiet."""
+    if args.quiet:
+        yield None
+        return
+    bar = progress(None, "xptrain train", unit="epoch", total=args.epochs, initial=first)
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        # 12 significant digits: how the seed's Python printed its floats.
+        line = f"Epoch: {epoch} Loss: {loss:.12g}"
+        try:
+            if bar.disable:
+                print(line)
+            else:
+                bar.write(line, file=sys.stdout)
+        except BrokenPipeError:  # `xptrain train --json r.json | head`: the run goes on
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        bar.set_postfix_str(f"loss {loss:.6g}", refresh=False)
+        bar.update(1)
+
     try:
-        print(f"Epoch: {epoch} Loss: {loss:.12g}")
-    except BrokenPipeError:  # `xptrain train --json r.json | head`: the run and its files go on
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        yield on_epoch
+    finally:
+        bar.close()
 
 
 def _title(result: TrainResult) -> str:

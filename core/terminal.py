@@ -17,10 +17,22 @@ def align(rows: Sequence[Sequence[str]]) -> list[str]:
     return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
 
 
-def progress(items: Iterable[Any], desc: str, enabled: bool = True) -> Any:
+def progress(
+    items: Iterable[Any] | None,
+    desc: str,
+    enabled: bool = True,
+    unit: str = "config",
+    **kwargs: Any,
+) -> Any:
     """A tqdm bar over ``items`` on stderr, shown only on a terminal (and gone when done)."""
     from tqdm import tqdm
 
     return tqdm(
-        items, desc=desc, unit="config", file=sys.stderr, disable=not enabled or None, leave=False
+        items,
+        desc=desc,
+        unit=unit,
+        file=sys.stderr,
+        disable=not enabled or None,
+        leave=False,
+        **kwargs,
     )

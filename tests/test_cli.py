@@ -345,3 +345,38 @@ def test_checkpoints_resume_on_another_backend(tmp_path):
     record = json.loads(out.read_text())
     assert len(record["losses"]) == 20
     np.testing.assert_allclose(record["losses"], SEED_PRINTED_LOSSES, rtol=3e-12)
+
+
+def test_a_terminal_gets_a_progress_bar_with_the_live_loss():
+    """On a terminal (a pseudo-terminal made by `script`), a long run shows a bar with the live
+    loss on stderr, under the seed's lines; piped, as everywhere above, only the lines."""
+    import shutil
+
+    if shutil.which("script") is None:
+        pytest.skip("util-linux `script` is not installed, so no pseudo-terminal to test with")
+    run = subprocess.run(
+        [
+            "script",
+            "-qc",
+            f"stty cols 100 rows 40; {sys.executable} -m xptrain train --epochs 2000 --lr 0.1",
+            "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout
+    assert run.stdout.count("Epoch: ") == 2000
+    assert "epoch/s" in run.stdout and ", loss 0." in run.stdout
+    quiet = subprocess.run(
+        [
+            "script",
+            "-qc",
+            f"stty cols 100 rows 40; {sys.executable} -m xptrain train --quiet",
+            "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "epoch/s" not in quiet.stdout and "Epoch:" not in quiet.stdout
