@@ -335,7 +335,12 @@ def run_train(args: argparse.Namespace) -> int:
         )
     outputs = []
     if args.json is not None:
-        record = {**result.to_dict(), "data": str(args.data), "seed": args.seed}
+        record = {
+            **result.to_dict(),
+            "data": str(args.data),
+            "standardize": args.standardize,
+            "seed": args.seed,
+        }
         outputs.append((args.json, json_writer(record)))
     if args.plot is not None:
         from .plot import figure_writer, loss_figure

@@ -142,7 +142,7 @@ def test_cli_mlp(tmp_path):
     assert run.returncode == 0, run.stderr
     assert len(run.stdout.splitlines()) == 5
     record = json.loads(out.read_text())
-    assert record["model"] == "mlp" and record["hidden"] == [8, 4]
+    assert record["model"] == "mlp" and record["hidden"] == [8, 4] and record["standardize"]
     assert [np.array(p).shape for p in record["params"]] == [
         (30, 8),
         (1, 8),
