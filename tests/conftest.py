@@ -46,6 +46,24 @@ class BackendCase:
             pytest.skip(f"{self.name} has no jit compiler")
 
 
+@pytest.fixture(params=["float64", "float32"])
+def dtype(request: pytest.FixtureRequest) -> str:
+    """Each precision a backend is held to (a test asking for it runs in both)."""
+    return request.param
+
+
+@pytest.fixture(params=["analytic", "autodiff"])
+def grad(request: pytest.FixtureRequest) -> str:
+    """Each gradient engine; pair with ``backend.require(grad, mode)``."""
+    return request.param
+
+
+@pytest.fixture(params=["eager", "jit"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Eager, and compiled where the backend compiles."""
+    return request.param
+
+
 @pytest.fixture(params=CASES, ids=[f"{name}-{kind}" for name, kind in CASES])
 def backend(request: pytest.FixtureRequest) -> BackendCase:
     name, kind = request.param

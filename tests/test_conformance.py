@@ -15,14 +15,8 @@ from xptrain.train import Options, initial_carry, make_step, train_problem
 REFERENCE = reference_run(seed_problem())
 # The foundation's fixed bounds for the seed problem; the tolerance model is tighter still.
 SEED_BOUNDS = {"float64": 1e-12, "float32": 1e-6}
-DTYPES = ["float64", "float32"]
-GRADS = ["analytic", "autodiff"]
-MODES = ["eager", "jit"]
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("grad", GRADS)
-@pytest.mark.parametrize("mode", MODES)
 def test_reproduces_seed(backend, dtype, grad, mode):
     backend.require(grad, mode)
     result = xptrain.train(
@@ -45,9 +39,6 @@ def test_reproduces_seed(backend, dtype, grad, mode):
 
 
 @pytest.mark.parametrize("problem", list(problems.PROBLEMS))
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("grad", GRADS)
-@pytest.mark.parametrize("mode", MODES)
 def test_reference_problems_within_the_tolerance_model(backend, problem, dtype, grad, mode):
     """What `xptrain check` runs, held to the same model: every epoch, the final parameters,
     and bitwise-identical repeated runs on CPU."""
@@ -71,9 +62,6 @@ def test_runs_in_the_dtype_asked_for(backend):
             assert bk.to_numpy(x).dtype == np.dtype(dtype)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("grad", ["analytic", "autodiff"])
-@pytest.mark.parametrize("mode", MODES)
 def test_every_step_computes_in_the_dtype_asked_for(backend, dtype, grad, mode):
     """Not only the inputs: the loss and the updated parameters of a step keep the dtype."""
     backend.require(grad, mode)
@@ -119,7 +107,7 @@ def test_long_runs_stay_within_the_model(backend):
     kept, in order, and within the model, whose loss tolerance grows as 1/L and parameter
     tolerance as √epochs."""
     ref = reference_run(seed_problem(), epochs=500)
-    for dtype in DTYPES:
+    for dtype in backends.DTYPES:
         result = xptrain.train(
             SEED_X, SEED_Y, backend=backend.name, device=backend.device, epochs=500, dtype=dtype
         )

@@ -15,8 +15,6 @@ from xptrain.data import SEED_X, SEED_Y, seed_problem
 from xptrain.reference import reference_run
 
 
-@pytest.mark.parametrize("grad", ["analytic", "autodiff"])
-@pytest.mark.parametrize("mode", ["eager", "jit"])
 def test_logits_form_is_the_seeds_loss(backend, grad, mode):
     backend.require(grad, mode)
     result = xptrain.train(

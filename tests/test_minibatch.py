@@ -37,8 +37,6 @@ def _textbook(batch: int) -> Reference:
     return Reference(np.array(losses), [W, b])
 
 
-@pytest.mark.parametrize("grad", ["analytic", "autodiff"])
-@pytest.mark.parametrize("mode", ["eager", "jit"])
 def test_every_backend_sees_the_same_batches(backend, grad, mode):
     backend.require(grad, mode)
     result = xptrain.train(

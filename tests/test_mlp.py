@@ -22,9 +22,6 @@ DATA = standardize(load("breast_cancer"))
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
 @pytest.mark.parametrize("hidden", [(8,), (16, 8)], ids=["one-layer", "two-layers"])
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("grad", ["analytic", "autodiff"])
-@pytest.mark.parametrize("mode", ["eager", "jit"])
 def test_every_backend_matches_the_textbook_mlp(backend, activation, hidden, dtype, grad, mode):
     backend.require(grad, mode)
     result = xptrain.train(

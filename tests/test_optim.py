@@ -43,9 +43,6 @@ def _textbook(optimizer: str, epochs: int = EPOCHS, lr: float = LR) -> Reference
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("grad", ["analytic", "autodiff"])
-@pytest.mark.parametrize("mode", ["eager", "jit"])
 def test_every_backend_follows_the_textbook(backend, optimizer, dtype, grad, mode):
     backend.require(grad, mode)
     result = xptrain.train(
