@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
+import xptrain
 from xptrain import backends
 from xptrain.errors import BackendUnavailable
 
@@ -37,6 +39,12 @@ class BackendCase:
 
     def __str__(self) -> str:
         return f"{self.name}-{self.device}"
+
+    def train(self, X: Any, y: Any, *, mode: str = "eager", **options: Any) -> Any:
+        """``xptrain.train`` on this backend and device; ``mode="jit"`` compiles the step."""
+        return xptrain.train(
+            X, y, backend=self.name, device=self.device, jit=mode == "jit", **options
+        )
 
     def require(self, grad: str = "analytic", mode: str = "eager") -> None:
         """Skip, saying why, when this backend has no autodiff or no jit for the case."""

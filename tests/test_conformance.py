@@ -19,14 +19,12 @@ SEED_BOUNDS = {"float64": 1e-12, "float32": 1e-6}
 
 def test_reproduces_seed(backend, dtype, grad, mode):
     backend.require(grad, mode)
-    result = xptrain.train(
+    result = backend.train(
         SEED_X,
         SEED_Y,
-        backend=backend.name,
-        device=backend.device,
         dtype=dtype,
         grad=grad,
-        jit=mode == "jit",
+        mode=mode,
     )
     rel = np.abs(np.array(result.losses) - REFERENCE.losses) / REFERENCE.losses
     assert len(result.losses) == 20
@@ -78,9 +76,7 @@ def test_every_step_computes_in_the_dtype_asked_for(backend, dtype, grad, mode):
 
 def test_float32_differs_from_float64(backend):
     """The float32 run really runs in float32: it is close to, but not the same as, float64."""
-    result = xptrain.train(
-        SEED_X, SEED_Y, backend=backend.name, device=backend.device, dtype="float32"
-    )
+    result = backend.train(SEED_X, SEED_Y, dtype="float32")
     rel = np.abs(np.array(result.losses) - REFERENCE.losses) / REFERENCE.losses
     # A float64 run is within about 1e-15: above 1e-10 means float32 arithmetic really happened.
     assert 1e-10 < rel.max() <= SEED_BOUNDS["float32"]
@@ -91,11 +87,9 @@ def test_float32_differs_from_float64(backend):
 def test_divergence_names_the_epoch(backend):
     for on_epoch in (None, lambda epoch, loss: None):  # blocked and per-epoch host checks
         with pytest.raises(xptrain.TrainingDiverged, match="at epoch 1;") as info:
-            xptrain.train(
+            backend.train(
                 SEED_X,
                 SEED_Y,
-                backend=backend.name,
-                device=backend.device,
                 lr=1e4,
                 on_epoch=on_epoch,
             )
@@ -108,9 +102,7 @@ def test_long_runs_stay_within_the_model(backend):
     tolerance as √epochs."""
     ref = reference_run(seed_problem(), epochs=500)
     for dtype in backends.DTYPES:
-        result = xptrain.train(
-            SEED_X, SEED_Y, backend=backend.name, device=backend.device, epochs=500, dtype=dtype
-        )
+        result = backend.train(SEED_X, SEED_Y, epochs=500, dtype=dtype)
         agreement = compare(result, ref, tolerance(dtype, 4, 3))
         assert agreement.passed, (dtype, agreement.first_bad_epoch, agreement.max_rel_err)
 

@@ -17,26 +17,22 @@ from xptrain.reference import reference_run
 
 def test_logits_form_is_the_seeds_loss(backend, grad, mode):
     backend.require(grad, mode)
-    result = xptrain.train(
+    result = backend.train(
         SEED_X,
         SEED_Y,
-        backend=backend.name,
-        device=backend.device,
         loss="bce-logits",
         grad=grad,
-        jit=mode == "jit",
+        mode=mode,
     )
     assert compare(result, reference_run(seed_problem()), tolerance("float64", 4, 3)).passed
 
 
 def test_logits_form_stays_finite_where_the_seeds_saturates(backend):
     with pytest.raises(xptrain.TrainingDiverged):
-        xptrain.train(SEED_X, SEED_Y, backend=backend.name, device=backend.device, lr=1e4)
-    result = xptrain.train(
+        backend.train(SEED_X, SEED_Y, lr=1e4)
+    result = backend.train(
         SEED_X,
         SEED_Y,
-        backend=backend.name,
-        device=backend.device,
         lr=1e4,
         epochs=5,
         loss="bce-logits",

@@ -39,16 +39,14 @@ def _textbook(batch: int) -> Reference:
 
 def test_every_backend_sees_the_same_batches(backend, grad, mode):
     backend.require(grad, mode)
-    result = xptrain.train(
+    result = backend.train(
         DATA.X,
         DATA.y,
-        backend=backend.name,
-        device=backend.device,
         epochs=EPOCHS,
         lr=LR,
         batch_size=BATCH,
         grad=grad,
-        jit=mode == "jit",
+        mode=mode,
     )
     agreement = compare(result, _textbook(BATCH), tolerance("float64", *DATA.X.shape))
     assert agreement.passed, (agreement.first_bad_epoch, agreement.max_rel_err)

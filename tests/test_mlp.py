@@ -24,18 +24,16 @@ DATA = standardize(load("breast_cancer"))
 @pytest.mark.parametrize("hidden", [(8,), (16, 8)], ids=["one-layer", "two-layers"])
 def test_every_backend_matches_the_textbook_mlp(backend, activation, hidden, dtype, grad, mode):
     backend.require(grad, mode)
-    result = xptrain.train(
+    result = backend.train(
         DATA.X,
         DATA.y,
-        backend=backend.name,
-        device=backend.device,
         hidden=hidden,
         activation=activation,
         epochs=30,
         lr=0.5,
         dtype=dtype,
         grad=grad,
-        jit=mode == "jit",
+        mode=mode,
     )
     ref = reference_mlp_run(DATA, hidden, activation, 30, 0.5)
     tau = tolerance(dtype, DATA.X.shape[0], max(DATA.X.shape[1], *hidden))
@@ -52,11 +50,9 @@ def test_relu_autodiff_agrees_with_backprop_at_exact_zeros(backend, hidden):
     X = np.vstack([np.zeros((1, 30)), DATA.X[:40]])
     y = np.vstack([[1.0], DATA.y[:40]])
     runs = [
-        xptrain.train(
+        backend.train(
             X,
             y,
-            backend=backend.name,
-            device=backend.device,
             hidden=hidden,
             activation="relu",
             epochs=3,

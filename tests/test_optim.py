@@ -45,17 +45,15 @@ def _textbook(optimizer: str, epochs: int = EPOCHS, lr: float = LR) -> Reference
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
 def test_every_backend_follows_the_textbook(backend, optimizer, dtype, grad, mode):
     backend.require(grad, mode)
-    result = xptrain.train(
+    result = backend.train(
         SEED_X,
         SEED_Y,
-        backend=backend.name,
-        device=backend.device,
         dtype=dtype,
         epochs=EPOCHS,
         lr=LR,
         optimizer=optimizer,
         grad=grad,
-        jit=mode == "jit",
+        mode=mode,
     )
     agreement = compare(result, _textbook(optimizer), tolerance(dtype, 4, 3))
     assert agreement.passed, (agreement.first_bad_epoch, agreement.max_rel_err, agreement.margin)
