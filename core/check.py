@@ -16,7 +16,7 @@ from .data import Problem
 from .errors import InvalidInput, XptrainError
 from .reference import Reference, reference_mlp_run, reference_run
 from .terminal import align, progress
-from .train import Options, train_problem
+from .train import Options, TrainResult, train_problem
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ class Report:
     versions: dict[str, str] = field(default_factory=dict)
     precision: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # printed under the table
 
     @property
     def passed(self) -> bool:
@@ -174,8 +175,6 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
     data = _data(config.problem)
     n, d = data.X.shape
     tol = tolerance(config.dtype, n, max((d, *p.hidden)))  # the longest dot product
-    bk = backends.get(config.backend)
-    base = {**asdict(config), "device_name": bk.device_name(config.device), "tolerance": tol}
     options = Options(
         dtype=config.dtype,
         epochs=p.epochs,
@@ -187,28 +186,33 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
         activation=p.activation,
     )
     try:
+        bk = backends.get(config.backend)
         first = train_problem(data, bk, config.device, options)
         second = train_problem(data, bk, config.device, options)
     except Exception as err:  # a backend that breaks fails its row, not the whole check
-        message = str(err) if isinstance(err, XptrainError) else f"{type(err).__name__}: {err}"
-        row = Row(
-            **base,
-            max_rel_err=None,
-            max_ulp=None,
-            first_bad_epoch=getattr(err, "epoch", None),
-            param_err=None,
-            repeatable=None,
-            margin=None,
-            passed=False,
-            error=message,
-        )
-        return row, {}
-    agreement = compare(first, _reference(config.problem), tol)
+        return error_row(config, tol, err), {}
     repeatable = first.losses == second.losses and all(
         np.array_equal(a, b) for a, b in zip(first.params, second.params, strict=True)
     )
-    row = Row(
-        **base,
+    row = compared_row(config, first, _reference(config.problem), tol, repeatable)
+    return row, {"versions": first.versions, "precision": first.precision}
+
+
+def compared_row(
+    config: Config,
+    result: TrainResult,
+    ref: Reference,
+    tol: float,
+    repeatable: bool | None = None,
+    steps: int | None = None,
+) -> Row:
+    """A configuration's row: its run compared with ``ref`` under base tolerance ``tol``
+    (``steps``: parameter updates, when not one per epoch)."""
+    agreement = compare(result, ref, tol, steps)
+    return Row(
+        **asdict(config),
+        device_name=result.device_name,
+        tolerance=tol,
         max_rel_err=agreement.max_rel_err,
         max_ulp=agreement.max_ulp,
         first_bad_epoch=agreement.first_bad_epoch,
@@ -220,7 +224,28 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
         loss_tol=agreement.loss_tol,
         param_tol=agreement.param_tol,
     )
-    return row, {"versions": first.versions, "precision": first.precision}
+
+
+def error_row(config: Config, tol: float, err: BaseException) -> Row:
+    """The row of a configuration whose run raised ``err``."""
+    message = str(err) if isinstance(err, XptrainError) else f"{type(err).__name__}: {err}"
+    try:
+        device_name = backends.get(config.backend).device_name(config.device)
+    except Exception:  # the backend itself is what failed
+        device_name = config.device
+    return Row(
+        **asdict(config),
+        device_name=device_name,
+        tolerance=tol,
+        max_rel_err=None,
+        max_ulp=None,
+        first_bad_epoch=getattr(err, "epoch", None),
+        param_err=None,
+        repeatable=None,
+        margin=None,
+        passed=False,
+        error=message,
+    )
 
 
 def run(
@@ -288,6 +313,7 @@ def format_table(report: Report) -> str:
     out += [f"  {row.config.label}: {row.error}" for row in report.rows if row.error]
     out.append("")
     out.append(f"{MODEL}; margin = largest error / its tolerance")
+    out += report.notes
     out.append("versions: " + ", ".join(f"{k} {v}" for k, v in report.versions.items()))
     devices = dict.fromkeys(f"{row.device} = {row.device_name}" for row in report.rows)
     out.append("devices: " + "; ".join(devices))

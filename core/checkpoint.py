@@ -19,21 +19,28 @@ from .errors import InvalidInput
 from .files import atomic_write, load_npz
 
 FORMAT = 1
+_VAL = ("val_loss", "val_accuracy")  # history beside the loss, with a validation split
 _NAME = re.compile(r"^epoch-(\d+)\.npz$")
 
 
 @dataclass(frozen=True)
 class Checkpoint:
     """The state after ``epoch`` epochs: parameters ``[W1, b1, ...]`` and optimizer state
-    (float64 host arrays), the loss history, and what the run was (``meta``: data fingerprint,
-    learning rate, optimizer, model, backend, dtype)."""
+    (float64 host arrays), the history (``{"loss": [...]}``, and ``val_loss``, ``val_accuracy``
+    with a validation split), and what the run was (``meta``: data fingerprint, learning rate,
+    optimizer, model, backend, dtype, ...)."""
 
     epoch: int
     params: list[np.ndarray]
-    losses: list[float]
+    history: dict[str, list[float]]
     meta: dict[str, Any] = field(default_factory=dict)
     state: list[np.ndarray] = field(default_factory=list)  # the optimizer's, as host arrays
     source: str = ""  # the file it was read from, for messages
+
+    @property
+    def losses(self) -> list[float]:
+        """The training loss of every epoch so far."""
+        return self.history["loss"]
 
 
 def fingerprint(problem: Problem) -> str:
@@ -52,6 +59,7 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
         "epoch": np.array(ckpt.epoch),
         **{f"param_{i}": np.asarray(p, dtype=np.float64) for i, p in enumerate(ckpt.params)},
         "losses": np.asarray(ckpt.losses, dtype=np.float64),
+        **{k: np.asarray(v, dtype=np.float64) for k, v in ckpt.history.items() if k != "loss"},
         "meta": np.array(json.dumps(ckpt.meta, sort_keys=True)),
         **{f"state_{i}": np.asarray(s, dtype=np.float64) for i, s in enumerate(ckpt.state)},
     }
@@ -75,24 +83,22 @@ def load(path: str | Path) -> Checkpoint:
             params=[
                 arrays[f"param_{i}"].astype(np.float64) for i in range(_count(arrays, "param"))
             ],
-            losses=arrays["losses"].astype(np.float64).tolist(),
+            history={
+                "loss": arrays["losses"].astype(np.float64).tolist(),
+                **{k: arrays[k].astype(np.float64).tolist() for k in _VAL if k in arrays},
+            },
             meta=meta if isinstance(meta, dict) else {},
             state=[arrays[f"state_{i}"].astype(np.float64) for i in range(_count(arrays, "state"))],
             source=str(path),
         )
     except (ValueError, TypeError) as err:
         raise InvalidInput(f"{path}: unreadable checkpoint ({err})") from None
+    lengths = {len(v) for v in ckpt.history.values()}
     finite = np.isfinite(ckpt.losses).all() and all(
         np.isfinite(a).all() for a in (*ckpt.params, *ckpt.state)
     )
     shaped = len(ckpt.params) % 2 == 0 and all(p.ndim == 2 for p in ckpt.params)
-    if (
-        ckpt.epoch < 1
-        or len(ckpt.losses) != ckpt.epoch
-        or not shaped
-        or not finite
-        or not ckpt.meta
-    ):
+    if ckpt.epoch < 1 or lengths != {ckpt.epoch} or not shaped or not finite or not ckpt.meta:
         raise InvalidInput(
             f"{path}: inconsistent checkpoint (epoch {arrays['epoch']}, {len(ckpt.losses)} "
             f"losses, {len(ckpt.params)} parameter arrays, finite: {bool(finite)}, "
@@ -152,10 +158,15 @@ def check_compatible(ckpt: Checkpoint, problem: Problem, meta: dict[str, Any], e
     shapes = [s for a, b in itertools.pairwise(sizes) for s in ((a, b), (1, b))]
     if [p.shape for p in ckpt.params] != shapes:
         raise InvalidInput(f"{where}checkpoint parameters do not fit this data and model")
-    if meta["batch_size"] is not None and ckpt.meta.get("seed") != meta["seed"]:
+    if ckpt.meta.get("val_split") != meta["val_split"]:
         raise InvalidInput(
-            f"{where}the batch order comes from the seed: resume with the same --seed "
-            f"({ckpt.meta.get('seed')})"
+            f"{where}checkpoint was made with val_split {ckpt.meta.get('val_split')}; resume "
+            "with the same --val-split"
+        )
+    if ckpt.meta.get("seed") != meta["seed"] and (meta["batch_size"] or meta["val_split"]):
+        raise InvalidInput(
+            f"{where}the batch order and validation rows come from the seed: resume with the "
+            f"same --seed ({ckpt.meta.get('seed')})"
         )
     from .optim import OPTIMIZERS  # the state an optimizer keeps for these parameters
 

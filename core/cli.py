@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="scale every feature to mean 0, standard deviation 1",
     )
     train.add_argument(
+        "--val-split",
+        type=float,
+        metavar="F",
+        help="hold out this fraction of the rows (drawn from --seed) and report their loss "
+        "and accuracy after every epoch",
+    )
+    train.add_argument(
         "--model",
         default="logistic",
         choices=("logistic", "mlp"),
@@ -241,6 +248,25 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(run=run_bench)
 
+    experiment = sub.add_parser(
+        "run",
+        help="run an experiment file on several backends and compare them",
+        description="Run the experiment a TOML file describes (data, model, optimizer, epochs, "
+        "and the backends × devices × dtypes to run it on) into one folder: each run's "
+        "history (runs/*.json, written as each finishes), the agreement table against the "
+        "float64 NumPy run (agreement.txt, agreement.json) and plots. Exit code 0 when every "
+        "run agrees, 1 when any does not, 2 for bad input.",
+    )
+    experiment.add_argument("file", metavar="EXPERIMENT.toml")
+    experiment.add_argument(
+        "--out", metavar="DIR", help="the results folder (default: the experiment's name)"
+    )
+    experiment.add_argument(
+        "--resume", action="store_true", help="finish an interrupted run of the same file in --out"
+    )
+    experiment.add_argument("--quiet", action="store_true", help="no progress bar")
+    experiment.set_defaults(run=run_experiment)
+
     listing = sub.add_parser("backends", help="list backends, their versions and devices")
     listing.set_defaults(run=run_backends)
     return parser
@@ -314,6 +340,7 @@ def run_train(args: argparse.Namespace) -> int:
         activation=args.activation,
         batch_size=args.batch_size,
         loss=args.loss,
+        val_split=args.val_split,
     )
     _check_outputs(args)
     start, save = _checkpointing(args)
@@ -390,9 +417,14 @@ def _epoch_printer(args: argparse.Namespace, first: int) -> Iterator[EpochCallba
         return
     bar = progress(None, "xptrain train", unit="epoch", total=args.epochs, initial=first)
 
-    def on_epoch(epoch: int, loss: float) -> None:
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         # 12 significant digits: how the seed's Python printed its floats.
+        loss = metrics["loss"]
         line = f"Epoch: {epoch} Loss: {loss:.12g}"
+        if "val_loss" in metrics:
+            line += (
+                f" Val loss: {metrics['val_loss']:.12g} Val accuracy: {metrics['val_accuracy']:.4f}"
+            )
         try:
             if bar.disable:
                 print(line)
@@ -503,6 +535,39 @@ def run_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    return 0
+
+
+def run_experiment(args: argparse.Namespace) -> int:
+    """``xptrain run``: every run of an experiment file into one folder, then the table."""
+    from . import check, experiment
+
+    exp = experiment.read(args.file)
+    folder = check_output_dir(args.out or exp.name, "--out")
+    report = experiment.run(exp, folder, resume=args.resume, progress_bar=not args.quiet)
+    table = check.format_table(report)
+    document = {"experiment": exp.settings, "name": exp.name, **report.to_dict()}
+    outputs = [
+        (folder / "agreement.json", json_writer(document)),
+        (folder / "agreement.txt", lambda tmp: Path(tmp).write_text(table + "\n", "utf-8")),
+    ]
+    try:
+        from .plot import agreement_figure, figure_writer, history_figure
+
+        runs = experiment.histories(folder, exp)
+        outputs += [
+            (folder / "losses.png", figure_writer(history_figure(runs, exp.name))),
+            (folder / "agreement.png", figure_writer(agreement_figure(report))),
+        ]
+    except InvalidInput as err:  # no matplotlib: the results stand without their plots
+        print(f"xptrain run: no plots: {err}", file=sys.stderr)
+    write_all(outputs)
+    print(table)
+    line = check.summary(report)
+    print(f"{line}\nresults in {folder}")
+    if not report.passed:
+        print(f"xptrain run: {line}", file=sys.stderr)
+        return 1
     return 0
 
 

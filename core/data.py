@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,38 @@ def batch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     from (seed, epoch) alone, so every backend sees the same batches and a resumed run the same
     ones it would have seen."""
     return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
+
+
+def split(problem: Problem, fraction: float, seed: int) -> tuple[Problem, Problem]:
+    """``(train, validation)``: ``round(fraction · N)`` rows for validation, drawn on the host
+    from ``seed`` (its own stream, apart from the batch order's), both parts in their original
+    row order. The training part keeps the problem's W and b."""
+    check_fraction(fraction)
+    n = len(problem.y)
+    n_val = round(fraction * n)
+    if not 0 < n_val < n:
+        raise InvalidInput(
+            f"a validation split of {fraction:g} of {n} samples leaves "
+            f"{'no validation' if n_val == 0 else 'no training'} sample; use more data or "
+            "another fraction"
+        )
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_VAL_STREAM,)))
+    val = np.zeros(n, dtype=bool)
+    val[rng.choice(n, n_val, replace=False)] = True
+    train = Problem(problem.X[~val], problem.y[~val], problem.W, problem.b)
+    return train, Problem(problem.X[val], problem.y[val])
+
+
+def check_fraction(fraction: Any) -> float:
+    """A validation split's fraction, strictly between 0 and 1; refused otherwise."""
+    if isinstance(fraction, bool) or not isinstance(fraction, Real) or not 0 < fraction < 1:
+        raise InvalidInput(
+            f"the validation split must be a fraction between 0 and 1, got {fraction!r}"
+        )
+    return float(fraction)
+
+
+_VAL_STREAM = 1  # the validation rows' random stream, apart from batch_order's
 
 
 def make_problem(X: Any, y: Any, W: Any = None, b: Any = None) -> Problem:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +62,33 @@ def loss_figure(losses: list[float], title: str) -> Any:
     return fig
 
 
+def history_figure(runs: dict[str, dict[str, Any]], title: str) -> Any:
+    """Every run's training loss per epoch (solid) and, where there is one, its validation
+    loss (dashed, same colour); ``runs`` maps labels to run records (``losses``,
+    ``val_losses``)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label, record in runs.items():
+        (line,) = ax.plot(record["losses"], linewidth=1, label=label)
+        val = [v if v is not None else float("nan") for v in record.get("val_losses", [])]
+        if val:
+            ax.plot(val, "--", color=line.get_color(), linewidth=1)
+    ax.set(xlabel="epoch", ylabel="loss", title=title)
+    if any(r.get("val_losses") for r in runs.values()):
+        ax.plot([], [], "--", color="gray", label="validation (dashed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def agreement_figure(report: Any) -> Any:
     """Per-epoch relative error against the reference, one panel per problem, one line per
     configuration, the tolerance of each dtype dashed; log scale (exact agreement is drawn at
     the bottom of the axis)."""
     plt = _pyplot()
     names = list(dict.fromkeys(row.problem for row in report.rows))
-    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(max(8, 6 * len(names)), 4.5), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         rows = [row for row in report.rows if row.problem == name and row.rel_err]
         floor = 1e-18
@@ -86,8 +107,9 @@ def agreement_figure(report: Any) -> Any:
         ax.set_ylabel("|loss - reference| / reference")
         ax.grid(alpha=0.3, which="both")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.12 + 0.02 * (len(labels) // 4), 1, 1))
+    ncol = 3 if len(names) == 1 else 4
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.035 * math.ceil(len(labels) / ncol), 1, 1))
     return fig
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import backends
 from .checkpoint import Checkpoint, check_compatible, fingerprint
-from .data import Problem, batch_order, initial_params, make_problem
+from .data import Problem, batch_order, check_fraction, initial_params, make_problem, split
 from .errors import InvalidInput, TrainingDiverged
 from .grad import bce_grads
 from .loss import LOSSES, loss_from_logits
@@ -27,7 +27,8 @@ GRADS = ("analytic", "autodiff")
 # one host round trip per block instead of one per epoch.
 _CHECK_EVERY = 64
 
-EpochCallback = Callable[[int, float], None]
+History = dict[str, list[float]]  # per epoch: "loss", and "val_loss", "val_accuracy"
+EpochCallback = Callable[[int, dict[str, float]], None]  # (epoch, {"loss": ..., ...})
 Carry = tuple[Params, State]  # (parameters, optimizer state)
 Step = Callable[[Carry, Any, Any], tuple[Carry, Any]]
 
@@ -58,6 +59,9 @@ class TrainResult:
     activation: str = "sigmoid"
     batch_size: int | None = None
     loss: str = "bce"
+    val_split: float | None = None
+    val_losses: list[float] = field(default_factory=list)  # per epoch, with val_split
+    val_accuracy: list[float] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     precision: dict[str, Any] = field(default_factory=dict)
 
@@ -90,6 +94,13 @@ class TrainResult:
                 "losses",
             )
         }
+        if self.val_split is not None:
+            # a saturated validation loss is inf: null in the (strict) JSON
+            record |= {
+                "val_split": self.val_split,
+                "val_losses": [v if math.isfinite(v) else None for v in self.val_losses],
+                "val_accuracy": self.val_accuracy,
+            }
         record |= {"W": self.W.tolist(), "b": self.b, "seconds": self.seconds}
         if self.hidden:
             record |= {
@@ -169,6 +180,50 @@ def initial_carry(bk: backends.Backend, params: Params, optimizer: str = "sgd") 
     return params, OPTIMIZERS[optimizer].init(bk.xp, params)
 
 
+def evaluate(xp: Any, params: Params, X: Any, y: Any, activation: str, loss: str) -> Any:
+    """``[loss, accuracy]`` of ``params`` on (``X``, ``y``), one device array: the loss as
+    training computes it, the accuracy with a logit > 0 read as class 1."""
+    z = logits(xp, params, X, activation)
+    value = loss_from_logits(xp, loss, y, z, sigmoid(xp, z))
+    hits = xp.astype((z > 0) == (y > 0.5), z.dtype)
+    return xp.stack([value, xp.mean(hits)])
+
+
+@functools.lru_cache(maxsize=64)
+def make_evaluate(bk: backends.Backend, jit: bool, activation: str, loss: str) -> Callable:
+    """:func:`evaluate` for a configuration as ``(params, X, y) -> [loss, accuracy]``, built
+    once (compiled once with ``jit``)."""
+
+    def run(params: Params, X: Any, y: Any) -> Any:
+        return evaluate(bk.xp, params, X, y, activation, loss)
+
+    return bk.jit(run) if jit else run
+
+
+@dataclass(frozen=True)
+class Minibatches:
+    """Minibatch epochs: rows taken in the order ``order(epoch)`` gives (a device index array,
+    drawn on the host), ``size`` at a time."""
+
+    order: Callable[[int], Any]
+    size: int
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Held-out rows, evaluated after every epoch by ``run(params, X, y)`` (see
+    :func:`make_evaluate`)."""
+
+    run: Callable
+    X: Any
+    y: Any
+
+
+def metric_names(validation: bool) -> tuple[str, ...]:
+    """The history's columns: the training loss, and the validation loss and accuracy."""
+    return ("loss", "val_loss", "val_accuracy") if validation else ("loss",)
+
+
 def fit(
     step: Step,
     carry: Carry,
@@ -180,56 +235,65 @@ def fit(
     start_epoch: int = 0,
     on_epoch: EpochCallback | None = None,
     checkpoint_every: int | None = None,
-    on_checkpoint: Callable[[int, Carry, list[float]], None] | None = None,
-    order: Callable[[int], Any] | None = None,
-    batch_size: int | None = None,
-) -> tuple[Carry, list[float]]:
+    on_checkpoint: Callable[[int, Carry, History], None] | None = None,
+    batches: Minibatches | None = None,
+    validation: Validation | None = None,
+) -> tuple[Carry, History]:
     """Run epochs ``start_epoch`` to ``epochs - 1``; return the final carry (parameters and
-    optimizer state) and the host losses of those epochs. ``on_checkpoint(done, carry, losses)``
-    is called every ``checkpoint_every`` epochs and at the end.
+    optimizer state) and the history of those epochs on the host: ``{"loss": [...]}``, plus
+    ``val_loss`` and ``val_accuracy`` with ``validation`` (evaluated after each epoch's update).
+    ``on_epoch(epoch, metrics)`` gets each epoch's numbers as a dict; ``on_checkpoint(done,
+    carry, history)`` is called every ``checkpoint_every`` epochs and at the end.
 
-    Full batch by default (the seed). With ``batch_size``, each epoch takes the rows in the
-    order ``order(epoch)`` gives (a device index array, drawn on the host) and steps once per
-    batch; the epoch's loss is the mean of the batch losses weighted by batch size.
+    Full batch by default (the seed). With ``batches``, each epoch steps once per minibatch;
+    its loss is the mean of the batch losses weighted by batch size.
 
     Stops with :class:`TrainingDiverged` naming the first epoch whose loss is NaN or inf.
     """
-    losses: list[float] = []
+    xp, names = bk.xp, metric_names(validation is not None)
+    history: History = {name: [] for name in names}
     pending: list[Any] = []
     for epoch in range(start_epoch, epochs):
-        if batch_size is None:
+        if batches is None:
             carry, loss = step(carry, X, y)
         else:
-            carry, loss = _minibatch_epoch(step, carry, X, y, bk.xp, order(epoch), batch_size)
-        pending.append(loss)
+            carry, loss = _minibatch_epoch(step, carry, X, y, xp, batches, epoch)
+        row = xp.reshape(loss, (1,))
+        if validation is not None:
+            row = xp.concat([row, validation.run(carry[0], validation.X, validation.y)])
+        pending.append(row)
         done = epoch + 1
         at_checkpoint = on_checkpoint is not None and (
             done == epochs or (checkpoint_every is not None and done % checkpoint_every == 0)
         )
         if on_epoch or at_checkpoint or len(pending) == _CHECK_EVERY or done == epochs:
             first = done - len(pending)
-            for i, value in enumerate(bk.to_numpy(bk.xp.stack(pending)).tolist(), start=first):
-                if not math.isfinite(value):
+            rows = bk.to_numpy(xp.stack(pending)).tolist()
+            for i, values in enumerate(rows, start=first):
+                if not math.isfinite(values[0]):
                     raise TrainingDiverged(
-                        f"the loss became {value} at epoch {i}; try a smaller learning rate", i
+                        f"the loss became {values[0]} at epoch {i}; try a smaller learning rate", i
                     )
-                losses.append(value)
+                metrics = dict(zip(names, values, strict=True))
+                for name, value in metrics.items():
+                    history[name].append(value)
                 if on_epoch is not None:
-                    on_epoch(i, value)
+                    on_epoch(i, metrics)
             pending = []
         if at_checkpoint:
-            on_checkpoint(done, carry, losses)
-    return carry, losses
+            on_checkpoint(done, carry, history)
+    return carry, history
 
 
 def _minibatch_epoch(
-    step: Step, carry: Carry, X: Any, y: Any, xp: Any, order: Any, batch_size: int
+    step: Step, carry: Carry, X: Any, y: Any, xp: Any, batches: Minibatches, epoch: int
 ) -> tuple[Carry, Any]:
-    n = X.shape[0]
+    n, size = X.shape[0], batches.size
+    order = batches.order(epoch)
     X, y = xp.take(X, order, axis=0), xp.take(y, order, axis=0)
     total = 0
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
+    for start in range(0, n, size):
+        stop = min(start + size, n)
         carry, loss = step(carry, X[start:stop, ...], y[start:stop, ...])
         total = total + loss * (stop - start)
     return carry, total / n
@@ -252,6 +316,7 @@ class Options:
     activation: str = "sigmoid"
     batch_size: int | None = None  # None: full batch, the seed's
     loss: str = "bce"  # the seed's; "bce-logits" is the numerically stable form
+    val_split: float | None = None  # the fraction of rows held out for validation
 
     def __post_init__(self) -> None:
         _choice("dtype", self.dtype, backends.DTYPES)
@@ -277,6 +342,8 @@ class Options:
             raise InvalidInput(
                 f"the batch size must be a whole number ≥ 1, got {self.batch_size!r}"
             )
+        if self.val_split is not None:
+            object.__setattr__(self, "val_split", check_fraction(self.val_split))
         for name, kind in (("epochs", int), ("lr", float), ("seed", int)):
             object.__setattr__(self, name, kind(getattr(self, name)))
         object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
@@ -310,6 +377,7 @@ def train(
     activation: str = "sigmoid",
     batch_size: int | None = None,
     loss: str = "bce",
+    val_split: float | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
     """Train the seed's logistic regressor (or, with ``hidden`` sizes, an MLP) on any backend;
@@ -321,7 +389,10 @@ def train(
     Glorot-uniform). ``optimizer`` is ``sgd`` (the seed's), ``momentum`` or ``adam``;
     ``batch_size`` steps on minibatches in an order drawn on the host from (seed, epoch);
     ``loss`` is ``bce`` (the seed's) or ``bce-logits`` (the same loss, stable when saturated).
-    ``on_epoch(epoch, loss)`` is called after every epoch (this syncs the device each epoch).
+    ``val_split`` holds that fraction of the rows out (drawn from ``seed``) and records their
+    loss and accuracy after every epoch. ``on_epoch(epoch, metrics)`` is called after every
+    epoch with ``{"loss": ...}`` (and ``val_loss``, ``val_accuracy``); this syncs the device
+    each epoch.
     """
     options = Options(
         dtype=dtype,
@@ -335,11 +406,30 @@ def train(
         activation=activation,
         batch_size=batch_size,
         loss=loss,
+        val_split=val_split,
     )
     bk = backends.get(backend)
     device_name = bk.resolve_device(device)
     problem = make_problem(*(backends.to_numpy(a) if a is not None else None for a in (X, y, W, b)))
     return train_problem(problem, bk, device_name, options, on_epoch=on_epoch)
+
+
+def run_meta(problem: Problem, bk: backends.Backend, options: Options) -> dict[str, Any]:
+    """What a checkpoint records of its run, to refuse resuming it as another run."""
+    o = options
+    return {
+        "data": fingerprint(problem),
+        "lr": o.lr,
+        "backend": bk.name,
+        "dtype": o.dtype,
+        "optimizer": o.optimizer,
+        "hidden": list(o.hidden),
+        "activation": o.activation,
+        "batch_size": o.batch_size,
+        "loss": o.loss,
+        "seed": o.seed,
+        "val_split": o.val_split,
+    }
 
 
 def train_problem(
@@ -356,40 +446,33 @@ def train_problem(
     """Train a validated host problem on a backend and device already resolved.
 
     ``start`` resumes from a checkpoint (of any backend): its parameters, optimizer state, epoch
-    count and loss history. ``on_checkpoint`` receives a :class:`Checkpoint` every
+    count and history. ``on_checkpoint`` receives a :class:`Checkpoint` every
     ``checkpoint_every`` epochs and at the end.
     """
     o = options
+    meta, whole = run_meta(problem, bk, o), problem
+    held_out = None
+    if o.val_split is not None:
+        problem, held_out = split(problem, o.val_split, o.seed)
     if o.batch_size is not None and o.batch_size > len(problem.y):
         raise InvalidInput(
-            f"the batch size {o.batch_size} is larger than the {len(problem.y)} samples; use at "
-            "most that, or leave it out for full batch"
+            f"the batch size {o.batch_size} is larger than the {len(problem.y)} training "
+            "samples; use at most that, or leave it out for full batch"
         )
-    meta = {
-        "data": fingerprint(problem),
-        "lr": o.lr,
-        "backend": bk.name,
-        "dtype": o.dtype,
-        "optimizer": o.optimizer,
-        "hidden": list(o.hidden),
-        "activation": o.activation,
-        "batch_size": o.batch_size,
-        "loss": o.loss,
-        "seed": o.seed,
-    }
     if start is not None:
-        check_compatible(start, problem, meta, o.epochs)
-        params0, history, start_epoch = start.params, list(start.losses), start.epoch
+        check_compatible(start, whole, meta, o.epochs)
+        params0, past, start_epoch = start.params, start.history, start.epoch
     else:
         params0 = initial_params(problem, o.hidden, o.seed)
-        history, start_epoch = [], 0
+        past, start_epoch = {name: [] for name in metric_names(held_out is not None)}, 0
 
     def to_host(arrays: tuple[Any, ...]) -> list[np.ndarray]:
         return [bk.to_numpy(a).astype(np.float64) for a in arrays]
 
-    def checkpoint(done: int, carry: Carry, losses: list[float]) -> None:
+    def checkpoint(done: int, carry: Carry, history: History) -> None:
         params, state = carry
-        on_checkpoint(Checkpoint(done, to_host(params), history + losses, meta, to_host(state)))
+        whole = {k: past[k] + history[k] for k in history}
+        on_checkpoint(Checkpoint(done, to_host(params), whole, meta, to_host(state)))
 
     # Everything on the device happens inside the scope (JAX's x64 holds only there).
     with bk.float_scope(o.dtype):
@@ -401,12 +484,20 @@ def train_problem(
         else:
             carry = (params, tuple(bk.asarray(s, o.dtype, dev) for s in start.state))
         step = make_step(bk, o.grad, o.lr, o.jit, o.optimizer, o.activation, o.loss)
-
-        def order(epoch: int) -> Any:
-            return bk.asarray(batch_order(len(problem.y), o.seed, epoch), "int32", dev)
-
+        batches = validation = None
+        if o.batch_size is not None:
+            n = len(problem.y)
+            batches = Minibatches(
+                lambda epoch: bk.asarray(batch_order(n, o.seed, epoch), "int32", dev),
+                o.batch_size,
+            )
+        if held_out is not None:
+            validation = Validation(
+                make_evaluate(bk, o.jit, o.activation, o.loss),
+                *(bk.asarray(a, o.dtype, dev) for a in (held_out.X, held_out.y)),
+            )
         began = time.perf_counter()
-        carry, losses = fit(
+        carry, history = fit(
             step,
             carry,
             X,
@@ -417,8 +508,8 @@ def train_problem(
             on_epoch=on_epoch,
             checkpoint_every=checkpoint_every,
             on_checkpoint=checkpoint if on_checkpoint else None,
-            order=order,
-            batch_size=o.batch_size,
+            batches=batches,
+            validation=validation,
         )
         bk.sync(carry[0][0])
         seconds = time.perf_counter() - began
@@ -430,8 +521,9 @@ def train_problem(
             "finite; try a smaller learning rate",
             o.epochs - 1,
         )
+    history = {k: past[k] + history[k] for k in history}
     return TrainResult(
-        losses=history + losses,
+        losses=history["loss"],
         params=final,
         seconds=seconds,
         backend=bk.name,
@@ -447,6 +539,9 @@ def train_problem(
         activation=o.activation,
         batch_size=o.batch_size,
         loss=o.loss,
+        val_split=o.val_split,
+        val_losses=history.get("val_loss", []),
+        val_accuracy=history.get("val_accuracy", []),
         versions=versions(bk),
         precision=precision,
     )

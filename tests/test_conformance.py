@@ -85,7 +85,7 @@ def test_float32_differs_from_float64(backend):
 
 
 def test_divergence_names_the_epoch(backend):
-    for on_epoch in (None, lambda epoch, loss: None):  # blocked and per-epoch host checks
+    for on_epoch in (None, lambda epoch, metrics: None):  # blocked and per-epoch host checks
         with pytest.raises(xptrain.TrainingDiverged, match="at epoch 1;") as info:
             backend.train(
                 SEED_X,

@@ -84,7 +84,11 @@ def test_minibatch_runs_resume_exactly_and_refuse_another_batch_size():
 
 @pytest.mark.parametrize(
     "size, message",
-    [("0", "whole number ≥ 1"), ("5", "larger than the 4 samples"), ("x", "invalid int value")],
+    [
+        ("0", "whole number ≥ 1"),
+        ("5", "larger than the 4 training samples"),
+        ("x", "invalid int value"),
+    ],
 )
 def test_bad_batch_sizes(size, message):
     run = cli("train", "--batch-size", size)

@@ -1,0 +1,322 @@
+"""``xptrain run experiment.toml``: one experiment (data, model, optimizer, epochs) on a list of
+backends × devices × dtypes × gradient engines × modes, into one folder: each run's history as
+JSON, written as it finishes, the agreement table ``check`` computes, and plots.
+
+Every run is compared with the experiment's own float64 run on NumPy (the reference, always run
+first), under the tolerance model of :mod:`xptrain.conformance`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import backends
+from .check import Config, Report, Row, compared_row, error_row
+from .conformance import tolerance
+from .data import Problem, load, split, standardize
+from .errors import InvalidInput, XptrainError
+from .files import atomic_write, json_writer
+from .reference import Reference
+from .terminal import progress
+from .train import Options, TrainResult, train_problem
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+REFERENCE = ("numpy", "cpu", "float64", "analytic", "eager")
+# Every key an experiment file may hold, with its default; anything else is refused (a typo
+# must not silently fall back to a default).
+SCHEMA: dict[str, dict[str, Any]] = {
+    "data": {"source": "seed", "standardize": False, "val_split": None},
+    "model": {"kind": "logistic", "hidden": None, "activation": "sigmoid"},
+    "train": {
+        "epochs": 20,
+        "lr": 1.0,
+        "optimizer": "sgd",
+        "batch_size": None,
+        "loss": "bce",
+        "seed": 1,
+    },
+    "runs": {
+        "backends": None,
+        "devices": None,
+        "dtypes": ["float64", "float32"],
+        "grads": ["analytic"],
+        "modes": ["eager"],
+    },
+}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A parsed, checked experiment file."""
+
+    name: str
+    settings: dict[str, dict[str, Any]]  # every section with its defaults filled in
+    options: Options  # the training options (dtype, grad and jit vary per run)
+    runs: list[Config]  # the reference run first
+    skipped: list[str] = field(default_factory=list)
+    folder: Path = Path(".")  # where relative data paths are read from
+    source: str = ""  # the file's text, kept beside the results
+
+    def problem(self) -> Problem:
+        """The experiment's data, loaded (and standardised) on the host."""
+        source = self.settings["data"]["source"]
+        path = self.folder / source
+        problem = load(path if path.suffix.lower() in (".npz", ".csv") else source)
+        return standardize(problem) if self.settings["data"]["standardize"] else problem
+
+
+def read(path: str | Path) -> Experiment:
+    """Parse and check an experiment file; every mistake is one :class:`InvalidInput` line
+    naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise InvalidInput(f"{path}: cannot read the experiment file ({reason})") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise InvalidInput(f"{path}: not valid TOML ({err})") from None
+    try:
+        return replace(_parse(doc, path), source=text)
+    except InvalidInput as err:
+        raise InvalidInput(f"{path}: {err}") from None
+
+
+def _parse(doc: dict[str, Any], path: Path) -> Experiment:
+    name = doc.pop("name", path.stem)
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(f"name must be a non-empty string, got {name!r}")
+    unknown = set(doc) - set(SCHEMA)
+    if unknown:
+        raise InvalidInput(
+            f"unknown section {sorted(unknown)[0]!r}; sections are {', '.join(SCHEMA)} (and name)"
+        )
+    settings = {}
+    for section, defaults in SCHEMA.items():
+        given = doc.get(section, {})
+        if not isinstance(given, dict):
+            raise InvalidInput(f"{section} must be a table ([{section}])")
+        bad = set(given) - set(defaults)
+        if bad:
+            raise InvalidInput(
+                f"unknown key {sorted(bad)[0]!r} in [{section}]; keys: {', '.join(defaults)}"
+            )
+        settings[section] = {**defaults, **given}
+    options = _options(settings)
+    runs, skipped = _plan(settings["runs"], name)
+    return Experiment(name.strip(), settings, options, runs, skipped, path.parent)
+
+
+def _options(settings: dict[str, dict[str, Any]]) -> Options:
+    model, train, data = settings["model"], settings["train"], settings["data"]
+    if model["kind"] not in ("logistic", "mlp"):
+        raise InvalidInput(f"[model] kind must be logistic or mlp, got {model['kind']!r}")
+    if not isinstance(data["source"], str) or not isinstance(data["standardize"], bool):
+        raise InvalidInput("[data] source must be a string and standardize true or false")
+    hidden = model["hidden"]
+    if model["kind"] == "logistic":
+        if hidden is not None or model["activation"] != "sigmoid":
+            raise InvalidInput('[model] hidden and activation need kind = "mlp"')
+        hidden = ()
+    elif hidden is None:
+        hidden = (16,)
+    if not isinstance(hidden, (list, tuple)):
+        raise InvalidInput(f"[model] hidden must be a list of sizes, e.g. [32, 16], got {hidden!r}")
+    return Options(
+        epochs=train["epochs"],
+        lr=train["lr"],
+        seed=train["seed"],
+        optimizer=train["optimizer"],
+        hidden=tuple(hidden),
+        activation=model["activation"],
+        batch_size=train["batch_size"],
+        loss=train["loss"],
+        val_split=data["val_split"],
+    )
+
+
+def _names(runs: dict[str, Any], key: str) -> list[str] | None:
+    value = runs[key]
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise InvalidInput(f'[runs] {key} must be a list of names, e.g. ["numpy", "torch"]')
+    return list(dict.fromkeys(value))
+
+
+def _plan(runs: dict[str, Any], name: str) -> tuple[list[Config], list[str]]:
+    """The runs, reference first, and a note for each combination left out and why."""
+    dtypes, grads, modes = (_names(runs, k) for k in ("dtypes", "grads", "modes"))
+    for key, values, allowed in (
+        ("dtypes", dtypes, backends.DTYPES),
+        ("grads", grads, ("analytic", "autodiff")),
+        ("modes", modes, ("eager", "jit")),
+    ):
+        wrong = [v for v in values if v not in allowed]
+        if wrong:
+            raise InvalidInput(
+                f"[runs] {key}: unknown {wrong[0]!r}; choose from {', '.join(allowed)}"
+            )
+    skipped: list[str] = []
+    named = _names(runs, "backends")
+    if named:  # named backends must start here
+        bks = list({bk.name: bk for bk in map(backends.get, named)}.values())
+    else:
+        bks = []
+        for backend_name in backends.names():
+            try:
+                bks.append(backends.get(backend_name))
+            except XptrainError as err:
+                skipped.append(str(err))
+    keep = backends.device_filter(_names(runs, "devices"))
+    configs = [Config(name, *REFERENCE)]
+    for bk in bks:
+        devices = [d for d in bk.devices() if keep(d)]
+        for device, dtype, grad, mode in itertools.product(devices, dtypes, grads, modes):
+            config = Config(name, bk.name, device, dtype, grad, mode)
+            if grad == "autodiff" and not bk.has_autodiff:
+                skipped.append(f"{_label(config)}: {bk.name} has no automatic differentiation")
+            elif mode == "jit" and not bk.has_jit:
+                skipped.append(f"{_label(config)}: {bk.name} has no jit compiler")
+            elif config not in configs:
+                configs.append(config)
+    return configs, skipped
+
+
+def _label(config: Config) -> str:
+    return "-".join((config.backend, config.device, config.dtype, config.grad, config.mode))
+
+
+def run_path(folder: Path, config: Config) -> Path:
+    """Where a run's JSON goes in the experiment's folder."""
+    return folder / "runs" / f"{_label(config).replace(':', '')}.json"
+
+
+def run(
+    exp: Experiment, folder: Path, *, resume: bool = False, progress_bar: bool = True
+) -> Report:
+    """Run every configuration of ``exp`` into ``folder`` (the reference first) and return the
+    agreement report. Each run's JSON is written as soon as it finishes; with ``resume``, runs
+    whose JSON is already there are read back, not rerun."""
+    problem = exp.problem()
+    n, d = problem.X.shape
+    if exp.options.val_split is not None:
+        n = len(split(problem, exp.options.val_split, exp.options.seed)[0].y)
+    if exp.options.batch_size is not None and exp.options.batch_size > n:
+        raise InvalidInput(
+            f"[train] batch_size {exp.options.batch_size} is larger than the {n} training samples"
+        )
+    _prepare(folder, exp.source, resume)
+    n_sum = exp.options.batch_size or n  # the longest sum over samples
+    steps = exp.options.epochs * math.ceil(n / n_sum)
+    width = max((d, *exp.options.hidden))  # the longest dot product
+    report = Report(skipped=list(exp.skipped))
+    report.notes.append(
+        f"here: N = {n_sum} (rows per sum), D = {width} (longest dot product), parameters "
+        f"within tau·√{steps} ({steps} updates); reference: the float64 run on NumPy"
+    )
+    reference: Reference | None = None
+    bar = progress(exp.runs, f"xptrain run {exp.name}", progress_bar)
+    for config in bar:
+        bar.set_postfix_str(_label(config), refresh=False)
+        tol = tolerance(config.dtype, n_sum, width)
+        record = _finished(folder, config) if resume else None
+        if record is None:
+            try:
+                result = _train(exp, problem, config)
+            except Exception as err:  # a failing backend fails its row, not the experiment
+                row = error_row(config, tol, err)
+                if config == exp.runs[0]:
+                    raise InvalidInput(
+                        f"the float64 NumPy reference run failed: {row.error}"
+                    ) from None
+                record = {"run": None, "row": asdict(row)}
+            else:
+                if reference is None:
+                    reference = Reference(np.array(result.losses), result.params)
+                row = compared_row(config, result, reference, tol, steps=steps)
+                record = {"run": _run_record(result, exp), "row": asdict(row)}
+                report.versions.update(result.versions)
+                where = f"{config.backend}/{config.device}"
+                report.precision.setdefault(where, {})[config.dtype] = result.precision
+            atomic_write(run_path(folder, config), json_writer(record))
+        elif reference is None:
+            run_ = record["run"]
+            reference = Reference(np.array(run_["losses"]), [np.array(p) for p in run_["params"]])
+        report.rows.append(Row(**record["row"]))
+    return report
+
+
+def _prepare(folder: Path, source: str, resume: bool) -> None:
+    """Make the folder, holding this experiment's file; refuse one holding another's."""
+    saved = folder / "experiment.toml"
+    if saved.exists() and any((folder / "runs").glob("*.json")):
+        if not resume:
+            raise InvalidInput(
+                f"{str(folder)!r} already holds an experiment's results; add --resume to "
+                "finish it, or give another --out"
+            )
+        if tomllib.loads(saved.read_text(encoding="utf-8")) != tomllib.loads(source):
+            raise InvalidInput(
+                f"{str(folder)!r} holds the results of another experiment (its "
+                "experiment.toml differs); give another --out"
+            )
+    elif not saved.exists() and folder.exists() and any(folder.iterdir()):
+        raise InvalidInput(f"--out {str(folder)!r} is not empty; give a new or empty folder")
+    (folder / "runs").mkdir(parents=True, exist_ok=True)
+    atomic_write(saved, lambda tmp: Path(tmp).write_text(source, encoding="utf-8"))
+
+
+def _finished(folder: Path, config: Config) -> dict[str, Any] | None:
+    """A run's record from an earlier, interrupted invocation; None if it must run (again)."""
+    path = run_path(folder, config)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        Row(**record["row"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return None if record["run"] is None else record  # a failed run is tried again
+
+
+def _train(exp: Experiment, problem: Problem, config: Config) -> TrainResult:
+    how = {"dtype": config.dtype, "grad": config.grad, "jit": config.mode == "jit"}
+    options = Options(**{**asdict(exp.options), **how})
+    bk = backends.get(config.backend)
+    return train_problem(problem, bk, config.device, options)
+
+
+def _run_record(result: TrainResult, exp: Experiment) -> dict[str, Any]:
+    record = result.to_dict()
+    record |= {
+        "params": [p.tolist() for p in result.params],
+        "data": exp.settings["data"]["source"],
+        "standardize": exp.settings["data"]["standardize"],
+        "seed": exp.options.seed,
+    }
+    return record
+
+
+def histories(folder: Path, exp: Experiment) -> dict[str, dict[str, Any]]:
+    """The finished runs' records in ``folder``, by label, in the experiment's order."""
+    found = {}
+    for config in exp.runs:
+        record = _finished(folder, config)
+        if record is not None:
+            found[_label(config)] = record["run"]
+    return found

@@ -1,0 +1,126 @@
+"""``--val-split``: held-out rows drawn on the host, their loss and accuracy after every epoch,
+the same on every backend, kept across a resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import xptrain as cli
+
+import xptrain
+from xptrain import backends
+from xptrain.data import load, split
+from xptrain.train import Options, train_problem
+
+DATA = load("blobs:300,5,3")
+EPOCHS, LR, SPLIT = 8, 0.5, 0.25
+
+
+def _host_metrics(params: list[np.ndarray], X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The seed's BCE and the accuracy of a logistic model, in plain NumPy."""
+    W, b = params
+    z = X @ W + b
+    A = 1 / (1 + np.exp(-z))
+    loss = -np.mean(y * np.log(A) + (1 - y) * np.log(1 - A))
+    return float(loss), float(np.mean((z > 0) == (y > 0.5)))
+
+
+def test_split_is_seeded_disjoint_and_ordered():
+    train, val = split(DATA, SPLIT, 1)
+    assert (len(train.y), len(val.y)) == (225, 75)
+    rows = {tuple(r) for r in DATA.X}
+    assert {tuple(r) for r in train.X} | {tuple(r) for r in val.X} == rows
+    assert not {tuple(r) for r in train.X} & {tuple(r) for r in val.X}
+    again, _ = split(DATA, SPLIT, 1)
+    assert np.array_equal(train.X, again.X)
+    assert not np.array_equal(train.X, split(DATA, SPLIT, 2)[0].X)
+    index = [int(np.flatnonzero((r == DATA.X).all(1))[0]) for r in val.X]
+    assert index == sorted(index)  # the original row order is kept
+
+
+def test_validation_metrics_after_each_epoch(backend, dtype, mode):
+    """Epoch k's validation numbers are those of the parameters after k+1 updates, on the
+    held-out rows only: checked against a host computation from a run of k+1 epochs."""
+    backend.require(mode=mode)
+    result = backend.train(
+        DATA.X, DATA.y, epochs=EPOCHS, lr=LR, val_split=SPLIT, dtype=dtype, mode=mode
+    )
+    assert len(result.val_losses) == len(result.val_accuracy) == len(result.losses) == EPOCHS
+    _, val = split(DATA, SPLIT, 1)
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    for k in (0, EPOCHS - 1):
+        shorter = xptrain.train(DATA.X, DATA.y, epochs=k + 1, lr=LR, val_split=SPLIT)
+        loss, accuracy = _host_metrics(shorter.params, val.X, val.y)
+        assert result.val_losses[k] == pytest.approx(loss, rel=rtol)
+        assert result.val_accuracy[k] == pytest.approx(accuracy, abs=1 / len(val.y) + 1e-9)
+    # the training loss is over the other rows: not the full-data run's
+    assert result.losses[0] != pytest.approx(xptrain.train(DATA.X, DATA.y, epochs=1).losses[0])
+
+
+def test_mlp_minibatch_validation_agrees_across_backends(backend):
+    options = dict(epochs=4, lr=0.1, val_split=0.2, hidden=(6,), activation="tanh", batch_size=64)
+    ours = backend.train(DATA.X, DATA.y, **options)
+    numpy = xptrain.train(DATA.X, DATA.y, **options)
+    np.testing.assert_allclose(ours.val_losses, numpy.val_losses, rtol=1e-12)
+    np.testing.assert_allclose(ours.val_accuracy, numpy.val_accuracy, rtol=0, atol=1e-12)
+
+
+def test_resume_keeps_the_validation_history_and_refuses_another_split():
+    bk, saved = backends.get("numpy"), []
+    train_problem(DATA, bk, "cpu", Options(epochs=3, val_split=SPLIT), on_checkpoint=saved.append)
+    whole = train_problem(DATA, bk, "cpu", Options(epochs=EPOCHS, val_split=SPLIT))
+    resumed = train_problem(
+        DATA, bk, "cpu", Options(epochs=EPOCHS, val_split=SPLIT), start=saved[-1]
+    )
+    assert resumed.val_losses == whole.val_losses and resumed.losses == whole.losses
+    assert resumed.val_accuracy == whole.val_accuracy
+    for other in (0.5, None):
+        with pytest.raises(xptrain.InvalidInput, match="same --val-split"):
+            options = Options(epochs=EPOCHS, val_split=other)
+            train_problem(DATA, bk, "cpu", options, start=saved[-1])
+    with pytest.raises(xptrain.InvalidInput, match="same --seed"):
+        options = Options(epochs=EPOCHS, val_split=SPLIT, seed=2)
+        train_problem(DATA, bk, "cpu", options, start=saved[-1])
+
+
+def test_cli_prints_and_records_validation(tmp_path):
+    out = tmp_path / "r.json"
+    run = cli(
+        "train",
+        "--data",
+        "blobs:300,5,3",
+        "--val-split",
+        "0.25",
+        "--epochs",
+        "3",
+        "--json",
+        str(out),
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) == 3 and all("Val loss: " in ln and "Val accuracy: " in ln for ln in lines)
+    record = json.loads(out.read_text())
+    assert record["val_split"] == 0.25
+    assert len(record["val_losses"]) == len(record["val_accuracy"]) == 3
+    # without a split, the seed's output and record are as before
+    plain = cli("train", "--json", str(out))
+    assert "Val" not in plain.stdout and "val_losses" not in json.loads(out.read_text())
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("0", "between 0 and 1"),
+        ("1", "between 0 and 1"),
+        ("-0.2", "between 0 and 1"),
+        ("nan", "between 0 and 1"),
+        ("0.1", "no validation sample"),  # 0.1 of the seed's 4 rows rounds to 0
+        ("0.9", "no training sample"),
+        ("x", "invalid float value"),
+    ],
+)
+def test_bad_validation_splits(value, message):
+    run = cli("train", "--val-split", value)
+    assert run.returncode == 2 and message in run.stderr and len(run.stderr.splitlines()) == 1
