@@ -110,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the seed's logistic regressor, or an MLP with --hidden layers",
     )
     train.add_argument(
-        "--hidden", type=_arg(_sizes), metavar="H,...", help="MLP hidden layer sizes (default 16)"
+        "--hidden",
+        type=_arg(_positive_ints),
+        metavar="H,...",
+        help="MLP hidden layer sizes (default 16)",
     )
     train.add_argument(
         "--activation",
@@ -218,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--dims",
-        type=_ints,
-        default=[64],
+        type=_arg(_positive_ints),
+        default=(64,),
         metavar="D,...",
         help="the D values of --sweep (default 64)",
     )
@@ -284,14 +287,15 @@ def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
-def _sizes(text: str) -> tuple[int, ...]:
+def _positive_ints(text: str) -> tuple[int, ...]:
+    """``64,32`` as whole numbers ≥ 1 (hidden layer sizes, sweep dimensions)."""
     try:
-        sizes = tuple(int(v) for v in text.split(","))
+        values = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise InvalidInput(f"{text!r}: give layer sizes as whole numbers, e.g. 64,32") from None
-    if min(sizes) < 1:
-        raise InvalidInput(f"{text!r}: every hidden layer needs at least 1 unit")
-    return sizes
+        raise InvalidInput(f"{text!r}: give whole numbers, e.g. 64,32") from None
+    if min(values) < 1:
+        raise InvalidInput(f"{text!r}: every value must be ≥ 1")
+    return values
 
 
 def _hidden(args: argparse.Namespace) -> tuple[int, ...]:
@@ -301,16 +305,6 @@ def _hidden(args: argparse.Namespace) -> tuple[int, ...]:
             raise InvalidInput("--hidden and --activation need --model mlp")
         return ()
     return args.hidden or (16,)
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers, e.g. 16,64") from None
-    if min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: every value must be ≥ 1")
-    return values
 
 
 def _listed(values: list[str] | None, option: str) -> list[str] | None:

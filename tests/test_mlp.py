@@ -146,7 +146,7 @@ def test_cli_mlp(tmp_path):
     ]
     for args, message in (
         (["--hidden", "4"], "need --model mlp"),
-        (["--model", "mlp", "--hidden", "0"], "at least 1 unit"),
+        (["--model", "mlp", "--hidden", "0"], "every value must be ≥ 1"),
         (["--model", "mlp", "--hidden", "a"], "whole numbers"),
         (["--model", "mlp", "--activation", "swish"], "invalid choice"),
     ):
