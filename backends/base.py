@@ -2,8 +2,8 @@
 
 A backend is what core needs to know about one array library: its namespace, its devices, how to
 move host NumPy arrays in and results out, how to wait for queued work, and its optional powers
-(``jit``, ``value_and_grad``). Everything framework-specific lives in the subclasses, one module
-per library.
+(``jit``, ``value_and_grad``, ``fold``). Everything framework-specific lives in the subclasses,
+one module per library.
 """
 
 from __future__ import annotations
@@ -129,6 +129,13 @@ class Backend:
     def sync(self, x: Any) -> None:
         """Wait until the work producing ``x`` has finished (no-op for eager CPU libraries)."""
 
+    def settle(self, tree: Any) -> Any:
+        """``tree`` (nested tuples/lists of arrays: an epoch's carry and loss) with every array
+        made concrete, for a lazy library whose arrays would otherwise be graphs over every
+        earlier epoch (Dask). The training loop calls it once per epoch; eager and compiled
+        libraries return ``tree`` as it is."""
+        return tree
+
     # -- precision --------------------------------------------------------------------------
     def precision(self, dtype: str) -> dict[str, Any]:
         """The settings that decide the numbers a run produces, for the record."""
@@ -154,6 +161,33 @@ class Backend:
             f"{self.name} has no automatic differentiation; use --grad analytic, "
             "or --backend jax or torch"
         )
+
+    def fold(self, body: Callable[[Any, Any], Any], init: Any, count: int) -> Any:
+        """``carry = body(i, carry)`` for ``i`` in ``0 .. count-1``; the last carry.
+
+        The one loop primitive core needs (the blocked gradient's loop over row blocks). By
+        default a Python loop, which is right for eager libraries; a tracing compiler overrides
+        it with its own loop (JAX: ``lax.fori_loop``), else tracing would unroll ``count``
+        copies of ``body`` into the compiled program. ``body`` must keep the carry's shapes and
+        dtypes, and use ``i`` only to index (it may be a traced integer).
+        """
+        carry = init
+        for i in range(count):
+            carry = body(i, carry)
+        return carry
+
+    has_scan: bool = False  # True where scan compiles to one loop (a fused training run)
+
+    def scan(self, fn: Callable[[Any], tuple[Any, Any]], carry: Any, length: int) -> Any:
+        """``carry, out = fn(carry)`` ``length`` times; the last carry and the outputs stacked
+        along a new first axis. A Python loop by default; a backend whose compiler has a loop
+        (JAX: ``lax.scan``) sets ``has_scan`` and runs it there, so a whole training run can be
+        one compiled call."""
+        outs = []
+        for _ in range(length):
+            carry, out = fn(carry)
+            outs.append(out)
+        return carry, self.xp.stack(outs)
 
 
 def cpu_name() -> str:

@@ -75,6 +75,16 @@ class JaxBackend(Backend):
     def value_and_grad(self, fn: Callable) -> Callable:
         return jax.value_and_grad(fn)
 
+    def fold(self, body: Callable[[Any, Any], Any], init: Any, count: int) -> Any:
+        # One loop in the compiled program, not `count` unrolled copies of the body (eager
+        # callers get the same loop, run op by op).
+        return jax.lax.fori_loop(0, count, body, init)
+
+    has_scan = True
+
+    def scan(self, fn: Callable[[Any], tuple[Any, Any]], carry: Any, length: int) -> Any:
+        return jax.lax.scan(lambda c, _: fn(c), carry, None, length=length)
+
 
 def _enable_x64(on: bool) -> contextlib.AbstractContextManager:
     scope = getattr(jax, "enable_x64", None)

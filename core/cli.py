@@ -78,6 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="analytic backprop (the seed's) or the backend's autodiff",
     )
     train.add_argument(
+        "--exact",
+        action="store_true",
+        help="the seed's full-batch arithmetic (default: on the CPU, large problems read X "
+        "once per epoch in cache-sized blocks: the same numbers up to rounding)",
+    )
+    train.add_argument(
+        "--block-rows",
+        type=int,
+        metavar="R",
+        help="rows per block of the one-pass gradient (default: chosen from the problem and "
+        "the CPU's cache)",
+    )
+    train.add_argument(
         "--batch-size",
         type=int,
         metavar="B",
@@ -335,6 +348,8 @@ def run_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         loss=args.loss,
         val_split=args.val_split,
+        exact=args.exact,
+        block=args.block_rows,
     )
     _check_outputs(args)
     start, save = _checkpointing(args)

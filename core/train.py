@@ -16,7 +16,7 @@ from . import backends
 from .checkpoint import Checkpoint, check_compatible, fingerprint
 from .data import Problem, batch_order, check_fraction, initial_params, make_problem, split
 from .errors import InvalidInput, TrainingDiverged
-from .grad import bce_grads
+from .grad import bce_grads, block_rows, blocked_loss_and_grads
 from .loss import LOSSES, loss_from_logits
 from .model import ACTIVATIONS, Params, forward, logits, sigmoid
 from .optim import OPTIMIZERS, Optimizer, State
@@ -62,6 +62,7 @@ class TrainResult:
     val_split: float | None = None
     val_losses: list[float] = field(default_factory=list)  # per epoch, with val_split
     val_accuracy: list[float] = field(default_factory=list)
+    block: int | None = None  # rows per block of the one-pass gradient; None: full batch
     versions: dict[str, str] = field(default_factory=dict)
     precision: dict[str, Any] = field(default_factory=dict)
 
@@ -91,6 +92,7 @@ class TrainResult:
                 "optimizer",
                 "loss",
                 "batch_size",
+                "block",
                 "losses",
             )
         }
@@ -116,7 +118,7 @@ def analytic_step(
     xp: Any, lr: float, optimizer: Optimizer, activation: str, loss: str = "bce"
 ) -> Step:
     """One epoch with analytic backprop (the seed's ``dz = A - y`` and below): forward, loss,
-    gradients, update."""
+    gradients, update — full batch, exactly as the seed computes it."""
 
     def step(carry: Carry, X: Any, y: Any) -> tuple[Carry, Any]:
         params, state = carry
@@ -124,6 +126,27 @@ def analytic_step(
         A = sigmoid(xp, outputs[-1])
         value = loss_from_logits(xp, loss, y, outputs[-1], A)
         grads = bce_grads(xp, params, outputs, A, y, activation)
+        return optimizer.update(xp, params, grads, state, lr), value
+
+    return step
+
+
+def blocked_step(
+    xp: Any,
+    lr: float,
+    optimizer: Optimizer,
+    activation: str,
+    loss: str,
+    block: int,
+    fold: Callable,
+) -> Step:
+    """One epoch with the one-pass blocked gradient (:func:`xptrain.grad.blocked_loss_and_grads`):
+    the same loss and gradients as :func:`analytic_step`, X read once, ``block`` rows at a
+    time, the loop over blocks run by the backend's ``fold``."""
+
+    def step(carry: Carry, X: Any, y: Any) -> tuple[Carry, Any]:
+        params, state = carry
+        value, grads = blocked_loss_and_grads(xp, params, X, y, activation, loss, block, fold)
         return optimizer.update(xp, params, grads, state, lr), value
 
     return step
@@ -162,16 +185,39 @@ def make_step(
     optimizer: str = "sgd",
     activation: str = "sigmoid",
     loss: str = "bce",
+    block: int | None = None,
 ) -> Step:
     """The epoch step for a configuration, built once: the same function object on every run,
     so compiled steps (jax.jit, torch.compile) are reused instead of recompiled. The step maps
-    ``((params, optimizer_state), X, y)`` to ``((params, optimizer_state), loss)``."""
+    ``((params, optimizer_state), X, y)`` to ``((params, optimizer_state), loss)``. With
+    ``block`` (analytic gradients only), the one-pass blocked gradient over that many rows."""
     xp, rule = bk.xp, OPTIMIZERS[optimizer]
     if grad == "autodiff":
         step = autodiff_step(xp, lr, rule, activation, bk.value_and_grad, loss)
+    elif block is not None:
+        step = blocked_step(xp, lr, rule, activation, loss, block, bk.fold)
     else:
         step = analytic_step(xp, lr, rule, activation, loss)
     return bk.jit(step) if jit else step
+
+
+def choose_block(bk: backends.Backend, device: str, options: Options, n: int, d: int) -> int | None:
+    """Rows per block of the one-pass gradient for ``n`` rows (per step) of ``d`` features, or
+    None for the full-batch path: with ``exact`` (the seed's arithmetic), autodiff, off the
+    CPU (GPU memory needs no cache blocking), under torch.compile (which would unroll the loop
+    over blocks: 39 s to compile 64 blocks), and where one block would hold every row. An
+    explicit ``options.block`` is used as given."""
+    if options.block is not None:
+        return options.block if options.block < n else None
+    if options.exact or options.grad != "analytic" or device != "cpu":
+        return None
+    if options.jit and not bk.has_scan:
+        return None
+    itemsize = 8 if options.dtype == "float64" else 4
+    # JAX's fold is a compiled loop (cheap iterations, L2-sized blocks); eager libraries pay
+    # a call per operation per block, so their blocks are larger (see block_rows)
+    rows = block_rows(n, d, itemsize, compiled=bk.has_scan)
+    return rows if rows < n else None
 
 
 def initial_carry(bk: backends.Backend, params: Params, optimizer: str = "sgd") -> Carry:
@@ -198,6 +244,37 @@ def make_evaluate(bk: backends.Backend, jit: bool, activation: str, loss: str) -
         return evaluate(bk.xp, params, X, y, activation, loss)
 
     return bk.jit(run) if jit else run
+
+
+@functools.lru_cache(maxsize=64)
+def make_fused(
+    bk: backends.Backend,
+    grad: str,
+    lr: float,
+    optimizer: str,
+    activation: str,
+    loss: str,
+    validation: bool,
+    block: int | None,
+    length: int,
+) -> Callable:
+    """``length`` full-batch epochs as one compiled call (the backend's ``scan`` under its
+    ``jit``): ``(carry, X, y[, X_val, y_val]) -> (carry, metrics)``, one metrics row per epoch
+    (the loss, and the validation loss and accuracy), built and compiled once per length."""
+    xp = bk.xp
+    step = make_step(bk, grad, lr, False, optimizer, activation, loss, block)
+
+    def run(carry: Carry, X: Any, y: Any, *held_out: Any) -> tuple[Carry, Any]:
+        def epoch(c: Carry) -> tuple[Carry, Any]:
+            c, value = step(c, X, y)
+            row = xp.reshape(value, (1,))
+            if validation:
+                row = xp.concat([row, evaluate(xp, c[0], *held_out, activation, loss)])
+            return c, row
+
+        return bk.scan(epoch, carry, length)
+
+    return bk.jit(run)
 
 
 @dataclass(frozen=True)
@@ -238,6 +315,7 @@ def fit(
     on_checkpoint: Callable[[int, Carry, History], None] | None = None,
     batches: Minibatches | None = None,
     validation: Validation | None = None,
+    fused: Callable[[int], Callable] | None = None,
 ) -> tuple[Carry, History]:
     """Run epochs ``start_epoch`` to ``epochs - 1``; return the final carry (parameters and
     optimizer state) and the history of those epochs on the host: ``{"loss": [...]}``, plus
@@ -246,43 +324,79 @@ def fit(
     carry, history)`` is called every ``checkpoint_every`` epochs and at the end.
 
     Full batch by default (the seed). With ``batches``, each epoch steps once per minibatch;
-    its loss is the mean of the batch losses weighted by batch size.
+    its loss is the mean of the batch losses weighted by batch size. ``fused(k)`` (see
+    :func:`make_fused`) runs k full-batch epochs in one compiled call: without ``on_epoch`` the
+    whole run, or each stretch between checkpoints, is one call and one host transfer.
 
     Stops with :class:`TrainingDiverged` naming the first epoch whose loss is NaN or inf.
     """
-    xp, names = bk.xp, metric_names(validation is not None)
+    names = metric_names(validation is not None)
     history: History = {name: [] for name in names}
-    pending: list[Any] = []
-    for epoch in range(start_epoch, epochs):
+    every = checkpoint_every if on_checkpoint is not None else None
+    use_fused = fused is not None and on_epoch is None and batches is None
+    epoch = start_epoch
+    while epoch < epochs:
+        stop = epochs if every is None else min(epochs, (epoch // every + 1) * every)
+        if on_epoch is not None:
+            stop = epoch + 1
+        elif not use_fused:  # losses wait on the device, checked a block at a time
+            stop = min(stop, epoch + _CHECK_EVERY)
+        if use_fused:
+            extra = () if validation is None else (validation.X, validation.y)
+            carry, rows = fused(stop - epoch)(carry, X, y, *extra)
+        else:
+            carry, rows = _epochs(step, carry, X, y, bk, range(epoch, stop), batches, validation)
+        _record(bk.to_numpy(rows).tolist(), epoch, names, history, on_epoch)
+        epoch = stop
+        if on_checkpoint is not None and (epoch == epochs or (every and epoch % every == 0)):
+            on_checkpoint(epoch, carry, history)
+    return carry, history
+
+
+def _epochs(
+    step: Step,
+    carry: Carry,
+    X: Any,
+    y: Any,
+    bk: backends.Backend,
+    epochs: range,
+    batches: Minibatches | None,
+    validation: Validation | None,
+) -> tuple[Carry, Any]:
+    """Epochs one call at a time; their metrics stacked on the device, one row per epoch."""
+    xp, rows = bk.xp, []
+    for epoch in epochs:
         if batches is None:
             carry, loss = step(carry, X, y)
         else:
             carry, loss = _minibatch_epoch(step, carry, X, y, xp, batches, epoch)
-        row = xp.reshape(loss, (1,))
         if validation is not None:
-            row = xp.concat([row, validation.run(carry[0], validation.X, validation.y)])
-        pending.append(row)
-        done = epoch + 1
-        at_checkpoint = on_checkpoint is not None and (
-            done == epochs or (checkpoint_every is not None and done % checkpoint_every == 0)
-        )
-        if on_epoch or at_checkpoint or len(pending) == _CHECK_EVERY or done == epochs:
-            first = done - len(pending)
-            rows = bk.to_numpy(xp.stack(pending)).tolist()
-            for i, values in enumerate(rows, start=first):
-                if not math.isfinite(values[0]):
-                    raise TrainingDiverged(
-                        f"the loss became {values[0]} at epoch {i}; try a smaller learning rate", i
-                    )
-                metrics = dict(zip(names, values, strict=True))
-                for name, value in metrics.items():
-                    history[name].append(value)
-                if on_epoch is not None:
-                    on_epoch(i, metrics)
-            pending = []
-        if at_checkpoint:
-            on_checkpoint(done, carry, history)
-    return carry, history
+            metrics = validation.run(carry[0], validation.X, validation.y)
+            loss = xp.concat([xp.reshape(loss, (1,)), metrics])
+        rows.append(loss)
+    rows = xp.stack(rows)
+    return carry, rows if validation is not None else xp.reshape(rows, (-1, 1))
+
+
+def _record(
+    rows: list[list[float]],
+    first: int,
+    names: tuple[str, ...],
+    history: History,
+    on_epoch: EpochCallback | None,
+) -> None:
+    """Host rows of metrics into the history (and ``on_epoch``); divergence stops the run."""
+    for epoch, values in enumerate(rows, start=first):
+        if not math.isfinite(values[0]):
+            raise TrainingDiverged(
+                f"the loss became {values[0]} at epoch {epoch}; try a smaller learning rate",
+                epoch,
+            )
+        metrics = dict(zip(names, values, strict=True))
+        for name, value in metrics.items():
+            history[name].append(value)
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
 
 
 def _minibatch_epoch(
@@ -317,6 +431,8 @@ class Options:
     batch_size: int | None = None  # None: full batch, the seed's
     loss: str = "bce"  # the seed's; "bce-logits" is the numerically stable form
     val_split: float | None = None  # the fraction of rows held out for validation
+    exact: bool = False  # the seed's full-batch arithmetic even where the one-pass gradient wins
+    block: int | None = None  # rows per block of the one-pass gradient (None: chosen per machine)
 
     def __post_init__(self) -> None:
         _choice("dtype", self.dtype, backends.DTYPES)
@@ -344,6 +460,14 @@ class Options:
             )
         if self.val_split is not None:
             object.__setattr__(self, "val_split", check_fraction(self.val_split))
+        if self.block is not None:
+            if not _is_int(self.block) or self.block < 1:
+                raise InvalidInput(f"the block size must be a whole number ≥ 1, got {self.block!r}")
+            if self.exact or self.grad != "analytic":
+                raise InvalidInput(
+                    "a block size needs the one-pass analytic gradient: drop "
+                    "--exact and --grad autodiff, or the block size"
+                )
         for name, kind in (("epochs", int), ("lr", float), ("seed", int)):
             object.__setattr__(self, name, kind(getattr(self, name)))
         object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
@@ -378,6 +502,8 @@ def train(
     batch_size: int | None = None,
     loss: str = "bce",
     val_split: float | None = None,
+    exact: bool = False,
+    block: int | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
     """Train the seed's logistic regressor (or, with ``hidden`` sizes, an MLP) on any backend;
@@ -392,7 +518,9 @@ def train(
     ``val_split`` holds that fraction of the rows out (drawn from ``seed``) and records their
     loss and accuracy after every epoch. ``on_epoch(epoch, metrics)`` is called after every
     epoch with ``{"loss": ...}`` (and ``val_loss``, ``val_accuracy``); this syncs the device
-    each epoch.
+    each epoch. On the CPU, large problems take the one-pass blocked gradient (X read once per
+    epoch; the same numbers up to rounding); ``exact`` keeps the seed's full-batch arithmetic,
+    ``block`` sets the rows per block instead of the machine's choice.
     """
     options = Options(
         dtype=dtype,
@@ -407,6 +535,8 @@ def train(
         batch_size=batch_size,
         loss=loss,
         val_split=val_split,
+        exact=exact,
+        block=block,
     )
     bk = backends.get(backend)
     device_name = bk.resolve_device(device)
@@ -483,10 +613,11 @@ def train_problem(
             carry = initial_carry(bk, params, o.optimizer)
         else:
             carry = (params, tuple(bk.asarray(s, o.dtype, dev) for s in start.state))
-        step = make_step(bk, o.grad, o.lr, o.jit, o.optimizer, o.activation, o.loss)
+        n, d = problem.X.shape
+        block = choose_block(bk, device, o, o.batch_size or n, d)
+        step = make_step(bk, o.grad, o.lr, o.jit, o.optimizer, o.activation, o.loss, block)
         batches = validation = None
         if o.batch_size is not None:
-            n = len(problem.y)
             batches = Minibatches(
                 lambda epoch: bk.asarray(batch_order(n, o.seed, epoch), "int32", dev),
                 o.batch_size,
@@ -496,6 +627,12 @@ def train_problem(
                 make_evaluate(bk, o.jit, o.activation, o.loss),
                 *(bk.asarray(a, o.dtype, dev) for a in (held_out.X, held_out.y)),
             )
+        fused = None
+        if o.jit and bk.has_scan:
+            config = (o.grad, o.lr, o.optimizer, o.activation, o.loss, held_out is not None, block)
+            fused = functools.partial(make_fused, bk, *config)
+        for array in (X, y, *carry[0]):  # the transfer is done before the clock starts
+            bk.sync(array)
         began = time.perf_counter()
         carry, history = fit(
             step,
@@ -510,6 +647,7 @@ def train_problem(
             on_checkpoint=checkpoint if on_checkpoint else None,
             batches=batches,
             validation=validation,
+            fused=fused,
         )
         bk.sync(carry[0][0])
         seconds = time.perf_counter() - began
@@ -542,6 +680,7 @@ def train_problem(
         val_split=o.val_split,
         val_losses=history.get("val_loss", []),
         val_accuracy=history.get("val_accuracy", []),
+        block=block,
         versions=versions(bk),
         precision=precision,
     )

@@ -137,3 +137,47 @@ def test_jit_stays_exact_when_the_shape_changes(backend):
             check.Config(name, backend.name, backend.device, "float64", "analytic", "jit")
         )
         assert row.passed, check.describe_failure(row)
+
+
+ONE_PASS = xptrain.data.load("linear:3000,8,4")  # 5 blocks of 512 rows and 440 left over
+
+
+@pytest.mark.parametrize("path", ["one-pass", "exact"])
+def test_one_pass_and_exact_paths_within_the_model(backend, dtype, mode, path):
+    """The one-pass blocked gradient (here 512 rows a block, on any device) and the seed's
+    full-batch arithmetic both reproduce the float64 reference within the tolerance model."""
+    backend.require(mode=mode)
+    how = {"block": 512} if path == "one-pass" else {"exact": True}
+    result = backend.train(ONE_PASS.X, ONE_PASS.y, epochs=10, lr=0.5, dtype=dtype, mode=mode, **how)
+    assert result.block == (512 if path == "one-pass" else None)
+    ref = reference_run(ONE_PASS, epochs=10, lr=0.5)
+    agreement = compare(result, ref, tolerance(dtype, *ONE_PASS.X.shape))
+    assert agreement.passed, (agreement.first_bad_epoch, agreement.max_rel_err)
+
+
+def test_the_machine_chooses_one_pass_only_where_it_helps():
+    """On the CPU, large problems take the one-pass path; the seed, autodiff, --exact and
+    problems smaller than a block take the seed's."""
+    from xptrain.train import choose_block
+
+    numpy = backends.get("numpy")
+    big, seed = Options(dtype="float32"), Options()
+    assert choose_block(numpy, "cpu", big, 2**20, 64) is not None
+    assert choose_block(numpy, "cpu", seed, 4, 3) is None
+    for options in (Options(exact=True), Options(grad="autodiff"), Options(jit=True)):
+        assert choose_block(backends.get("numpy"), "cpu", options, 2**20, 64) is None
+    assert choose_block(numpy, "cuda:0", big, 2**20, 64) is None
+    assert xptrain.train(SEED_X, SEED_Y).block is None
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"block": 0}, "whole number ≥ 1"),
+        ({"block": 64, "exact": True}, "needs the one-pass"),
+        ({"block": 64, "grad": "autodiff"}, "needs the one-pass"),
+    ],
+)
+def test_bad_block_options(options, message):
+    with pytest.raises(xptrain.InvalidInput, match=message):
+        Options(**options)

@@ -1,0 +1,78 @@
+"""The fused training loop: on a backend with ``scan`` (JAX), ``jit`` runs the whole run (or each
+stretch between checkpoints) as one compiled call, with the same numbers as epoch-by-epoch."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+import xptrain
+from xptrain import backends
+from xptrain.data import SEED_X, SEED_Y, load
+from xptrain.train import Options, train_problem
+
+pytest.importorskip("jax", reason="the fused loop is JAX's (lax.scan)")
+train_module = importlib.import_module("xptrain.train")
+DATA = load("blobs:200,4,1")
+
+
+def _jax_devices():
+    return backends.get("jax").devices()
+
+
+@pytest.fixture(params=_jax_devices())
+def device(request):
+    return request.param
+
+
+@pytest.mark.parametrize("grad", ["analytic", "autodiff"])
+@pytest.mark.parametrize("val_split", [None, 0.25])
+def test_fused_run_matches_epoch_by_epoch(device, grad, val_split):
+    options = dict(
+        backend="jax",
+        device=device,
+        jit=True,
+        grad=grad,
+        epochs=30,
+        lr=0.5,
+        val_split=val_split,
+        hidden=(5,),
+        activation="tanh",
+        optimizer="adam",
+    )
+    seen = []
+    stepwise = xptrain.train(DATA.X, DATA.y, on_epoch=lambda e, m: seen.append(e), **options)
+    before = train_module.make_fused.cache_info().misses
+    fused = xptrain.train(DATA.X, DATA.y, **options)
+    after = train_module.make_fused.cache_info()
+    assert seen == list(range(30))  # the per-epoch run took the step-by-step path
+    assert after.misses == before + 1  # ... and the plain one a single fused call of 30 epochs
+    np.testing.assert_allclose(fused.losses, stepwise.losses, rtol=1e-13)
+    np.testing.assert_allclose(fused.val_losses, stepwise.val_losses, rtol=1e-13)
+    for a, b in zip(fused.params, stepwise.params, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_fused_seed_run_is_the_seed(device):
+    result = xptrain.train(SEED_X, SEED_Y, backend="jax", device=device, jit=True)
+    reference = xptrain.train(SEED_X, SEED_Y)
+    np.testing.assert_allclose(result.losses, reference.losses, rtol=1e-14)
+
+
+def test_fused_divergence_names_the_epoch(device):
+    with pytest.raises(xptrain.TrainingDiverged, match="at epoch 1;") as info:
+        xptrain.train(SEED_X, SEED_Y, backend="jax", device=device, jit=True, lr=1e4)
+    assert info.value.epoch == 1
+
+
+def test_fused_checkpoints_land_on_their_epochs_and_resume_exactly(device):
+    bk, saved = backends.get("jax"), []
+    options = Options(epochs=10, lr=0.5, jit=True)
+    whole = train_problem(DATA, bk, device, options)
+    train_problem(DATA, bk, device, options, checkpoint_every=4, on_checkpoint=saved.append)
+    assert [c.epoch for c in saved] == [4, 8, 10]
+    assert saved[-1].losses == whole.losses
+    resumed = train_problem(DATA, bk, device, options, start=saved[0])
+    np.testing.assert_allclose(resumed.losses, whole.losses, rtol=1e-14)
