@@ -176,6 +176,14 @@ class Backend:
             carry = body(i, carry)
         return carry
 
+    workers: int = 1  # independent pieces of work spread() runs at once
+
+    def spread(self, fn: Callable[[int], Any], count: int) -> list[Any]:
+        """``[fn(0), ..., fn(count - 1)]`` for independent pieces of work (the one-pass
+        gradient's row groups). One after another by default; a CPU library that releases
+        the GIL runs them on ``workers`` threads."""
+        return [fn(i) for i in range(count)]
+
     has_scan: bool = False  # True where scan compiles to one loop (a fused training run)
 
     def scan(self, fn: Callable[[Any], tuple[Any, Any]], carry: Any, length: int) -> Any:

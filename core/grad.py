@@ -3,6 +3,7 @@ one-pass blocked form that reads X once per epoch."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,8 @@ from .model import Params, activation_grad, forward, sigmoid
 
 # fold(body, init, count): body(i, carry) -> carry for i = 0 .. count-1, the last carry back.
 Fold = Callable[[Callable[[Any, Any], Any], Any, int], Any]
+# spread(fn, count): [fn(0), ..., fn(count-1)], independent pieces, perhaps on threads.
+Spread = Callable[[Callable[[int], Any], int], list[Any]]
 
 
 def bce_grads(
@@ -85,6 +88,8 @@ def blocked_loss_and_grads(
     loss: str = "bce",
     block: int | None = None,
     fold: Fold | None = None,
+    spread: Spread | None = None,
+    workers: int = 1,
 ) -> tuple[Any, Params]:
     """The loss and every layer's gradient in ONE pass over X, ``block`` rows at a time.
 
@@ -100,7 +105,10 @@ def blocked_loss_and_grads(
     under ``fold`` (a backend's :meth:`~xptrain.backends.Backend.fold`, e.g. ``jax.lax.fori_loop``
     so a compiled step is not unrolled; default a Python loop), indexing a
     ``(blocks, block, D)`` view with the loop counter; the remainder block, if any, is done once
-    after it, with static shapes.
+    after it, with static shapes. With ``workers`` > 1 the full blocks are cut into that many
+    contiguous groups, folded independently by ``spread`` (a backend's
+    :meth:`~xptrain.backends.Backend.spread`: threads on NumPy) and their sums added in order,
+    so the result depends on ``workers`` only through the summation order.
 
     Returns ``(loss, grads)`` like the full-batch path: the same value and gradients, summed in
     another order (float64: ~1e-15 relative apart; float32: a few ulps·√N). With ``block >= N``
@@ -119,23 +127,46 @@ def blocked_loss_and_grads(
     # zeros_like of a 0-d slice: X's dtype and device without asking for the device
     # (array_api_compat's device() is an lru_cache'd helper that torch.compile warns about)
     init = (xp.zeros_like(X[0, 0]), tuple(xp.zeros_like(p) for p in params))
-    if full == 1:
-        carry = _block_step(xp, params, X[:block, ...], y[:block, ...], activation, loss, init)
-    else:
 
-        def body(i: Any, carry: tuple) -> tuple:
-            # The (blocks, block, ·) views are taken inside the body: outside it, XLA copies the
-            # slice X[:full·block] (all of X again) before the loop whenever N % block != 0.
-            Xs = xp.reshape(X[: full * block, ...], (full, block, d))
-            ys = xp.reshape(y[: full * block, ...], (full, block, y.shape[1]))
-            return _block_step(xp, params, Xs[i, ...], ys[i, ...], activation, loss, carry)
+    def body(i: Any, carry: tuple) -> tuple:
+        # The (blocks, block, ·) views are taken inside the body: outside it, XLA copies the
+        # slice X[:full·block] (all of X again) before the loop whenever N % block != 0.
+        Xs = xp.reshape(X[: full * block, ...], (full, block, d))
+        ys = xp.reshape(y[: full * block, ...], (full, block, y.shape[1]))
+        return _block_step(xp, params, Xs[i, ...], ys[i, ...], activation, loss, carry)
 
-        carry = fold(body, init, full)
+    def group(g: int) -> tuple:
+        # blocks lo .. hi-1, folded in order: contiguous rows, a fixed summation order
+        lo, hi = g * full // groups, (g + 1) * full // groups
+        if hi - lo == 1:
+            return _block_step(
+                xp,
+                params,
+                X[lo * block : hi * block, ...],
+                y[lo * block : hi * block, ...],
+                activation,
+                loss,
+                init,
+            )
+        return fold(lambda i, c: body(lo + i, c), init, hi - lo)
+
+    groups = max(1, min(workers, full))
+    partials = [group(0)] if groups == 1 else (spread or _in_turn)(group, groups)
+    carry = functools.reduce(_add, partials) if full else init
     if rest:
         start = full * block
         carry = _block_step(xp, params, X[start:, ...], y[start:, ...], activation, loss, carry)
     total, sums = carry
     return 1 / n * total, tuple(1 / n * s for s in sums)
+
+
+def _in_turn(fn: Callable[[int], Any], count: int) -> list[Any]:
+    return [fn(i) for i in range(count)]
+
+
+def _add(a: tuple, b: tuple) -> tuple:
+    """Two partial (loss sum, gradient sums) pairs added."""
+    return a[0] + b[0], tuple(x + y for x, y in zip(a[1], b[1], strict=True))
 
 
 # -- block size -----------------------------------------------------------------------------------

@@ -138,15 +138,18 @@ def blocked_step(
     activation: str,
     loss: str,
     block: int,
-    fold: Callable,
+    bk: backends.Backend,
 ) -> Step:
     """One epoch with the one-pass blocked gradient (:func:`xptrain.grad.blocked_loss_and_grads`):
     the same loss and gradients as :func:`analytic_step`, X read once, ``block`` rows at a
-    time, the loop over blocks run by the backend's ``fold``."""
+    time, the loop over blocks run by the backend's ``fold``, its row groups spread over the
+    backend's ``workers``."""
 
     def step(carry: Carry, X: Any, y: Any) -> tuple[Carry, Any]:
         params, state = carry
-        value, grads = blocked_loss_and_grads(xp, params, X, y, activation, loss, block, fold)
+        value, grads = blocked_loss_and_grads(
+            xp, params, X, y, activation, loss, block, bk.fold, bk.spread, bk.workers
+        )
         return optimizer.update(xp, params, grads, state, lr), value
 
     return step
@@ -195,7 +198,7 @@ def make_step(
     if grad == "autodiff":
         step = autodiff_step(xp, lr, rule, activation, bk.value_and_grad, loss)
     elif block is not None:
-        step = blocked_step(xp, lr, rule, activation, loss, block, bk.fold)
+        step = blocked_step(xp, lr, rule, activation, loss, block, bk)
     else:
         step = analytic_step(xp, lr, rule, activation, loss)
     return bk.jit(step) if jit else step
@@ -204,14 +207,16 @@ def make_step(
 def choose_block(bk: backends.Backend, device: str, options: Options, n: int, d: int) -> int | None:
     """Rows per block of the one-pass gradient for ``n`` rows (per step) of ``d`` features, or
     None for the full-batch path: with ``exact`` (the seed's arithmetic), autodiff, off the
-    CPU (GPU memory needs no cache blocking), under torch.compile (which would unroll the loop
-    over blocks: 39 s to compile 64 blocks), and where one block would hold every row. An
+    CPU (GPU memory needs no cache blocking), under torch.compile, on JAX without jit, and
+    where one block would hold every row. An
     explicit ``options.block`` is used as given."""
     if options.block is not None:
         return options.block if options.block < n else None
     if options.exact or options.grad != "analytic" or device != "cpu":
         return None
-    if options.jit and not bk.has_scan:
+    if options.jit != bk.has_scan:
+        # torch.compile would unroll the loop over blocks (39 s to compile 64); JAX without jit
+        # would trace and compile its fori_loop anew every epoch (~0.25 s each)
         return None
     itemsize = 8 if options.dtype == "float64" else 4
     # JAX's fold is a compiled loop (cheap iterations, L2-sized blocks); eager libraries pay
@@ -544,6 +549,69 @@ def train(
     return train_problem(problem, bk, device_name, options, on_epoch=on_epoch)
 
 
+@dataclass(frozen=True)
+class Placed:
+    """A run placed on its device: data, starting carry and the step built (compiled) for it,
+    as :func:`place` makes them; :meth:`fit` runs epochs."""
+
+    bk: backends.Backend
+    X: Any
+    y: Any
+    carry: Carry
+    step: Step
+    block: int | None  # rows per block of the one-pass gradient; None: full batch
+    batches: Minibatches | None = None
+    validation: Validation | None = None
+    fused: Callable[[int], Callable] | None = None
+
+    def fit(self, carry: Carry | None = None, **options: Any) -> tuple[Carry, History]:
+        """:func:`fit` from ``carry`` (default: the starting one); ``options`` are fit's."""
+        start = self.carry if carry is None else carry
+        extra = {"batches": self.batches, "validation": self.validation, "fused": self.fused}
+        return fit(self.step, start, self.X, self.y, self.bk, **extra, **options)
+
+
+def place(
+    problem: Problem,
+    bk: backends.Backend,
+    device: str,
+    options: Options,
+    params: list[np.ndarray],
+    state: list[np.ndarray] | None = None,
+    held_out: Problem | None = None,
+) -> Placed:
+    """Move a host problem, its starting parameters (and optimizer ``state``, when resuming)
+    and ``held_out`` validation rows to ``device``, choose the gradient path and build the
+    step; wait until the transfer is done. Call it inside ``bk.float_scope(options.dtype)``."""
+    o = options
+    dev = bk.native_device(device)
+    X, y = (bk.asarray(a, o.dtype, dev) for a in (problem.X, problem.y))
+    on_device = tuple(bk.asarray(p, o.dtype, dev) for p in params)
+    if state is None:
+        carry = initial_carry(bk, on_device, o.optimizer)
+    else:
+        carry = (on_device, tuple(bk.asarray(s, o.dtype, dev) for s in state))
+    n, d = problem.X.shape
+    block = choose_block(bk, device, o, o.batch_size or n, d)
+    step = make_step(bk, o.grad, o.lr, o.jit, o.optimizer, o.activation, o.loss, block)
+    batches = validation = fused = None
+    if o.batch_size is not None:
+        batches = Minibatches(
+            lambda epoch: bk.asarray(batch_order(n, o.seed, epoch), "int32", dev), o.batch_size
+        )
+    if held_out is not None:
+        validation = Validation(
+            make_evaluate(bk, o.jit, o.activation, o.loss),
+            *(bk.asarray(a, o.dtype, dev) for a in (held_out.X, held_out.y)),
+        )
+    if o.jit and bk.has_scan:
+        config = (o.grad, o.lr, o.optimizer, o.activation, o.loss, held_out is not None, block)
+        fused = functools.partial(make_fused, bk, *config)
+    for array in (X, y, *carry[0]):  # transfers may be asynchronous (JAX): finish them here
+        bk.sync(array)
+    return Placed(bk, X, y, carry, step, block, batches, validation, fused)
+
+
 def run_meta(problem: Problem, bk: backends.Backend, options: Options) -> dict[str, Any]:
     """What a checkpoint records of its run, to refuse resuming it as another run."""
     o = options
@@ -606,48 +674,15 @@ def train_problem(
 
     # Everything on the device happens inside the scope (JAX's x64 holds only there).
     with bk.float_scope(o.dtype):
-        dev = bk.native_device(device)
-        X, y = (bk.asarray(a, o.dtype, dev) for a in (problem.X, problem.y))
-        params = tuple(bk.asarray(p, o.dtype, dev) for p in params0)
-        if start is None:
-            carry = initial_carry(bk, params, o.optimizer)
-        else:
-            carry = (params, tuple(bk.asarray(s, o.dtype, dev) for s in start.state))
-        n, d = problem.X.shape
-        block = choose_block(bk, device, o, o.batch_size or n, d)
-        step = make_step(bk, o.grad, o.lr, o.jit, o.optimizer, o.activation, o.loss, block)
-        batches = validation = None
-        if o.batch_size is not None:
-            batches = Minibatches(
-                lambda epoch: bk.asarray(batch_order(n, o.seed, epoch), "int32", dev),
-                o.batch_size,
-            )
-        if held_out is not None:
-            validation = Validation(
-                make_evaluate(bk, o.jit, o.activation, o.loss),
-                *(bk.asarray(a, o.dtype, dev) for a in (held_out.X, held_out.y)),
-            )
-        fused = None
-        if o.jit and bk.has_scan:
-            config = (o.grad, o.lr, o.optimizer, o.activation, o.loss, held_out is not None, block)
-            fused = functools.partial(make_fused, bk, *config)
-        for array in (X, y, *carry[0]):  # the transfer is done before the clock starts
-            bk.sync(array)
+        state0 = start.state if start is not None else None
+        run = place(problem, bk, device, o, params0, state0, held_out)
         began = time.perf_counter()
-        carry, history = fit(
-            step,
-            carry,
-            X,
-            y,
-            bk,
+        carry, history = run.fit(
             epochs=o.epochs,
             start_epoch=start_epoch,
             on_epoch=on_epoch,
             checkpoint_every=checkpoint_every,
             on_checkpoint=checkpoint if on_checkpoint else None,
-            batches=batches,
-            validation=validation,
-            fused=fused,
         )
         bk.sync(carry[0][0])
         seconds = time.perf_counter() - began
@@ -680,7 +715,7 @@ def train_problem(
         val_split=o.val_split,
         val_losses=history.get("val_loss", []),
         val_accuracy=history.get("val_accuracy", []),
-        block=block,
+        block=run.block,
         versions=versions(bk),
         precision=precision,
     )

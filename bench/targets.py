@@ -1,0 +1,257 @@
+"""The fast-path targets, measured side by side in one run on one machine.
+
+    python bench/targets.py                 # N = 2**20, D = 64, float32 (X = 256 MiB); ~2 min
+    python bench/targets.py --n 65536 --json targets.json
+
+Large problem (float32, N×D): the seed's naive epoch written in each framework (NumPy, torch
+eager, JAX eager), xptrain's default path on each backend (one-pass blocked gradient on the CPU;
+JAX: jit, the whole run one lax.scan) and its ``--exact`` path, against the one-pass bound: the
+bytes of X over the copy bandwidth measured here (a copy of X reads and writes each byte), and
+the fastest ``sum(X)``. Peak memory: the resident set's high-water mark during the epochs above
+the resident set with the data in place. Small problem (the seed's 4×3, float64): the seed's
+raw NumPy loop against the numpy backend and JAX's fused loop, per epoch.
+
+Every figure is the median of ``--repeat`` timed runs after an untimed warm-up (compilation
+included there), each run ending with the backend's sync. The machine is shared: rerun when
+figures look off, and compare ratios, not times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import xptrain
+from xptrain import backends
+from xptrain.bench import LR, bench_problem
+from xptrain.data import SEED_X, SEED_Y
+from xptrain.runinfo import versions
+from xptrain.train import Options, place
+
+
+def _median_time(run: Callable[[], Any], repeat: int) -> float:
+    run()  # warm-up: compilation, caches, first-touch of memory
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _seed_epochs(xp: Any, X: Any, y: Any, W: Any, epochs: int, sync: Callable) -> Any:
+    """The seed's epoch as its author wrote it, in any framework's NumPy-like API."""
+    n, b = X.shape[0], 0.0
+    for _ in range(epochs):
+        z = X @ W + b
+        A = 1 / (1 + xp.exp(-z))
+        loss = -1 / n * xp.sum(y * xp.log(A) + (1 - y) * xp.log(1 - A))
+        dz = A - y
+        W = W - LR * (1 / n * (X.T @ dz))
+        b = b - LR * (1 / n * xp.sum(dz))
+    sync(loss)
+    return loss
+
+
+def _naive(name: str, problem: Any, epochs: int, repeat: int) -> float:
+    """Seconds per epoch of the seed's naive epoch in ``name``'s own eager API."""
+    X, y, W = (a.astype(np.float32) for a in (problem.X, problem.y, problem.W))
+    if name == "numpy":
+        return _median_time(lambda: _seed_epochs(np, X, y, W, epochs, lambda x: x), repeat) / epochs
+    if name == "torch":
+        import torch
+
+        t = [torch.from_numpy(a) for a in (X, y, W)]
+        return _median_time(lambda: _seed_epochs(torch, *t, epochs, lambda x: x), repeat) / epochs
+    import jax
+    import jax.numpy as jnp
+
+    j = [jnp.asarray(a) for a in (X, y, W)]
+    return (
+        _median_time(lambda: _seed_epochs(jnp, *j, epochs, jax.block_until_ready), repeat) / epochs
+    )
+
+
+def _peak_rss_reset() -> None:
+    # Free memory goes back to the system first, so temporaries that would reuse it count.
+    ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+
+
+def _rss(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def _xptrain(name: str, problem: Any, epochs: int, repeat: int, **how: Any) -> dict[str, Any]:
+    """Seconds per epoch of what ``xptrain train`` runs on backend ``name`` (the data already on
+    the device; each run ends with a host transfer of its losses), and the peak memory the
+    epochs take above the resident data."""
+    bk = backends.get(name)
+    options = Options(dtype="float32", lr=LR, **how)
+    with bk.float_scope("float32"):
+        run = place(problem, bk, "cpu", options, [problem.W, np.zeros((1, 1))])
+        run.fit(epochs=epochs)  # compile, warm up
+        seconds, extra = [], []
+        for _ in range(repeat):
+            _peak_rss_reset()
+            before = _rss("VmRSS")
+            start = time.perf_counter()
+            carry, _ = run.fit(epochs=epochs)
+            bk.sync(carry[0][0])
+            seconds.append((time.perf_counter() - start) / epochs)
+            extra.append(_rss("VmHWM") - before)
+    return {"epoch_s": statistics.median(seconds), "block": run.block, "extra_bytes": min(extra)}
+
+
+def _bounds(problem: Any, repeat: int) -> dict[str, float]:
+    X = problem.X.astype(np.float32)
+    out = np.empty_like(X)
+    copy_s = _median_time(lambda: np.copyto(out, X), repeat)
+    reads = {"numpy": _median_time(lambda: X.sum(), repeat)}
+    try:
+        import torch
+
+        t = torch.from_numpy(X)
+        reads["torch"] = _median_time(lambda: t.sum(), repeat)
+    except ImportError:
+        pass
+    fastest = min(reads, key=reads.get)
+    return {
+        "one_pass_s": X.nbytes / (2 * X.nbytes / copy_s),  # bytes of X / copy bandwidth
+        "copy_gbps": 2 * X.nbytes / copy_s / 1e9,
+        "fastest_read_s": reads[fastest],
+        "fastest_read_by": fastest,
+    }
+
+
+def large(n: int, d: int, epochs: int, repeat: int, names: list[str]) -> dict[str, Any]:
+    problem = bench_problem(n, d)
+    rows: dict[str, Any] = {"bounds": _bounds(problem, repeat), "x_bytes": n * d * 4}
+    for name in names:
+        jit = name == "jax"
+        rows[name] = {
+            "naive_s": _naive(name, problem, epochs, repeat),
+            "fast": _xptrain(name, problem, epochs, repeat, jit=jit),
+            "exact": _xptrain(name, problem, epochs, repeat, jit=jit, exact=True),
+        }
+    return rows
+
+
+def small(epochs: int, repeat: int, names: list[str]) -> dict[str, float]:
+    from xptrain.reference import reference_run
+
+    problem = xptrain.data.seed_problem()
+    out = {"raw NumPy loop": _median_time(lambda: reference_run(problem, epochs), repeat) / epochs}
+    for name in names:
+        jit = name == "jax"
+        run = lambda n=name, j=jit: xptrain.train(SEED_X, SEED_Y, backend=n, jit=j, epochs=epochs)  # noqa: E731
+        run()
+        out[name] = statistics.median(run().seconds / epochs for _ in range(repeat))
+    return out
+
+
+def report(big: dict[str, Any], tiny: dict[str, float], n: int, d: int) -> list[str]:
+    bounds = big["bounds"]
+    one_pass = bounds["one_pass_s"]
+    lines = [
+        f"large: N={n} D={d} float32, X = {big['x_bytes'] / 2**20:.0f} MiB; one-pass bound "
+        f"{one_pass * 1e3:.1f} ms (copy {bounds['copy_gbps']:.1f} GB/s); fastest sum(X) "
+        f"{bounds['fastest_read_s'] * 1e3:.1f} ms ({bounds['fastest_read_by']})",
+        f"{'backend':8} {'naive ms':>9} {'xptrain ms':>10} {'block':>6} {'exact ms':>9} "
+        f"{'x naive':>8} {'x bound':>8} {'peak +MiB':>9}",
+    ]
+    best = min(
+        (v["fast"]["epoch_s"], k) for k, v in big.items() if isinstance(v, dict) and "fast" in v
+    )
+    for name, row in big.items():
+        if not isinstance(row, dict) or "fast" not in row:
+            continue
+        fast = row["fast"]
+        lines.append(
+            f"{name:8} {row['naive_s'] * 1e3:9.1f} {fast['epoch_s'] * 1e3:10.1f} "
+            f"{fast['block']!s:>6} {row['exact']['epoch_s'] * 1e3:9.1f} "
+            f"{row['naive_s'] / fast['epoch_s']:8.2f} {fast['epoch_s'] / one_pass:8.2f} "
+            f"{fast['extra_bytes'] / 2**20:9.1f}"
+        )
+    targets = [
+        (
+            "best backend within 1.5x of the one-pass bound",
+            best[0] / one_pass,
+            "<= 1.5",
+            best[0] / one_pass <= 1.5,
+        ),
+    ]
+    if "numpy" in big:
+        r = big["numpy"]["naive_s"] / big["numpy"]["fast"]["epoch_s"]
+        targets.append(
+            ("numpy >= 2.5x faster than the seed's naive NumPy epoch", r, ">= 2.5", r >= 2.5)
+        )
+    for name in ("torch", "jax"):
+        if name in big:
+            r = big[name]["naive_s"] / big[name]["fast"]["epoch_s"]
+            targets.append((f"{name} faster than its own naive eager epoch", r, "> 1", r > 1))
+    worst = max(
+        v["fast"]["extra_bytes"] for v in big.values() if isinstance(v, dict) and "fast" in v
+    )
+    targets.append(
+        (
+            "peak memory <= X + 10% (extra / X)",
+            worst / big["x_bytes"],
+            "<= 0.10",
+            worst <= 0.1 * big["x_bytes"],
+        )
+    )
+    per_epoch = ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in tiny.items())
+    lines.append(f"small: the seed's 4x3, float64, per epoch: {per_epoch}")
+    if "numpy" in tiny:
+        r = tiny["numpy"] / tiny["raw NumPy loop"]
+        targets.append(
+            ("seed problem: numpy backend within 1.2x of the raw loop", r, "<= 1.2", r <= 1.2)
+        )
+    if "jax" in tiny:
+        r = tiny["jax"] / tiny["raw NumPy loop"]
+        targets.append(("seed problem: JAX's fused loop faster than the raw loop", r, "< 1", r < 1))
+    lines.append("targets:")
+    for text, value, goal, met in targets:
+        lines.append(f"  {'MET ' if met else 'MISS'} {text}: {value:.2f} (goal {goal})")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2**20)
+    parser.add_argument("--d", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", metavar="PATH")
+    args = parser.parse_args()
+    names = [n for n in ("numpy", "torch", "jax") if n in backends.available()]
+    big = large(args.n, args.d, args.epochs, args.repeat, names)
+    tiny = small(2000, args.repeat, [n for n in names if n != "torch"])
+    lines = report(big, tiny, args.n, args.d)
+    print("\n".join(lines))
+    if args.json:
+        info = {
+            "large": big,
+            "small": tiny,
+            "report": lines,
+            "versions": versions(backends.get("numpy")),
+        }
+        info["threads"] = backends.get("numpy").threads()
+        Path(args.json).write_text(json.dumps(info, indent=1))
+
+
+if __name__ == "__main__":
+    main()
