@@ -2,9 +2,12 @@
 the device's read bandwidth measured in the same run as the bound to compare against.
 
 Honest timing: every timed region ends with the backend's sync; moving the data to the device
-(``transfer_s``) and the first step (``compile_s``: compilation for jit, first-call overhead for
-eager) are timed apart from the steady state, which follows an untimed warm-up of up to three
-epochs and is ``repeat`` runs of ``epochs`` epochs (median, min and max per epoch). The bound:
+(``transfer_s``) and the first run's extra time over the steady state (``compile_s``:
+compilation for jit, first-call overhead for eager) are reported apart from the steady state,
+which follows one more untimed run and is ``repeat`` runs of ``epochs`` epochs (median, min and
+max per epoch), each run as ``xptrain train`` does it (JAX jit: one compiled call). ``path``
+``fast`` is what ``train`` chooses (the one-pass blocked gradient on the CPU where it wins;
+``block`` records its rows), ``exact`` the seed's full-batch arithmetic. The bound:
 the fastest read of X on the device, ``sum(X)`` by each backend that runs there (a reduction
 reads X once and writes nothing), so ``ratio_to_bound`` is how close an epoch comes to one pass
 over X at that speed.
@@ -35,7 +38,7 @@ from .data import Problem, linear
 from .errors import InvalidInput
 from .runinfo import versions
 from .terminal import align, progress
-from .train import fit, initial_carry, make_step
+from .train import Options, place
 
 LR = 0.1  # small enough that no size of linear:N,D saturates the seed's BCE in float32
 DEFAULTS = {"sizes": [(65536, 64)], "epochs": 10, "repeat": 5}
@@ -56,6 +59,7 @@ class BenchConfig:
     d: int
     epochs: int
     repeat: int
+    path: str = "fast"  # "fast": what train chooses (one-pass on the CPU); "exact": the seed's
 
     def key(self) -> tuple:
         """What makes two records the same configuration (for ``--resume``)."""
@@ -94,6 +98,7 @@ def plan(
     repeat: int,
     modes: Sequence[str] = ("eager", "jit"),
     grad: str = "analytic",
+    paths: Sequence[str] = ("fast",),
 ) -> list[BenchConfig]:
     """Every backend × device × mode × size to time (jit only where the backend has it)."""
     if dtype not in backends.DTYPES:
@@ -103,14 +108,18 @@ def plan(
     names = list(backend_names) if backend_names else backends.available()
     bks = list({bk.name: bk for bk in map(backends.get, names)}.values())
     keep = backends.device_filter(devices)
+    wrong = set(paths) - {"fast", "exact"}
+    if wrong:
+        raise InvalidInput(f"unknown path {sorted(wrong)[0]!r}; use fast and/or exact")
     configs = [
-        BenchConfig(bk.name, device, dtype, mode, grad, n, d, epochs, repeat)
+        BenchConfig(bk.name, device, dtype, mode, grad, n, d, epochs, repeat, path)
         for n, d in sizes
         for bk in bks
         for device in bk.devices()
         if keep(device)
         for mode in modes
         if mode == "eager" or bk.has_jit
+        for path in paths
     ]
     if not configs:
         raise InvalidInput("nothing to benchmark: no backend, device and size left to combine")
@@ -138,32 +147,37 @@ def _nbytes(X: Any) -> int:
 def measure(config: BenchConfig, problem: Problem) -> dict[str, Any]:
     """Time one configuration; the record's metrics (no status)."""
     bk = backends.get(config.backend)
+    options = Options(
+        dtype=config.dtype,
+        lr=LR,
+        jit=config.mode == "jit",
+        grad=config.grad,
+        exact=config.path == "exact",
+    )
+    params = [problem.W, np.zeros((1, 1))]
     with bk.float_scope(config.dtype):
-        dev = bk.native_device(config.device)
-        host = (problem.X, problem.y, problem.W, np.zeros((1, 1)))
-        transfer_s, arrays = _timed(
-            lambda: [bk.asarray(a, config.dtype, dev) for a in host],
-            lambda xs: [bk.sync(x) for x in xs],
-        )
-        X, y, W, b = arrays
-        step = make_step(bk, config.grad, LR, config.mode == "jit")
-        carry = initial_carry(bk, (W, b))
-        compile_s, (carry, _) = _timed(lambda: step(carry, X, y), lambda out: bk.sync(out[1]))
-        carry, _ = fit(step, carry, X, y, bk, epochs=min(config.epochs, 3))  # warm-up, untimed
-        per_epoch = []
-        for _ in range(config.repeat):
-            seconds, (carry, _) = _timed(
-                lambda c=carry: fit(step, c, X, y, bk, epochs=config.epochs),
-                lambda out: bk.sync(out[0][0][0]),
-            )
-            per_epoch.append(seconds / config.epochs)
+        transfer_s, run = _timed(
+            lambda: place(problem, bk, config.device, options, params), lambda _: None
+        )  # place waits for the transfer
+        X, carry = run.X, run.carry
+
+        def epochs() -> tuple[Any, Any]:
+            return run.fit(carry, epochs=config.epochs)  # ends with a host transfer
+
+        first_s, _ = _timed(epochs, lambda out: bk.sync(out[0][0][0]))  # compiles, warms up
+        _timed(epochs, lambda out: bk.sync(out[0][0][0]))
+        per_run = [
+            _timed(epochs, lambda out: bk.sync(out[0][0][0]))[0] for _ in range(config.repeat)
+        ]
+        per_epoch = [seconds / config.epochs for seconds in per_run]
         own_gbps = read_rate(bk, X) / 1e9
         precision = bk.precision(config.dtype)
     epoch_s = statistics.median(per_epoch)
     nbytes = _nbytes(X)
     return {
         "transfer_s": transfer_s,
-        "compile_s": compile_s,
+        "compile_s": max(0.0, first_s - statistics.median(per_run)),  # the first run's extra
+        "block": run.block,
         "epoch_s": epoch_s,
         "epoch_s_min": min(per_epoch),
         "epoch_s_max": max(per_epoch),
@@ -291,6 +305,7 @@ _COLUMNS = (
     "backend",
     "device",
     "mode",
+    "path",
     "N",
     "D",
     "epoch ms",
@@ -315,6 +330,7 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
                 r["backend"],
                 r["device"],
                 r["mode"],
+                _path(r),
                 str(r["n"]),
                 str(r["d"]),
                 f"{r['epoch_s'] * 1e3:.3g}" if ok else "-",
@@ -331,6 +347,12 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
     out = align(lines)
     out += ["", *crossover(records)]
     return "\n".join(out)
+
+
+def _path(record: dict[str, Any]) -> str:
+    if record.get("path") == "exact":
+        return "exact"
+    return f"block {record['block']}" if record.get("block") else "full"
 
 
 def crossover(records: Sequence[dict[str, Any]]) -> list[str]:

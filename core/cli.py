@@ -246,6 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODE",
         help="eager, jit (default both; jit where the backend has it)",
     )
+    bench.add_argument(
+        "--paths",
+        nargs="+",
+        action="extend",
+        metavar="PATH",
+        help="fast (what train chooses: the one-pass gradient on the CPU where it wins) "
+        "and/or exact (the seed's full-batch arithmetic); default fast",
+    )
     bench.add_argument("--epochs", type=int, help="epochs per timed run (default 10)")
     bench.add_argument("--repeat", type=int, help="timed runs per configuration (default 5)")
     bench.add_argument(
@@ -524,6 +532,7 @@ def run_bench(args: argparse.Namespace) -> int:
         epochs,
         repeat,
         modes,
+        paths=_listed(args.paths, "--paths") or ["fast"],
     )
     interrupted = False
     try:

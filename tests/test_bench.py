@@ -28,6 +28,8 @@ FIELDS = {
     "epoch_s",
     "epoch_s_min",
     "epoch_s_max",
+    "path",
+    "block",
     "samples_per_s",
     "bytes_per_epoch",
     "gbps",
@@ -58,13 +60,13 @@ def test_quick_run_writes_every_field_for_every_backend(tmp_path):
         assert r["epoch_s_min"] <= r["epoch_s"] <= r["epoch_s_max"]
         assert r["gbps"] == pytest.approx(r["bytes_per_epoch"] / r["epoch_s"] / 1e9)
         assert r["ratio_to_bound"] == pytest.approx(r["gbps"] / r["bound_gbps"])
-        assert r["transfer_s"] > 0 and r["compile_s"] > 0 and r["threads"]["cpu_count"]
+        assert r["transfer_s"] > 0 and r["compile_s"] >= 0 and r["threads"]["cpu_count"]
     modes = {(r["backend"], r["mode"]) for r in written}
     for name in ("torch", "jax"):
         if any(b == name for b, _ in modes):
             assert (name, "jit") in modes and (name, "eager") in modes
     table = run.stdout.splitlines()
-    assert table[0].split()[:5] == ["backend", "device", "mode", "N", "D"]
+    assert table[0].split()[:6] == ["backend", "device", "mode", "path", "N", "D"]
     assert table[-1] == "crossover: no GPU configurations in these records"
     assert plot.read_bytes().startswith(b"\x89PNG")
 
@@ -201,3 +203,18 @@ def test_bad_input_is_one_line_exit_2(args, message, tmp_path):
     assert run.returncode == 2, run.stdout
     assert len(run.stderr.splitlines()) == 1 and message in run.stderr, run.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fast_and_exact_paths_side_by_side(tmp_path):
+    """--paths fast,exact times both gradient paths in one run; on the CPU, a problem larger
+    than a block takes the one-pass gradient on the fast path and records its block."""
+    out = tmp_path / "p.jsonl"
+    args = ["--backends", "numpy", "--sizes", "40000x64", "--epochs", "2", "--repeat", "1"]
+    run = xptrain("bench", *args, "--paths", "fast,exact", "--out", str(out), "--quiet")
+    assert run.returncode == 0, run.stderr
+    records = {r["path"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert records["exact"]["block"] is None and records["exact"]["status"] == "ok"
+    assert records["fast"]["status"] == "ok"
+    assert ("block " in run.stdout) == (records["fast"]["block"] is not None)
+    bad = xptrain("bench", *args, "--paths", "fastest", "--out", str(out))
+    assert bad.returncode == 2 and "unknown path 'fastest'" in bad.stderr

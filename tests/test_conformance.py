@@ -165,7 +165,11 @@ def test_the_machine_chooses_one_pass_only_where_it_helps():
     assert choose_block(numpy, "cpu", big, 2**20, 64) is not None
     assert choose_block(numpy, "cpu", seed, 4, 3) is None
     for options in (Options(exact=True), Options(grad="autodiff"), Options(jit=True)):
-        assert choose_block(backends.get("numpy"), "cpu", options, 2**20, 64) is None
+        assert choose_block(numpy, "cpu", options, 2**20, 64) is None
+    if "jax" in backends.available():  # JAX's blocks run in its compiled loop: jit only
+        jax = backends.get("jax")
+        assert choose_block(jax, "cpu", Options(dtype="float32", jit=True), 2**20, 64)
+        assert choose_block(jax, "cpu", Options(dtype="float32"), 2**20, 64) is None
     assert choose_block(numpy, "cuda:0", big, 2**20, 64) is None
     assert xptrain.train(SEED_X, SEED_Y).block is None
 
