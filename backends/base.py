@@ -177,9 +177,6 @@ class Backend:
         return carry
 
     workers: int = 1  # independent pieces of work spread() runs at once
-    # Whether the one-pass blocked gradient is the default on the CPU where it pays (see
-    # xptrain.train.choose_block); a backend whose blocks stall under load says no.
-    one_pass: bool = True
 
     def spread(self, fn: Callable[[int], Any], count: int) -> list[Any]:
         """``[fn(0), ..., fn(count - 1)]`` for independent pieces of work (the one-pass

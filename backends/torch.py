@@ -31,11 +31,6 @@ class TorchBackend(Backend):
     xp = xp_torch
     has_jit = True
     has_autodiff = True
-    # Blocks are ~20 small intra-op parallel regions each: 1.3x faster than full batch on an
-    # idle 2-core machine, but 30x slower (1.1 s an epoch at N = 2**20) when another process
-    # takes a core, as the OpenMP threads wait for each other in every region. Opt in with
-    # --block-rows.
-    one_pass = False
 
     @property
     def version(self) -> str:
@@ -101,6 +96,20 @@ class TorchBackend(Backend):
             return value, grads
 
         return value_and_grad
+
+    def fold(self, body: Callable[[Any, Any], Any], init: Any, count: int) -> Any:
+        # The one-pass gradient's blocks are ~20 small operations each: on several intra-op
+        # threads every one is a parallel region whose threads wait for each other, which
+        # stalls badly when another process takes a core (1.1 s an epoch at N = 2**20 on 2
+        # cores, against 26 ms on one thread). One thread for the loop over blocks.
+        if torch.compiler.is_compiling():  # traced: the compiled kernels decide
+            return super().fold(body, init, count)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return super().fold(body, init, count)
+        finally:
+            torch.set_num_threads(threads)
 
 
 @contextlib.contextmanager

@@ -207,12 +207,12 @@ def make_step(
 def choose_block(bk: backends.Backend, device: str, options: Options, n: int, d: int) -> int | None:
     """Rows per block of the one-pass gradient for ``n`` rows (per step) of ``d`` features, or
     None for the full-batch path: with ``exact`` (the seed's arithmetic), autodiff, off the
-    CPU (GPU memory needs no cache blocking), on torch (its blocks stall under load: see its
-    backend), on JAX without jit, and where one block would hold every row. An
+    CPU (GPU memory needs no cache blocking), under torch.compile, on JAX without jit, and
+    where one block would hold every row. An
     explicit ``options.block`` is used as given."""
     if options.block is not None:
         return options.block if options.block < n else None
-    if options.exact or options.grad != "analytic" or device != "cpu" or not bk.one_pass:
+    if options.exact or options.grad != "analytic" or device != "cpu":
         return None
     if options.jit != bk.has_scan:
         # JAX without jit would trace and compile its fori_loop anew every epoch (~0.25 s);

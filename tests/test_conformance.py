@@ -157,7 +157,7 @@ def test_one_pass_and_exact_paths_within_the_model(backend, dtype, mode, path):
 
 def test_the_machine_chooses_one_pass_only_where_it_helps():
     """On the CPU, large problems take the one-pass path; the seed, autodiff, --exact,
-    problems smaller than a block and torch take the seed's."""
+    problems smaller than a block take the seed's."""
     from xptrain.train import choose_block
 
     numpy = backends.get("numpy")
@@ -171,8 +171,6 @@ def test_the_machine_chooses_one_pass_only_where_it_helps():
         assert choose_block(jax, "cpu", Options(dtype="float32", jit=True), 2**20, 64)
         assert choose_block(jax, "cpu", Options(dtype="float32"), 2**20, 64) is None
     assert choose_block(numpy, "cuda:0", big, 2**20, 64) is None
-    if "torch" in backends.available():  # torch opts out (its blocks stall under load)
-        assert choose_block(backends.get("torch"), "cpu", big, 2**20, 64) is None
     assert xptrain.train(SEED_X, SEED_Y).block is None
 
 
