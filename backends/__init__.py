@@ -61,6 +61,7 @@ SPECS: dict[str, Spec] = {
         Spec(
             "array_api_strict", "strict", "StrictBackend", "pip install 'xptrain[strict]'", ("cpu",)
         ),
+        Spec("dask", "dask", "DaskBackend", "pip install 'xptrain[dask]'", ("cpu",)),
     )
 }
 _ALIASES = {

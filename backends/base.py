@@ -177,6 +177,9 @@ class Backend:
         return carry
 
     workers: int = 1  # independent pieces of work spread() runs at once
+    # Arrays computed a chunk at a time by the library's own graph (Dask): the one-pass
+    # gradient's blocks would only add overhead, so the full-batch step is used.
+    chunked: bool = False
 
     def spread(self, fn: Callable[[int], Any], count: int) -> list[Any]:
         """``[fn(0), ..., fn(count - 1)]`` for independent pieces of work (the one-pass

@@ -130,15 +130,8 @@ def plan(
                 skipped.append(f"problem {problem.name}: {err}")
                 continue
             chosen.append(problem)
-    if backend_names:  # aliases (np, numpy) name one backend, checked once
-        bks = list({bk.name: bk for bk in map(backends.get, backend_names)}.values())
-    else:
-        bks = []
-        for name in backends.names():
-            try:
-                bks.append(backends.get(name))
-            except XptrainError as err:
-                skipped.append(str(err))
+    bks, unavailable = select_backends(backend_names)
+    skipped += unavailable
     keep = backends.device_filter(devices)
     configs = []
     for bk in bks:
@@ -153,6 +146,21 @@ def plan(
     if not configs:
         raise InvalidInput("nothing to check: no backend, device and problem left to combine")
     return configs, skipped
+
+
+def select_backends(names: Sequence[str] | None) -> tuple[list[backends.Backend], list[str]]:
+    """The backends named, each of which must start here (aliases such as np and numpy name one
+    backend, taken once); or, with no names, every built-in backend that starts here, and why
+    each other one does not."""
+    if names:
+        return list({bk.name: bk for bk in map(backends.get, names)}.values()), []
+    found, skipped = [], []
+    for name in backends.names():
+        try:
+            found.append(backends.get(name))
+        except XptrainError as err:
+            skipped.append(str(err))
+    return found, skipped
 
 
 @functools.lru_cache(maxsize=8)

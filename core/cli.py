@@ -140,6 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(OPTIMIZERS),
         help="sgd (the seed's), momentum (0.9) or adam (0.9, 0.999, 1e-8)",
     )
+    train.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --backend dask: compute on the dask.distributed scheduler at "
+        "tcp://HOST:PORT (it must answer, with a worker, within --scheduler-timeout)",
+    )
+    train.add_argument(
+        "--scheduler-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for the scheduler and a worker (default 10)",
+    )
     train.add_argument("--json", metavar="PATH", help="write the result as JSON")
     train.add_argument("--plot", metavar="PATH", help="draw the loss curve (png, svg, pdf, ...)")
     train.add_argument("--quiet", action="store_true", help="print nothing per epoch")
@@ -362,11 +375,20 @@ def run_train(args: argparse.Namespace) -> int:
     _check_outputs(args)
     start, save = _checkpointing(args)
     bk = backends.get(args.backend)
+    if args.scheduler is not None and not hasattr(bk, "scheduler"):
+        raise InvalidInput("--scheduler is for --backend dask (a dask.distributed cluster)")
+    if not args.scheduler_timeout > 0:
+        raise InvalidInput(f"--scheduler-timeout must be > 0, got {args.scheduler_timeout}")
     device = bk.resolve_device(args.device)
     problem = load(args.data)
     if args.standardize:
         problem = standardize(problem)
-    with _epoch_printer(args, start.epoch if start else 0) as on_epoch:
+    cluster = (
+        bk.scheduler(args.scheduler, args.scheduler_timeout)
+        if args.scheduler is not None
+        else contextlib.nullcontext()
+    )
+    with cluster, _epoch_printer(args, start.epoch if start else 0) as on_epoch:
         result = train_problem(
             problem,
             bk,

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from . import backends
-from .check import Config, Report, Row, compared_row, error_row
+from .check import Config, Report, Row, compared_row, error_row, select_backends
 from .conformance import tolerance
 from .data import Problem, load, split, standardize
-from .errors import InvalidInput, XptrainError
+from .errors import InvalidInput
 from .files import atomic_write, json_writer
 from .reference import Reference
 from .terminal import progress
@@ -173,17 +173,7 @@ def _plan(runs: dict[str, Any], name: str) -> tuple[list[Config], list[str]]:
             raise InvalidInput(
                 f"[runs] {key}: unknown {wrong[0]!r}; choose from {', '.join(allowed)}"
             )
-    skipped: list[str] = []
-    named = _names(runs, "backends")
-    if named:  # named backends must start here
-        bks = list({bk.name: bk for bk in map(backends.get, named)}.values())
-    else:
-        bks = []
-        for backend_name in backends.names():
-            try:
-                bks.append(backends.get(backend_name))
-            except XptrainError as err:
-                skipped.append(str(err))
+    bks, skipped = select_backends(_names(runs, "backends"))
     keep = backends.device_filter(_names(runs, "devices"))
     configs = [Config(name, *REFERENCE)]
     for bk in bks:

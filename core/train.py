@@ -207,12 +207,13 @@ def make_step(
 def choose_block(bk: backends.Backend, device: str, options: Options, n: int, d: int) -> int | None:
     """Rows per block of the one-pass gradient for ``n`` rows (per step) of ``d`` features, or
     None for the full-batch path: with ``exact`` (the seed's arithmetic), autodiff, off the
-    CPU (GPU memory needs no cache blocking), under torch.compile, on JAX without jit, and
-    where one block would hold every row. An
+    CPU (GPU memory needs no cache blocking), on a chunked library (Dask: its graph already
+    reads a chunk at a time), under torch.compile, on JAX without jit, and where one block
+    would hold every row. An
     explicit ``options.block`` is used as given."""
     if options.block is not None:
         return options.block if options.block < n else None
-    if options.exact or options.grad != "analytic" or device != "cpu":
+    if options.exact or options.grad != "analytic" or device != "cpu" or bk.chunked:
         return None
     if options.jit != bk.has_scan:
         # JAX without jit would trace and compile its fori_loop anew every epoch (~0.25 s);
@@ -378,6 +379,7 @@ def _epochs(
         if validation is not None:
             metrics = validation.run(carry[0], validation.X, validation.y)
             loss = xp.concat([xp.reshape(loss, (1,)), metrics])
+        carry, loss = bk.settle((carry, loss))  # a lazy library: not a graph over every epoch
         rows.append(loss)
     rows = xp.stack(rows)
     return carry, rows if validation is not None else xp.reshape(rows, (-1, 1))

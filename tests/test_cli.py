@@ -108,7 +108,7 @@ def test_backends_table():
         "autodiff",
     ]
     rows = {line.split()[0]: line for line in lines[1:]}
-    assert set(rows) == {"numpy", "torch", "jax", "cupy", "array_api_strict"}
+    assert set(rows) == {"numpy", "torch", "jax", "cupy", "array_api_strict", "dask"}
     assert rows["numpy"].split()[1:3] == ["yes", np.__version__]
     if "no:" in rows["cupy"]:
         assert "pip install" in rows["cupy"] or "no CUDA device" in rows["cupy"]

@@ -1,0 +1,405 @@
+"""Dask on the CPU, through array-api-compat's dask.array: X row-chunked, computed a chunk at a
+time by this process's threads or, after :meth:`DaskBackend.connect`, by a dask.distributed
+cluster; data larger than memory stays on disk (:func:`open_array`) and is read chunk by chunk.
+
+Dask is lazy: an epoch's parameters are a graph over every earlier epoch. The training loop
+calls :meth:`DaskBackend.settle` on each epoch's (carry, loss), which materialises them in one
+computation (X read once per epoch) so the graph never grows; without it every epoch would
+recompute all earlier ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import array_api_compat.dask.array as xp_dask
+import dask
+import dask.array as da
+import numpy as np
+from array_api_compat import is_dask_array
+
+from xptrain.errors import BackendUnavailable, InvalidInput
+
+from .base import Backend
+
+CHUNK_BYTES = 64 << 20  # one chunk of X: 64 MiB (dask's own default "auto" size is 128 MiB)
+CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler, and again to see a worker
+
+
+class DaskBackend(Backend):
+    """Dask arrays, row-chunked; one device, ``cpu`` (this process's threads, or a cluster)."""
+
+    name = "dask"
+    xp = xp_dask
+    # X is processed a chunk at a time by dask's own graph: the full-batch step already reads
+    # each chunk once per epoch; core's one-pass blocked gradient (a Python loop of small dask
+    # ops per block) is ~15x slower here. For core's choose_block: full batch when set.
+    chunked = True
+
+    def __init__(self) -> None:
+        # Rows per chunk: None picks them so a chunk of X holds about ``chunk_bytes``.
+        self.chunk_bytes = CHUNK_BYTES
+        self.chunk_rows: int | None = _env_rows()
+        self.client: Any = None  # a distributed.Client, after connect()
+        self._default: Any = None  # the dask.config.set that made it the default scheduler
+        self._rows_for: dict[int, int] = {}  # N -> rows per chunk: y chunked as its X was
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def version(self) -> str:
+        return dask.__version__
+
+    def versions(self) -> dict[str, str]:
+        found = {"dask": dask.__version__}
+        with contextlib.suppress(ImportError):
+            import distributed
+
+            found["distributed"] = distributed.__version__
+        return found
+
+    def device_name(self, name: str) -> str:
+        if self.client is not None:
+            workers = self.client.scheduler_info().get("workers", {})
+            threads = sum(w.get("nthreads", 0) for w in workers.values())
+            return (
+                f"dask cluster {self.client.scheduler.address}: {len(workers)} workers, "
+                f"{threads} threads"
+            )
+        return super().device_name(name)
+
+    def threads(self) -> dict[str, Any]:
+        info = super().threads()
+        if self.client is not None:
+            info["dask_workers"] = {
+                address: worker.get("nthreads")
+                for address, worker in self.client.scheduler_info().get("workers", {}).items()
+            }
+        else:
+            info["dask_scheduler"] = dask.config.get("scheduler", "threads")
+            info["dask_threads"] = dask.config.get("num_workers", None) or os.cpu_count()
+        return info
+
+    def precision(self, dtype: str) -> dict[str, Any]:
+        return {
+            "dtype": dtype,
+            "chunk_rows": self.chunk_rows,
+            "chunk_bytes": self.chunk_bytes,
+            "scheduler": self.client.scheduler.address if self.client is not None else "local",
+        }
+
+    # -- data movement ----------------------------------------------------------------------
+    def rows_per_chunk(self, n: int, row_bytes: int) -> int:
+        """Rows per chunk for an array of ``n`` rows of ``row_bytes`` bytes: ``chunk_rows`` if
+        set, else as many as fit ``chunk_bytes``; the first array of ``n`` rows (X) decides for
+        the later ones (y), so their chunks line up."""
+        if self.chunk_rows is not None:
+            return max(1, min(n, self.chunk_rows))
+        if n not in self._rows_for:
+            if len(self._rows_for) > 64:
+                self._rows_for.clear()
+            self._rows_for[n] = max(1, min(n, self.chunk_bytes // max(1, row_bytes)))
+        return self._rows_for[n]
+
+    def asarray(self, a: Any, dtype: str, device: Any) -> Any:
+        """A row-chunked dask array of ``dtype`` (columns in one chunk). A dask array (data on
+        disk, or made lazily) stays lazy; a host array is split into chunks, and with a cluster
+        connected it is sent to the workers once, here, not with every epoch's graph."""
+        want = np.dtype(dtype)
+        if is_dask_array(a):
+            x = a if a.dtype == want else a.astype(want)
+            if x.ndim == 2 and len(x.chunks[1]) > 1:  # a chunk holds whole rows
+                x = x.rechunk({1: -1})
+            return x
+        host = np.asarray(a)
+        if host.dtype.kind not in "biuf":
+            raise InvalidInput(f"dask: cannot make {dtype} from dtype {host.dtype}")
+        if host.ndim == 0:
+            return da.from_array(host.astype(want))
+        row_bytes = want.itemsize * int(np.prod(host.shape[1:], dtype=np.int64))
+        chunks = (self.rows_per_chunk(host.shape[0], row_bytes), *host.shape[1:])
+        if _is_memmap(a) and self.client is None:
+            # on disk: stays there, each chunk read (and converted) by the task that needs it
+            x = da.from_array(_Copying(array=a), chunks=chunks, asarray=False, fancy=False)
+            return x if x.dtype == want else x.astype(want)
+        if self.client is None:
+            return da.from_array(host.astype(want, copy=False), chunks=chunks)
+        # Sent to the workers once, here, a chunk at a time, not inside every epoch's graph (a
+        # memory map too: pickled, it is its data; open_array's files go as their path).
+        # hash=False: equal data sent again (b = 0 in every run) must not reuse a key that the
+        # last run's futures are releasing (FutureCancelledError: lost dependencies).
+        parts = [
+            host[start : start + chunks[0]].astype(want, copy=False)
+            for start in range(0, host.shape[0], chunks[0])
+        ]
+        futures = self.client.scatter(parts, hash=False)
+        return da.concatenate(
+            [
+                da.from_delayed(future, part.shape, dtype=part.dtype)
+                for future, part in zip(futures, parts, strict=True)
+            ],
+            axis=0,
+        )
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        if is_dask_array(x):
+            x = x.compute()
+        return np.asarray(x)
+
+    def sync(self, x: Any) -> None:
+        """Wait for the chunks of ``x`` a cluster is computing (a persisted array); the local
+        schedulers compute synchronously, so there is nothing to wait for. A lazy ``x`` is not
+        computed: :meth:`settle` does that, once per epoch."""
+        if self.client is not None and is_dask_array(x):
+            from distributed import futures_of, wait
+
+            futures = futures_of(x)
+            if futures:
+                with self.client.as_current():
+                    wait(futures)
+
+    def settle(self, tree: Any) -> Any:
+        """Materialise every dask array in ``tree`` (nested tuples and lists of arrays) in one
+        computation, so they share its reads of X, and return the same structure with each array
+        replaced by a concrete one (a one-task graph; on a cluster, futures that may still be
+        running). Called by the training loop on each epoch's (carry, loss)."""
+        leaves: list[Any] = []
+        _flatten(tree, leaves)
+        lazy = [i for i, leaf in enumerate(leaves) if is_dask_array(leaf)]
+        if not lazy:
+            return tree
+        if self.client is not None:
+            done = self.client.persist([leaves[i] for i in lazy])
+        else:
+            done = dask.persist(*(leaves[i] for i in lazy))
+        for i, array in zip(lazy, done, strict=True):
+            leaves[i] = array
+        return _unflatten(tree, iter(leaves))
+
+    # -- precision --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def float_scope(self, dtype: str) -> Iterator[None]:
+        """No inf/NaN warnings, in this thread and in the threads dask computes in (NumPy's
+        error state is per thread): a pool of our own, whose threads start with it set."""
+        if self.client is not None or _scheduler_chosen():
+            with super().float_scope(dtype):
+                yield
+            return
+        workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
+        with (
+            ThreadPoolExecutor(workers, initializer=_quiet_float_errors) as pool,
+            dask.config.set(pool=pool, scheduler="threads"),
+            super().float_scope(dtype),
+        ):
+            yield
+
+    # -- a cluster --------------------------------------------------------------------------
+    def connect(self, address: str, timeout: float = CONNECT_TIMEOUT) -> Any:
+        """Compute on the dask.distributed scheduler at ``address`` (``tcp://host:port``, or a
+        ``distributed.LocalCluster``) from now on; its Client. Fails within about ``timeout``
+        seconds, never hangs: when the scheduler cannot be reached, or has no worker."""
+        try:
+            from distributed import Client
+        except ImportError:
+            raise BackendUnavailable(
+                "--scheduler needs dask.distributed: pip install 'xptrain[dask]'"
+            ) from None
+        if not isinstance(address, str) and not hasattr(address, "scheduler_address"):
+            raise InvalidInput(f"a dask scheduler address is tcp://HOST:PORT, got {address!r}")
+        if isinstance(address, str) and not address.strip():
+            raise InvalidInput("a dask scheduler address is tcp://HOST:PORT, got ''")
+        self.disconnect()
+        shown = getattr(address, "scheduler_address", address)
+        try:
+            # not set_as_default: a Client that fails to start would leave dask's config
+            # asking for a distributed scheduler that is not there
+            client = Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as err:
+            raise BackendUnavailable(
+                f"cannot reach the dask scheduler at {shown} ({err}); is it running, and is "
+                "the address tcp://HOST:PORT?"
+            ) from None
+        except ValueError as err:  # a malformed address
+            raise InvalidInput(f"bad dask scheduler address {shown!r}: {err}") from None
+        try:
+            client.wait_for_workers(1, timeout=timeout)
+        except (OSError, TimeoutError):
+            client.close()
+            raise BackendUnavailable(
+                f"the dask scheduler at {shown} has no worker after {timeout:g} s; start "
+                f"one with: dask worker {shown}"
+            ) from None
+        self.client = client
+        # dask's default scheduler till disconnect(), for every computation of this process
+        self._default = dask.config.set(scheduler=client)
+        return client
+
+    def disconnect(self) -> None:
+        """Back to this process's threads; the cluster's client is closed."""
+        client, self.client = self.client, None
+        default, self._default = self._default, None
+        if default is not None:
+            default.__exit__(None, None, None)
+        if client is not None:
+            client.close()
+
+    @contextlib.contextmanager
+    def scheduler(self, address: str | None, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
+        """``with bk.scheduler(address):`` compute on that cluster inside (None: locally)."""
+        if address is None:
+            yield None
+            return
+        client = self.connect(address, timeout)
+        try:
+            yield client
+        finally:
+            self.disconnect()
+
+
+def _scheduler_chosen() -> bool:
+    """Whether the user has chosen where dask computes (a scheduler in dask's config, or a
+    distributed Client of their own): then float_scope leaves it be."""
+    if dask.config.get("scheduler", None) is not None:
+        return True
+    client_module = sys.modules.get("distributed.client")
+    get_client = getattr(client_module, "_get_global_client", None)
+    return get_client is not None and get_client() is not None
+
+
+def _is_memmap(a: Any) -> bool:
+    """Whether ``a`` is (a view of) a memory-mapped file, e.g. from ``np.load(mmap_mode="r")``."""
+    while isinstance(a, np.ndarray):
+        if isinstance(a, np.memmap) or isinstance(a.base, mmap.mmap):
+            return True
+        a = a.base
+    return False
+
+
+def _quiet_float_errors() -> None:
+    np.seterr(all="ignore")
+
+
+def _env_rows() -> int | None:
+    text = os.environ.get("XPTRAIN_DASK_CHUNK_ROWS", "").strip()
+    if not text:
+        return None
+    try:
+        rows = int(text)
+    except ValueError:
+        rows = 0
+    if rows < 1:
+        raise InvalidInput(f"XPTRAIN_DASK_CHUNK_ROWS must be a whole number ≥ 1, got {text!r}")
+    return rows
+
+
+def _flatten(tree: Any, leaves: list[Any]) -> None:
+    if isinstance(tree, (tuple, list)):
+        for item in tree:
+            _flatten(item, leaves)
+    else:
+        leaves.append(tree)
+
+
+def _unflatten(tree: Any, leaves: Iterator[Any]) -> Any:
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_unflatten(item, leaves) for item in tree)
+    return next(leaves)
+
+
+# -- data that stays on disk ------------------------------------------------------------------
+
+
+class _Copying:
+    """A memory-mapped array whose slices are copies: each chunk is read from disk once, by the
+    task that loads it, and stays in memory only while its epoch's tasks use it. Opened from a
+    .npy ``path``, it pickles as the path (a cluster's workers map the file themselves, from a
+    shared disk); given a memory map, it pickles as the memory map does (the data itself)."""
+
+    def __init__(self, path: Path | None = None, array: np.ndarray | None = None) -> None:
+        self.path = path
+        self._array = array
+        array = self.array
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        return self._array
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return np.array(self.array[index])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_array": None} if self.path is not None else self.__dict__
+
+
+def open_array(
+    path: str | Path, *, chunk_rows: int | None = None, chunk_bytes: int = CHUNK_BYTES
+) -> Any:
+    """A lazy, row-chunked dask array of the ``.npy`` file (memory-mapped) or ``.zarr`` store
+    (needs zarr) at ``path``: nothing is read until a chunk is computed."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInput(f"data file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            source: Any = _Copying(path=path)
+        except ValueError as err:
+            raise InvalidInput(f"{path}: not a numeric .npy file ({err})") from None
+        if source.dtype.kind not in "biuf" or source.ndim not in (1, 2):
+            raise InvalidInput(f"{path}: needs a 1-D or 2-D numeric array, got {source.dtype}")
+    elif suffix == ".zarr":
+        try:
+            import zarr
+        except ImportError:
+            raise InvalidInput(f"{path}: .zarr data needs zarr: pip install zarr") from None
+        source = zarr.open(str(path), mode="r")
+        if not hasattr(source, "shape"):  # a group: X inside it
+            raise InvalidInput(f"{path}: a zarr group; open its array, e.g. {path}/X")
+    else:
+        raise InvalidInput(f"{path}: use a .npy file or a .zarr store")
+    shape = tuple(source.shape)
+    row_bytes = source.dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+    rows = chunk_rows or max(1, chunk_bytes // max(1, row_bytes))
+    return da.from_array(
+        source, chunks=(min(rows, shape[0]), *shape[1:]), asarray=False, fancy=False
+    )
+
+
+LAZY_ROWS = 1 << 16  # rows per chunk of lazy_linear's data (16 MiB at D = 32)
+
+
+def lazy_linear(n: int, d: int, seed: int = 0) -> tuple[Any, Any]:
+    """``(X, y)`` like ``linear:N,D,SEED`` (standard normal features, labels from a random
+    linear rule plus noise) as lazy dask arrays, made chunk by chunk when computed and never
+    all in memory. Chunk ``i`` (rows ``i·LAZY_ROWS`` on) draws from ``default_rng([seed, i])``:
+    the same rows for every N, but not ``linear``'s data (whose one stream cannot be split)."""
+    if n < 1 or d < 1:
+        raise InvalidInput(f"lazy_linear needs N, D ≥ 1, got {n}, {d}")
+    w = np.random.default_rng([seed, 2**32 - 1]).standard_normal(d) / np.sqrt(d)
+
+    def block(i: int, rows: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, i])
+        X = rng.standard_normal((LAZY_ROWS, d))[:rows]
+        noise = rng.standard_normal(LAZY_ROWS)[:rows]
+        y = (X @ w + 0.5 * noise > 0).astype(np.float64)
+        return np.concatenate([X, y[:, None]], axis=1)
+
+    parts = [
+        da.from_delayed(
+            dask.delayed(block)(i, min(LAZY_ROWS, n - start)),
+            (min(LAZY_ROWS, n - start), d + 1),
+            np.float64,
+        )
+        for i, start in enumerate(range(0, n, LAZY_ROWS))
+    ]
+    Xy = da.concatenate(parts, axis=0)
+    return Xy[:, :d], Xy[:, d:]
