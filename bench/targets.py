@@ -229,6 +229,47 @@ def report(big: dict[str, Any], tiny: dict[str, float], n: int, d: int) -> list[
     return lines
 
 
+def figure(big: dict[str, Any], path: str) -> None:
+    """Milliseconds per epoch: the framework's naive epoch, xptrain --exact and xptrain's
+    default path per backend, against the one-pass bound and the fastest read of X."""
+    from xptrain.files import atomic_write
+    from xptrain.plot import _pyplot, figure_writer
+
+    plt = _pyplot()
+    names = [k for k, v in big.items() if isinstance(v, dict) and "fast" in v]
+    bars = {
+        "the seed's naive epoch, in the framework": [big[k]["naive_s"] for k in names],
+        "xptrain --exact": [big[k]["exact"]["epoch_s"] for k in names],
+        "xptrain (one pass)": [big[k]["fast"]["epoch_s"] for k in names],
+    }
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(bars)
+    for i, (label, values) in enumerate(bars.items()):
+        xs = [j + (i - 1) * width for j in range(len(names))]
+        ax.bar(xs, [v * 1e3 for v in values], width, label=label)
+    bounds = big["bounds"]
+    ax.axhline(
+        bounds["one_pass_s"] * 1e3,
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label="one pass over X at the copy bandwidth",
+    )
+    ax.axhline(
+        bounds["fastest_read_s"] * 1e3,
+        color="gray",
+        linestyle=":",
+        linewidth=1,
+        label=f"fastest sum(X) ({bounds['fastest_read_by']})",
+    )
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("ms per epoch")
+    ax.set_title(f"one epoch, float32, X = {big['x_bytes'] / 2**20:.0f} MiB")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(path, figure_writer(fig))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2**20)
@@ -236,6 +277,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--plot", metavar="PATH", help="bars per backend against the bounds")
     args = parser.parse_args()
     names = [n for n in ("numpy", "torch", "jax") if n in backends.available()]
     big = large(args.n, args.d, args.epochs, args.repeat, names)
@@ -251,6 +293,8 @@ def main() -> None:
         }
         info["threads"] = backends.get("numpy").threads()
         Path(args.json).write_text(json.dumps(info, indent=1))
+    if args.plot:
+        figure(big, args.plot)
 
 
 if __name__ == "__main__":
