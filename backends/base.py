@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from xptrain.errors import BackendUnavailable, InvalidInput
+from xptrain.grad import in_turn, python_fold
 
 DTYPES = ("float64", "float32")
 _DEVICE_RE = re.compile(r"^(cpu|cuda|gpu)(?::(\d+))?$")
@@ -171,10 +173,7 @@ class Backend:
         copies of ``body`` into the compiled program. ``body`` must keep the carry's shapes and
         dtypes, and use ``i`` only to index (it may be a traced integer).
         """
-        carry = init
-        for i in range(count):
-            carry = body(i, carry)
-        return carry
+        return python_fold(body, init, count)
 
     workers: int = 1  # independent pieces of work spread() runs at once
     # Arrays computed a chunk at a time by the library's own graph (Dask): the one-pass
@@ -185,20 +184,42 @@ class Backend:
         """``[fn(0), ..., fn(count - 1)]`` for independent pieces of work (the one-pass
         gradient's row groups). One after another by default; a CPU library that releases
         the GIL runs them on ``workers`` threads."""
-        return [fn(i) for i in range(count)]
+        return in_turn(fn, count)
 
-    has_scan: bool = False  # True where scan compiles to one loop (a fused training run)
+    # A backend whose compiler has a loop sets has_scan and defines
+    # scan(fn, carry, length) -> (carry, outputs stacked): JAX's lax.scan, so that a whole
+    # training run is one compiled call (xptrain.train.make_fused).
+    has_scan: bool = False
 
-    def scan(self, fn: Callable[[Any], tuple[Any, Any]], carry: Any, length: int) -> Any:
-        """``carry, out = fn(carry)`` ``length`` times; the last carry and the outputs stacked
-        along a new first axis. A Python loop by default; a backend whose compiler has a loop
-        (JAX: ``lax.scan``) sets ``has_scan`` and runs it there, so a whole training run can be
-        one compiled call."""
-        outs = []
-        for _ in range(length):
-            carry, out = fn(carry)
-            outs.append(out)
-        return carry, self.xp.stack(outs)
+
+class Shared:
+    """A context that overlapping users share: the first one in enters it, the last one out
+    leaves it. For process-wide settings a run lowers for a while (BLAS or intra-op threads):
+    two runs on threads must not leave the process at the lowered value, as a plain
+    save-and-restore by each would when their spans interleave."""
+
+    def __init__(self, make: Callable[[], contextlib.AbstractContextManager]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self._users = 0
+        self._entered: contextlib.AbstractContextManager | None = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                entered = self._make()
+                entered.__enter__()
+                self._entered = entered
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0 and self._entered is not None:
+                    entered, self._entered = self._entered, None
+                    entered.__exit__(None, None, None)
 
 
 def cpu_name() -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import array_api_compat.numpy as xp_numpy
 import numpy as np
 
-from .base import Backend
+from .base import Backend, Shared
 
 
 class NumpyBackend(Backend):
@@ -26,22 +26,38 @@ class NumpyBackend(Backend):
 
     @functools.cached_property
     def workers(self) -> int:  # type: ignore[override]
-        return max(1, min(len(os.sched_getaffinity(0)), 8))
+        if hasattr(os, "sched_getaffinity"):  # the cores this process may run on (Linux)
+            return max(1, min(len(os.sched_getaffinity(0)), 8))
+        return max(1, min(os.cpu_count() or 1, 8))
+
+    def _executor(self) -> ThreadPoolExecutor:
+        # One pool per process: a forked child inherits the pool object but not its threads.
+        if self._pool is None or self._pool_pid != os.getpid():
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="xptrain-numpy")
+            self._pool_pid = os.getpid()
+        return self._pool
+
+    _pool: ThreadPoolExecutor | None = None
+    _pool_pid: int = -1
 
     @functools.cached_property
-    def _pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(self.workers, thread_name_prefix="xptrain-numpy")
-
-    @functools.cached_property
-    def _blas(self) -> Any:
+    def _one_blas_thread(self) -> Shared:
         from threadpoolctl import ThreadpoolController
 
-        return ThreadpoolController()
+        controller = ThreadpoolController()
+        return Shared(lambda: controller.limit(limits=1, user_api="blas"))
 
     def spread(self, fn: Callable[[int], Any], count: int) -> list[Any]:
         if count < 2 or self.workers < 2:
             return [fn(i) for i in range(count)]
         # NumPy releases the GIL in BLAS calls and ufuncs on large arrays: one thread per core,
-        # each with a one-thread BLAS (a multi-threaded BLAS inside would oversubscribe).
-        with self._blas.limit(limits=1, user_api="blas"):
-            return list(self._pool.map(fn, range(count)))
+        # each with a one-thread BLAS (a multi-threaded BLAS inside would oversubscribe), and
+        # the caller's floating-point error settings (np.errstate is per thread).
+        errors = np.geterr()
+
+        def run(i: int) -> Any:
+            with np.errstate(**errors):
+                return fn(i)
+
+        with self._one_blas_thread():
+            return list(self._executor().map(run, range(count)))

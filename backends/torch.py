@@ -10,7 +10,7 @@ import array_api_compat.torch as xp_torch
 import numpy as np
 import torch
 
-from .base import Backend
+from .base import Backend, Shared
 
 # The matmul precision settings of torch >= 2.9 (empty on older torch, which has only the
 # global float32_matmul_precision).
@@ -104,12 +104,21 @@ class TorchBackend(Backend):
         # cores, against 26 ms on one thread). One thread for the loop over blocks.
         if torch.compiler.is_compiling():  # traced: the compiled kernels decide
             return super().fold(body, init, count)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with _ONE_THREAD():
             return super().fold(body, init, count)
-        finally:
-            torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+_ONE_THREAD = Shared(lambda: _threads(1))  # shared by runs on threads: the last one restores
 
 
 @contextlib.contextmanager

@@ -207,9 +207,13 @@ def _status(err: BaseException) -> str:
 def record_key(record: dict[str, Any]) -> tuple | None:
     """The configuration a record is of (None for a line that is not a record)."""
     try:
-        return tuple(record[k] for k in BenchConfig.__dataclass_fields__)
+        return tuple({**_BEFORE_PATHS, **record}[k] for k in BenchConfig.__dataclass_fields__)
     except (KeyError, TypeError):
         return None
+
+
+# Records written before `path` existed timed the seed's full-batch epoch: they are "exact".
+_BEFORE_PATHS = {"path": "exact"}
 
 
 def load_records(path: Path) -> list[dict[str, Any]]:

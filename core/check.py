@@ -98,6 +98,7 @@ class Report:
             "versions": self.versions,
             "precision": self.precision,
             "skipped": self.skipped,
+            "notes": self.notes,
         }
 
 

@@ -136,10 +136,7 @@ def check_compatible(ckpt: Checkpoint, problem: Problem, meta: dict[str, Any], e
     name the checkpoint's file."""
     where = f"{ckpt.source}: " if ckpt.source else ""
     if ckpt.meta.get("data") != fingerprint(problem):
-        raise InvalidInput(
-            f"{where}checkpoint was made on other data; resume with the same --data (and "
-            "--standardize as before)"
-        )
+        raise InvalidInput(f"{where}checkpoint was made on other data; resume with the same --data")
     for key, option in (
         ("lr", "--lr"),
         ("optimizer", "--optimizer"),
@@ -147,6 +144,7 @@ def check_compatible(ckpt: Checkpoint, problem: Problem, meta: dict[str, Any], e
         ("activation", "--activation"),
         ("batch_size", "--batch-size"),
         ("loss", "--loss"),
+        ("standardize", "--standardize"),
     ):
         if ckpt.meta.get(key, _DEFAULTS.get(key)) != meta[key]:
             raise InvalidInput(
@@ -189,4 +187,5 @@ _DEFAULTS = {
     "activation": "sigmoid",
     "batch_size": None,
     "loss": "bce",
+    "standardize": False,
 }

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from . import backends, checkpoint, problems
 from .bench import SWEEP_N, parse_sizes
-from .data import load, standardize
+from .data import load
 from .errors import BackendUnavailable, InvalidInput, XptrainError
 from .files import check_output_dir, check_writable, json_writer, write_all
 from .loss import LOSSES
@@ -371,6 +371,7 @@ def run_train(args: argparse.Namespace) -> int:
         val_split=args.val_split,
         exact=args.exact,
         block=args.block_rows,
+        standardize=args.standardize,
     )
     _check_outputs(args)
     start, save = _checkpointing(args)
@@ -381,8 +382,6 @@ def run_train(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--scheduler-timeout must be > 0, got {args.scheduler_timeout}")
     device = bk.resolve_device(args.device)
     problem = load(args.data)
-    if args.standardize:
-        problem = standardize(problem)
     cluster = (
         bk.scheduler(args.scheduler, args.scheduler_timeout)
         if args.scheduler is not None

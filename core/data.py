@@ -172,11 +172,14 @@ def load(spec: str | Path) -> Problem:
     )
 
 
-def standardize(problem: Problem) -> Problem:
-    """Each feature scaled to mean 0 and standard deviation 1 (constant features left at 0)."""
-    X = problem.X - problem.X.mean(axis=0)
-    std = X.std(axis=0)
-    return Problem(X / np.where(std > 0, std, 1.0), problem.y, problem.W, problem.b)
+def standardize(problem: Problem, like: Problem | None = None) -> Problem:
+    """Each feature scaled to mean 0 and standard deviation 1 (constant features left at 0),
+    with the mean and deviation of ``like``'s rows (default: the problem's own) — validation
+    rows are scaled with the training rows' statistics, so nothing of them leaks into training."""
+    source = problem.X if like is None else like.X
+    mean, std = source.mean(axis=0), source.std(axis=0)
+    X = (problem.X - mean) / np.where(std > 0, std, 1.0)
+    return Problem(X, problem.y, problem.W, problem.b)
 
 
 def _sizes(params: str, name: str) -> tuple[int, int, int]:

@@ -20,8 +20,9 @@ import numpy as np
 
 from . import backends
 from .check import Config, Report, Row, compared_row, error_row, select_backends
+from .checkpoint import fingerprint
 from .conformance import tolerance
-from .data import Problem, load, split, standardize
+from .data import Problem, load, split
 from .errors import InvalidInput
 from .files import atomic_write, json_writer
 from .reference import Reference
@@ -70,11 +71,10 @@ class Experiment:
     source: str = ""  # the file's text, kept beside the results
 
     def problem(self) -> Problem:
-        """The experiment's data, loaded (and standardised) on the host."""
+        """The experiment's data, loaded on the host (standardised per run, after the split)."""
         source = self.settings["data"]["source"]
         path = self.folder / source
-        problem = load(path if path.suffix.lower() in (".npz", ".csv") else source)
-        return standardize(problem) if self.settings["data"]["standardize"] else problem
+        return load(path if path.suffix.lower() in (".npz", ".csv") else source)
 
 
 def read(path: str | Path) -> Experiment:
@@ -146,6 +146,7 @@ def _options(settings: dict[str, dict[str, Any]]) -> Options:
         batch_size=train["batch_size"],
         loss=train["loss"],
         val_split=data["val_split"],
+        standardize=data["standardize"],
     )
 
 
@@ -222,11 +223,12 @@ def run(
         f"within tau·√{steps} ({steps} updates); reference: the float64 run on NumPy"
     )
     reference: Reference | None = None
+    data = fingerprint(problem)  # runs read back with --resume must be of this very data
     bar = progress(exp.runs, f"xptrain run {exp.name}", progress_bar)
     for config in bar:
         bar.set_postfix_str(_label(config), refresh=False)
         tol = tolerance(config.dtype, n_sum, width)
-        record = _finished(folder, config) if resume else None
+        record = _finished(folder, config, data) if resume else None
         if record is None:
             try:
                 result = _train(exp, problem, config)
@@ -241,14 +243,15 @@ def run(
                 if reference is None:
                     reference = Reference(np.array(result.losses), result.params)
                 row = compared_row(config, result, reference, tol, steps=steps)
-                record = {"run": _run_record(result, exp), "row": asdict(row)}
-                report.versions.update(result.versions)
-                where = f"{config.backend}/{config.device}"
-                report.precision.setdefault(where, {})[config.dtype] = result.precision
+                record = {"run": _run_record(result, exp, data), "row": asdict(row)}
             atomic_write(run_path(folder, config), json_writer(record))
         elif reference is None:
             run_ = record["run"]
             reference = Reference(np.array(run_["losses"]), [np.array(p) for p in run_["params"]])
+        if record["run"] is not None:
+            report.versions.update(record["run"]["versions"])
+            where = f"{config.backend}/{config.device}"
+            report.precision.setdefault(where, {})[config.dtype] = record["run"]["precision"]
         report.rows.append(Row(**record["row"]))
     return report
 
@@ -262,7 +265,11 @@ def _prepare(folder: Path, source: str, resume: bool) -> None:
                 f"{str(folder)!r} already holds an experiment's results; add --resume to "
                 "finish it, or give another --out"
             )
-        if tomllib.loads(saved.read_text(encoding="utf-8")) != tomllib.loads(source):
+        try:
+            before = tomllib.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            before = None
+        if before != tomllib.loads(source):
             raise InvalidInput(
                 f"{str(folder)!r} holds the results of another experiment (its "
                 "experiment.toml differs); give another --out"
@@ -273,27 +280,40 @@ def _prepare(folder: Path, source: str, resume: bool) -> None:
     atomic_write(saved, lambda tmp: Path(tmp).write_text(source, encoding="utf-8"))
 
 
-def _finished(folder: Path, config: Config) -> dict[str, Any] | None:
-    """A run's record from an earlier, interrupted invocation; None if it must run (again)."""
-    path = run_path(folder, config)
+def _finished(folder: Path, config: Config, data: str) -> dict[str, Any] | None:
+    """A run's record from an earlier, interrupted invocation on the same ``data`` (its
+    fingerprint); None if it must run (again): missing, unreadable, failed or of other data."""
+    record = _read(folder, config)
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        same = record is not None and record["run"]["data_fingerprint"] == data
+    except (KeyError, TypeError):  # a failed run (None) or an older record
+        return None
+    return record if same else None
+
+
+def _read(folder: Path, config: Config) -> dict[str, Any] | None:
+    """A run's record in ``folder``, or None if there is none that parses."""
+    try:
+        record = json.loads(run_path(folder, config).read_text(encoding="utf-8"))
         Row(**record["row"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return None if record["run"] is None else record  # a failed run is tried again
+    return record
 
 
 def _train(exp: Experiment, problem: Problem, config: Config) -> TrainResult:
     how = {"dtype": config.dtype, "grad": config.grad, "jit": config.mode == "jit"}
+    if config == exp.runs[0]:  # the reference: the seed's arithmetic, the same on any machine
+        how["exact"] = True
     options = Options(**{**asdict(exp.options), **how})
     bk = backends.get(config.backend)
     return train_problem(problem, bk, config.device, options)
 
 
-def _run_record(result: TrainResult, exp: Experiment) -> dict[str, Any]:
+def _run_record(result: TrainResult, exp: Experiment, data: str) -> dict[str, Any]:
     record = result.to_dict()
     record |= {
+        "data_fingerprint": data,
         "params": [p.tolist() for p in result.params],
         "data": exp.settings["data"]["source"],
         "standardize": exp.settings["data"]["standardize"],
@@ -306,7 +326,7 @@ def histories(folder: Path, exp: Experiment) -> dict[str, dict[str, Any]]:
     """The finished runs' records in ``folder``, by label, in the experiment's order."""
     found = {}
     for config in exp.runs:
-        record = _finished(folder, config)
-        if record is not None:
+        record = _read(folder, config)
+        if record is not None and record["run"] is not None:
             found[_label(config)] = record["run"]
     return found

@@ -151,7 +151,7 @@ def blocked_loss_and_grads(
         return fold(lambda i, c: body(lo + i, c), init, hi - lo)
 
     groups = max(1, min(workers, full))
-    partials = [group(0)] if groups == 1 else (spread or _in_turn)(group, groups)
+    partials = [group(0)] if groups == 1 else (spread or in_turn)(group, groups)
     carry = functools.reduce(_add, partials) if full else init
     if rest:
         start = full * block
@@ -160,7 +160,8 @@ def blocked_loss_and_grads(
     return 1 / n * total, tuple(1 / n * s for s in sums)
 
 
-def _in_turn(fn: Callable[[int], Any], count: int) -> list[Any]:
+def in_turn(fn: Callable[[int], Any], count: int) -> list[Any]:
+    """The plain ``spread``: ``[fn(0), ..., fn(count - 1)]``, one after another."""
     return [fn(i) for i in range(count)]
 
 

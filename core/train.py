@@ -14,7 +14,15 @@ import numpy as np
 
 from . import backends
 from .checkpoint import Checkpoint, check_compatible, fingerprint
-from .data import Problem, batch_order, check_fraction, initial_params, make_problem, split
+from .data import (
+    Problem,
+    batch_order,
+    check_fraction,
+    initial_params,
+    make_problem,
+    split,
+    standardize,
+)
 from .errors import InvalidInput, TrainingDiverged
 from .grad import bce_grads, block_rows, blocked_loss_and_grads
 from .loss import LOSSES, loss_from_logits
@@ -440,6 +448,7 @@ class Options:
     val_split: float | None = None  # the fraction of rows held out for validation
     exact: bool = False  # the seed's full-batch arithmetic even where the one-pass gradient wins
     block: int | None = None  # rows per block of the one-pass gradient (None: chosen per machine)
+    standardize: bool = False  # features to mean 0, deviation 1 (training rows' statistics)
 
     def __post_init__(self) -> None:
         _choice("dtype", self.dtype, backends.DTYPES)
@@ -511,6 +520,7 @@ def train(
     val_split: float | None = None,
     exact: bool = False,
     block: int | None = None,
+    standardize: bool = False,
     on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
     """Train the seed's logistic regressor (or, with ``hidden`` sizes, an MLP) on any backend;
@@ -523,11 +533,13 @@ def train(
     ``batch_size`` steps on minibatches in an order drawn on the host from (seed, epoch);
     ``loss`` is ``bce`` (the seed's) or ``bce-logits`` (the same loss, stable when saturated).
     ``val_split`` holds that fraction of the rows out (drawn from ``seed``) and records their
-    loss and accuracy after every epoch. ``on_epoch(epoch, metrics)`` is called after every
-    epoch with ``{"loss": ...}`` (and ``val_loss``, ``val_accuracy``); this syncs the device
-    each epoch. On the CPU, large problems take the one-pass blocked gradient (X read once per
-    epoch; the same numbers up to rounding); ``exact`` keeps the seed's full-batch arithmetic,
-    ``block`` sets the rows per block instead of the machine's choice.
+    loss and accuracy after every epoch's update (the training loss is the epoch's own, before
+    it). ``standardize`` scales the features with the training rows' mean and deviation.
+    ``on_epoch(epoch, metrics)`` is called after every epoch with ``{"loss": ...}`` (and
+    ``val_loss``, ``val_accuracy``); this syncs the device each epoch. On the CPU, large
+    problems take the one-pass blocked gradient (X read once per epoch; the same numbers up to
+    rounding); ``exact`` keeps the seed's full-batch arithmetic, ``block`` sets the rows per
+    block instead of the machine's choice.
     """
     options = Options(
         dtype=dtype,
@@ -544,6 +556,7 @@ def train(
         val_split=val_split,
         exact=exact,
         block=block,
+        standardize=standardize,
     )
     bk = backends.get(backend)
     device_name = bk.resolve_device(device)
@@ -629,6 +642,7 @@ def run_meta(problem: Problem, bk: backends.Backend, options: Options) -> dict[s
         "loss": o.loss,
         "seed": o.seed,
         "val_split": o.val_split,
+        "standardize": o.standardize,
     }
 
 
@@ -654,6 +668,9 @@ def train_problem(
     held_out = None
     if o.val_split is not None:
         problem, held_out = split(problem, o.val_split, o.seed)
+    if o.standardize:
+        held_out = standardize(held_out, like=problem) if held_out is not None else None
+        problem = standardize(problem)
     if o.batch_size is not None and o.batch_size > len(problem.y):
         raise InvalidInput(
             f"the batch size {o.batch_size} is larger than the {len(problem.y)} training "

@@ -329,3 +329,74 @@ def test_row_groups_on_threads_agree(backend, workers):
     assert bk.to_numpy(runs[0][0]) == bk.to_numpy(runs[1][0])
     if bk.workers > 1:  # NumPy on a multi-core machine: the groups ran on its threads
         assert any(name.startswith("xptrain-numpy") for name in seen)
+
+
+FORKED = """
+import multiprocessing, numpy as np, xptrain
+
+def run(_=0):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((2000, 5))
+    return xptrain.train(X, (X[:, 0] > 0).astype(float), epochs=3, lr=0.5, block=256).losses
+
+if __name__ == "__main__":
+    want = run()  # the parent's pool exists now
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(run).get(timeout=60) == want
+    print("ok")
+"""
+
+
+def test_numpy_row_groups_work_in_a_forked_child(tmp_path):
+    """A child forked after a run has the parent's pool object but none of its threads: the
+    backend makes a new pool there instead of waiting on the dead one forever. (In a fresh
+    process: forking this one, which has JAX's threads, could deadlock for other reasons.)"""
+    import multiprocessing
+
+    from helpers import run_python
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    script = tmp_path / "forked.py"
+    script.write_text(FORKED)
+    run = run_python(str(script), timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
+def test_shared_settings_come_back_when_runs_overlap():
+    """Two runs lowering a process-wide setting with interleaved spans: the setting stays low
+    while either runs and returns to its first value after both (not to the lowered one)."""
+    from xptrain.backends.base import Shared
+
+    value = {"threads": 2}
+
+    class Lowered:
+        def __enter__(self):
+            self.before = value["threads"]
+            value["threads"] = 1
+
+        def __exit__(self, *exc):
+            value["threads"] = self.before
+
+    shared = Shared(Lowered)
+    a, b = shared(), shared()
+    a.__enter__()
+    b.__enter__()
+    a.__exit__(None, None, None)
+    assert value["threads"] == 1  # b still runs
+    b.__exit__(None, None, None)
+    assert value["threads"] == 2
+
+
+def test_worker_threads_keep_the_callers_float_settings():
+    """np.errstate is per thread: the row groups run with the caller's settings, so the
+    one-pass path warns (or not) exactly as the full-batch path does."""
+    import warnings
+
+    bk = backends.get("numpy")
+    if bk.workers < 2:
+        pytest.skip("one core: no worker threads")
+    big = np.full((4, 1), 1e4)
+    with warnings.catch_warnings(), np.errstate(over="ignore"):
+        warnings.simplefilter("error")
+        bk.spread(lambda i: np.exp(big), 2)  # would raise RuntimeWarning without the settings

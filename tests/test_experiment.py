@@ -139,3 +139,27 @@ def test_missing_file_and_busy_folder(tmp_path):
     busy = xptrain("run", str(path), "--out", str(tmp_path / "busy"), "--quiet")
     assert busy.returncode == 2 and "not empty" in busy.stderr
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+
+
+def test_resume_reruns_runs_of_other_data_and_keeps_versions(tmp_path):
+    """A data file changed between two invocations: --resume reruns every run on the new data
+    (none is mixed in from the old); runs read back keep their versions in the report."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    np.savez(tmp_path / "d.npz", X=X, y=(X[:, 0] > 0).astype(float))
+    text = '[data]\nsource = "d.npz"\n[train]\nepochs = 3\n[runs]\nbackends = ["numpy"]\n'
+    path = _write(tmp_path, text)
+    out = tmp_path / "out"
+    assert xptrain("run", str(path), "--out", str(out), "--quiet").returncode == 0
+    again = xptrain("run", str(path), "--out", str(out), "--quiet", "--resume")
+    assert again.returncode == 0
+    assert json.loads((out / "agreement.json").read_text())["versions"]["numpy"]
+    first = json.loads((out / "runs/numpy-cpu-float32-analytic-eager.json").read_text())
+    np.savez(tmp_path / "d.npz", X=2 * X, y=(X[:, 0] > 0).astype(float))
+    changed = xptrain("run", str(path), "--out", str(out), "--quiet", "--resume")
+    assert changed.returncode == 0, changed.stderr
+    second = json.loads((out / "runs/numpy-cpu-float32-analytic-eager.json").read_text())
+    assert second["run"]["losses"] != first["run"]["losses"]
+    assert second["run"]["data_fingerprint"] != first["run"]["data_fingerprint"]

@@ -124,3 +124,17 @@ def test_cli_prints_and_records_validation(tmp_path):
 def test_bad_validation_splits(value, message):
     run = cli("train", "--val-split", value)
     assert run.returncode == 2 and message in run.stderr and len(run.stderr.splitlines()) == 1
+
+
+def test_standardize_scales_with_the_training_rows_only():
+    """The held-out rows are scaled with the training rows' mean and deviation: nothing of
+    them leaks into training."""
+    from xptrain.data import make_problem, standardize
+
+    data = make_problem(DATA.X * 10 + 3, DATA.y)
+    result = xptrain.train(data.X, data.y, epochs=1, lr=LR, val_split=SPLIT, standardize=True)
+    train, val = split(data, SPLIT, 1)
+    loss, _ = _host_metrics(result.params, standardize(val, like=train).X, val.y)
+    assert result.val_losses[0] == pytest.approx(loss, rel=1e-12)
+    leaked, _ = _host_metrics(result.params, standardize(val, like=data).X, val.y)
+    assert leaked != pytest.approx(loss, rel=1e-6)
