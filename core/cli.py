@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--standardize",
         action="store_true",
-        help="scale every feature to mean 0, standard deviation 1",
+        help="scale every feature to mean 0, standard deviation 1 (with the training rows' "
+        "statistics when --val-split holds rows out)",
     )
     train.add_argument(
         "--val-split",
