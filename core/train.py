@@ -34,6 +34,9 @@ GRADS = ("analytic", "autodiff")
 # Without a per-epoch callback, losses stay on the device and are checked this many at a time:
 # one host round trip per block instead of one per epoch.
 _CHECK_EVERY = 64
+# A fused run (JAX's lax.scan) is checked this many epochs at a time: a run that diverges early
+# stops within this many epochs, and a run compiles at most two lengths (this and the rest).
+_FUSED_EPOCHS = 1024
 
 History = dict[str, list[float]]  # per epoch: "loss", and "val_loss", "val_accuracy"
 EpochCallback = Callable[[int, dict[str, float]], None]  # (epoch, {"loss": ..., ...})
@@ -340,7 +343,8 @@ def fit(
     Full batch by default (the seed). With ``batches``, each epoch steps once per minibatch;
     its loss is the mean of the batch losses weighted by batch size. ``fused(k)`` (see
     :func:`make_fused`) runs k full-batch epochs in one compiled call: without ``on_epoch`` the
-    whole run, or each stretch between checkpoints, is one call and one host transfer.
+    whole run (up to 1024 epochs a call), or each stretch between checkpoints, is one call and
+    one host transfer.
 
     Stops with :class:`TrainingDiverged` naming the first epoch whose loss is NaN or inf.
     """
@@ -353,8 +357,8 @@ def fit(
         stop = epochs if every is None else min(epochs, (epoch // every + 1) * every)
         if on_epoch is not None:
             stop = epoch + 1
-        elif not use_fused:  # losses wait on the device, checked a block at a time
-            stop = min(stop, epoch + _CHECK_EVERY)
+        else:  # losses wait on the device, checked a block at a time
+            stop = min(stop, epoch + (_FUSED_EPOCHS if use_fused else _CHECK_EVERY))
         if use_fused:
             extra = () if validation is None else (validation.X, validation.y)
             carry, rows = fused(stop - epoch)(carry, X, y, *extra)

@@ -76,3 +76,15 @@ def test_fused_checkpoints_land_on_their_epochs_and_resume_exactly(device):
     assert saved[-1].losses == whole.losses
     resumed = train_problem(DATA, bk, device, options, start=saved[0])
     np.testing.assert_allclose(resumed.losses, whole.losses, rtol=1e-14)
+
+
+def test_long_fused_runs_are_checked_every_1024_epochs(device):
+    """2500 epochs: calls of 1024, 1024 and 452 epochs (two compiled lengths), the same losses
+    as epoch by epoch; a run diverging at epoch 1 of 3000 stops after the first call."""
+    before = train_module.make_fused.cache_info().misses
+    fused = xptrain.train(SEED_X, SEED_Y, backend="jax", device=device, jit=True, epochs=2500)
+    assert train_module.make_fused.cache_info().misses - before <= 2
+    reference = xptrain.train(SEED_X, SEED_Y, epochs=2500)
+    np.testing.assert_allclose(fused.losses, reference.losses, rtol=1e-12)
+    with pytest.raises(xptrain.TrainingDiverged, match="at epoch 1;"):
+        xptrain.train(SEED_X, SEED_Y, backend="jax", device=device, jit=True, lr=1e4, epochs=3000)
