@@ -24,8 +24,7 @@ import pytest
 
 from xptrain import backends
 from xptrain.bench import LR, bench_problem
-from xptrain.grad import block_rows, blocked_loss_and_grads
-from xptrain.optim import OPTIMIZERS
+from xptrain.grad import block_rows
 from xptrain.train import initial_carry, make_step
 
 N = int(os.environ.get("XPTRAIN_FASTPATH_N", 2**20))
@@ -56,17 +55,6 @@ def _data(bk: backends.Backend, device: str) -> tuple[Any, ...]:
     )
 
 
-def _blocked_step(bk: backends.Backend, block: int) -> Any:
-    xp, sgd = bk.xp, OPTIMIZERS["sgd"]
-
-    def step(carry: Any, X: Any, y: Any) -> Any:
-        params, state = carry
-        value, grads = blocked_loss_and_grads(xp, params, X, y, "sigmoid", "bce", block, bk.fold)
-        return sgd.update(xp, params, grads, state, LR), value
-
-    return bk.jit(step) if _compiled(bk) else step
-
-
 def _epochs(bk: backends.Backend, step: Any, carry: Any, X: Any, y: Any, epochs: int) -> list:
     pending = []
     for _ in range(epochs):
@@ -88,7 +76,7 @@ def test_epoch(benchmark, name, variant):
             size = variant.removeprefix("blocked-")
             auto = block_rows(N, D, 4, compiled=_compiled(bk))
             block = auto if size == "auto" else int(size)
-            step = _blocked_step(bk, block)
+            step = make_step(bk, "analytic", LR, _compiled(bk), block=block)
         carry = initial_carry(bk, (W, b))
         _epochs(bk, step, carry, X, y, 2)  # compile, warm up
 

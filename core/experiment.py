@@ -22,12 +22,12 @@ from . import backends
 from .check import Config, Report, Row, compared_row, error_row, select_backends
 from .checkpoint import fingerprint
 from .conformance import tolerance
-from .data import Problem, load, split
+from .data import Problem, load
 from .errors import InvalidInput
 from .files import atomic_write, json_writer
 from .reference import Reference
 from .terminal import progress
-from .train import Options, TrainResult, train_problem
+from .train import Options, TrainResult, train_problem, training_rows
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -206,13 +206,7 @@ def run(
     agreement report. Each run's JSON is written as soon as it finishes; with ``resume``, runs
     whose JSON is already there are read back, not rerun."""
     problem = exp.problem()
-    n, d = problem.X.shape
-    if exp.options.val_split is not None:
-        n = len(split(problem, exp.options.val_split, exp.options.seed)[0].y)
-    if exp.options.batch_size is not None and exp.options.batch_size > n:
-        raise InvalidInput(
-            f"[train] batch_size {exp.options.batch_size} is larger than the {n} training samples"
-        )
+    n, d = training_rows(problem, exp.options)[0].X.shape  # bad sizes refused before writing
     _prepare(folder, exp.source, resume)
     n_sum = exp.options.batch_size or n  # the longest sum over samples
     steps = exp.options.epochs * math.ceil(n / n_sum)

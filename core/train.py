@@ -125,62 +125,9 @@ class TrainResult:
         return record | {"versions": self.versions, "precision": self.precision}
 
 
-def analytic_step(
-    xp: Any, lr: float, optimizer: Optimizer, activation: str, loss: str = "bce"
-) -> Step:
-    """One epoch with analytic backprop (the seed's ``dz = A - y`` and below): forward, loss,
-    gradients, update — full batch, exactly as the seed computes it."""
-
-    def step(carry: Carry, X: Any, y: Any) -> tuple[Carry, Any]:
-        params, state = carry
-        outputs = forward(xp, params, X, activation)
-        A = sigmoid(xp, outputs[-1])
-        value = loss_from_logits(xp, loss, y, outputs[-1], A)
-        grads = bce_grads(xp, params, outputs, A, y, activation)
-        return optimizer.update(xp, params, grads, state, lr), value
-
-    return step
-
-
-def blocked_step(
-    xp: Any,
-    lr: float,
-    optimizer: Optimizer,
-    activation: str,
-    loss: str,
-    block: int,
-    bk: backends.Backend,
-) -> Step:
-    """One epoch with the one-pass blocked gradient (:func:`xptrain.grad.blocked_loss_and_grads`):
-    the same loss and gradients as :func:`analytic_step`, X read once, ``block`` rows at a
-    time, the loop over blocks run by the backend's ``fold``, its row groups spread over the
-    backend's ``workers``."""
-
-    def step(carry: Carry, X: Any, y: Any) -> tuple[Carry, Any]:
-        params, state = carry
-        value, grads = blocked_loss_and_grads(
-            xp, params, X, y, activation, loss, block, bk.fold, bk.spread, bk.workers
-        )
-        return optimizer.update(xp, params, grads, state, lr), value
-
-    return step
-
-
-def autodiff_step(
-    xp: Any,
-    lr: float,
-    optimizer: Optimizer,
-    activation: str,
-    value_and_grad: Callable,
-    loss: str = "bce",
-) -> Step:
-    """One epoch with the backend's automatic differentiation of the same loss."""
-
-    def loss_fn(params: Params, X: Any, y: Any) -> Any:
-        z = logits(xp, params, X, activation)
-        return loss_from_logits(xp, loss, y, z, sigmoid(xp, z))
-
-    loss_and_grads = value_and_grad(loss_fn)
+def update_step(xp: Any, lr: float, optimizer: Optimizer, loss_and_grads: Callable) -> Step:
+    """One epoch: ``loss_and_grads(params, X, y) -> (loss, grads)``, then the optimizer's
+    update. Every gradient engine (analytic, one-pass, autodiff) is one such function."""
 
     def step(carry: Carry, X: Any, y: Any) -> tuple[Carry, Any]:
         params, state = carry
@@ -188,6 +135,46 @@ def autodiff_step(
         return optimizer.update(xp, params, tuple(grads), state, lr), value
 
     return step
+
+
+def analytic_loss_and_grads(xp: Any, activation: str, loss: str) -> Callable:
+    """Analytic backprop (the seed's ``dz = A - y`` and below), full batch, exactly as the
+    seed computes it."""
+
+    def loss_and_grads(params: Params, X: Any, y: Any) -> tuple[Any, Params]:
+        outputs = forward(xp, params, X, activation)
+        A = sigmoid(xp, outputs[-1])
+        value = loss_from_logits(xp, loss, y, outputs[-1], A)
+        return value, bce_grads(xp, params, outputs, A, y, activation)
+
+    return loss_and_grads
+
+
+def blocked_loss_and_grads_of(
+    bk: backends.Backend, activation: str, loss: str, block: int
+) -> Callable:
+    """The one-pass blocked gradient (:func:`xptrain.grad.blocked_loss_and_grads`): the same
+    loss and gradients, X read once, ``block`` rows at a time, the loop over blocks run by the
+    backend's ``fold``, its row groups spread over the backend's ``workers``."""
+
+    def loss_and_grads(params: Params, X: Any, y: Any) -> tuple[Any, Params]:
+        return blocked_loss_and_grads(
+            bk.xp, params, X, y, activation, loss, block, bk.fold, bk.spread, bk.workers
+        )
+
+    return loss_and_grads
+
+
+def autodiff_loss_and_grads(
+    xp: Any, activation: str, loss: str, value_and_grad: Callable
+) -> Callable:
+    """The backend's automatic differentiation of the same loss."""
+
+    def loss_fn(params: Params, X: Any, y: Any) -> Any:
+        z = logits(xp, params, X, activation)
+        return loss_from_logits(xp, loss, y, z, sigmoid(xp, z))
+
+    return value_and_grad(loss_fn)
 
 
 @functools.lru_cache(maxsize=64)
@@ -205,13 +192,14 @@ def make_step(
     so compiled steps (jax.jit, torch.compile) are reused instead of recompiled. The step maps
     ``((params, optimizer_state), X, y)`` to ``((params, optimizer_state), loss)``. With
     ``block`` (analytic gradients only), the one-pass blocked gradient over that many rows."""
-    xp, rule = bk.xp, OPTIMIZERS[optimizer]
+    xp = bk.xp
     if grad == "autodiff":
-        step = autodiff_step(xp, lr, rule, activation, bk.value_and_grad, loss)
+        loss_and_grads = autodiff_loss_and_grads(xp, activation, loss, bk.value_and_grad)
     elif block is not None:
-        step = blocked_step(xp, lr, rule, activation, loss, block, bk)
+        loss_and_grads = blocked_loss_and_grads_of(bk, activation, loss, block)
     else:
-        step = analytic_step(xp, lr, rule, activation, loss)
+        loss_and_grads = analytic_loss_and_grads(xp, activation, loss)
+    step = update_step(xp, lr, OPTIMIZERS[optimizer], loss_and_grads)
     return bk.jit(step) if jit else step
 
 
@@ -650,6 +638,24 @@ def run_meta(problem: Problem, bk: backends.Backend, options: Options) -> dict[s
     }
 
 
+def training_rows(problem: Problem, options: Options) -> tuple[Problem, Problem | None]:
+    """The rows a run trains on and its held-out rows (None without ``val_split``), scaled with
+    the training rows' statistics when ``standardize``; a batch larger than the training rows
+    is refused."""
+    o, held_out = options, None
+    if o.val_split is not None:
+        problem, held_out = split(problem, o.val_split, o.seed)
+    if o.standardize:
+        held_out = standardize(held_out, like=problem) if held_out is not None else None
+        problem = standardize(problem)
+    if o.batch_size is not None and o.batch_size > len(problem.y):
+        raise InvalidInput(
+            f"the batch size {o.batch_size} is larger than the {len(problem.y)} training "
+            "samples; use at most that, or leave it out for full batch"
+        )
+    return problem, held_out
+
+
 def train_problem(
     problem: Problem,
     bk: backends.Backend,
@@ -669,17 +675,7 @@ def train_problem(
     """
     o = options
     meta, whole = run_meta(problem, bk, o), problem
-    held_out = None
-    if o.val_split is not None:
-        problem, held_out = split(problem, o.val_split, o.seed)
-    if o.standardize:
-        held_out = standardize(held_out, like=problem) if held_out is not None else None
-        problem = standardize(problem)
-    if o.batch_size is not None and o.batch_size > len(problem.y):
-        raise InvalidInput(
-            f"the batch size {o.batch_size} is larger than the {len(problem.y)} training "
-            "samples; use at most that, or leave it out for full batch"
-        )
+    problem, held_out = training_rows(problem, o)
     if start is not None:
         check_compatible(start, whole, meta, o.epochs)
         params0, past, start_epoch = start.params, start.history, start.epoch
