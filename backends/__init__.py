@@ -6,6 +6,7 @@ What can be known without importing a framework (module, install hint, device ki
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 from dataclasses import dataclass
@@ -16,18 +17,20 @@ import numpy as np
 
 from xptrain.errors import BackendUnavailable, InvalidInput
 
-from .base import DTYPES, Backend, canonical_device, device_filter
+from .base import DTYPES, Backend, Group, canonical_device, device_filter
 
 __all__ = [
     "DTYPES",
     "SPECS",
     "Backend",
+    "Group",
     "available",
     "canonical_device",
     "canonical_name",
     "device_filter",
     "get",
     "names",
+    "process_group",
     "to_numpy",
 ]
 
@@ -135,6 +138,25 @@ def _own_namespace(name: str) -> Backend:
 
         _loaded[module] = NamespaceBackend(module)
     return _loaded[module]
+
+
+def process_group(name: str, timeout: float) -> contextlib.AbstractContextManager[Group]:
+    """Join the process group a launcher started, for backend ``name`` (torch: torch.distributed
+    under torchrun; jax: jax.distributed), waiting at most ``timeout`` seconds for the others;
+    a context that yields this process's :class:`Group` and leaves the group after. Call it
+    before the backend's first use: JAX must join before it computes anything."""
+    key = canonical_name(name)
+    if key not in ("torch", "jax"):
+        raise InvalidInput(f"--distributed is for --backend torch or jax, not {key}")
+    if not timeout > 0:
+        raise InvalidInput(f"the process group timeout must be > 0 seconds, got {timeout}")
+    try:
+        module = importlib.import_module(f"{__name__}.{SPECS[key].module}")
+    except ImportError:
+        raise BackendUnavailable(
+            f"backend {key!r} is not installed; install it with: {SPECS[key].install}"
+        ) from None
+    return module.process_group(timeout)
 
 
 def available() -> list[str]:

@@ -14,6 +14,7 @@ import re
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -186,6 +187,17 @@ class Backend:
         the GIL runs them on ``workers`` threads."""
         return in_turn(fn, count)
 
+    replicas_jit_only: bool = False  # a data-parallel step runs compiled only
+
+    def replicas(self, devices: int, distributed: bool, device: str) -> Any:
+        """An :class:`xptrain.parallel.Replicas` spreading a run's rows over ``devices`` of
+        this process (and, with ``distributed``, over every process of the joined group), on
+        ``device``'s kind; or refuse."""
+        raise InvalidInput(
+            f"{self.name} has no data-parallel training here; use --backend jax "
+            "(--data-parallel N, --distributed) or torch (--distributed under torchrun)"
+        )
+
     # A backend whose compiler has a loop sets has_scan and defines
     # scan(fn, carry, length) -> (carry, outputs stacked): JAX's lax.scan, so that a whole
     # training run is one compiled call (xptrain.train.make_fused).
@@ -220,6 +232,52 @@ class Shared:
                 if self._users == 0 and self._entered is not None:
                     entered, self._entered = self._entered, None
                     entered.__exit__(None, None, None)
+
+
+@dataclass(frozen=True)
+class Group:
+    """This process's place in a process group: its rank of ``size``."""
+
+    rank: int
+    size: int
+
+
+@dataclass(frozen=True)
+class LauncherEnv:
+    """What a launcher (torchrun, or a script) tells each process: the coordinator's address
+    and port, the group's size and this process's rank."""
+
+    address: str
+    port: int
+    size: int
+    rank: int
+
+
+_LAUNCHER_VARS = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK")
+
+
+def launcher_env() -> LauncherEnv | None:
+    """torchrun's variables (MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK), or None where none is
+    set; some set, or a bad value, is refused in one line."""
+    values = {name: os.environ.get(name) for name in _LAUNCHER_VARS}
+    if all(v is None for v in values.values()):
+        return None
+    missing = [name for name, v in values.items() if not v]
+    if missing:
+        raise InvalidInput(f"--distributed: the launcher did not set {', '.join(missing)}")
+    try:
+        port, size, rank = (int(values[k]) for k in ("MASTER_PORT", "WORLD_SIZE", "RANK"))
+    except ValueError:
+        raise InvalidInput(
+            "--distributed: MASTER_PORT, WORLD_SIZE and RANK must be whole numbers, got "
+            + ", ".join(f"{k}={values[k]}" for k in _LAUNCHER_VARS[1:])
+        ) from None
+    if not (0 < port < 65536 and size >= 1 and 0 <= rank < size):
+        raise InvalidInput(
+            f"--distributed: need 0 < MASTER_PORT < 65536 and 0 ≤ RANK < WORLD_SIZE, got "
+            f"MASTER_PORT={port}, WORLD_SIZE={size}, RANK={rank}"
+        )
+    return LauncherEnv(values["MASTER_ADDR"], port, size, rank)
 
 
 def cpu_name() -> str:

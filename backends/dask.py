@@ -164,6 +164,12 @@ class DaskBackend(Backend):
                 with self.client.as_current():
                     wait(futures)
 
+    def replicas(self, devices: int, distributed: bool, device: str) -> Any:
+        raise InvalidInput(
+            "dask spreads X's row chunks over its workers itself: give --scheduler ADDRESS "
+            "for a cluster, not --data-parallel or --distributed"
+        )
+
     def settle(self, tree: Any) -> Any:
         """Materialise every dask array in ``tree`` (nested tuples and lists of arrays) in one
         computation, so they share its reads of X, and return the same structure with each array

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
+import functools
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import array_api_compat.torch as xp_torch
 import numpy as np
 import torch
+import torch.distributed as dist
 
-from .base import Backend, Shared
+from xptrain.errors import BackendUnavailable, InvalidInput
+
+from .base import Backend, Group, Shared, launcher_env
 
 # The matmul precision settings of torch >= 2.9 (empty on older torch, which has only the
 # global float32_matmul_precision).
@@ -106,6 +112,104 @@ class TorchBackend(Backend):
             return super().fold(body, init, count)
         with _ONE_THREAD():
             return super().fold(body, init, count)
+
+    def replicas(self, devices: int, distributed: bool, device: str) -> TorchReplicas:
+        if devices != 1 or not distributed:
+            raise InvalidInput(
+                "torch takes one device per process: run one process per device under "
+                "torchrun with --distributed (not --data-parallel)"
+            )
+        if not (dist.is_available() and dist.is_initialized()):
+            raise InvalidInput(
+                "--distributed: no torch.distributed process group; run xptrain under torchrun "
+                "(it joins the group), or call torch.distributed.init_process_group first"
+            )
+        if device.startswith("cuda"):  # each rank on its own GPU of the node
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', device.split(':')[1]))}"
+        return _replicas(self, device, dist.get_world_size(), dist.get_rank())
+
+
+@functools.lru_cache(maxsize=16)  # one per group and device: compiled steps are reused
+def _replicas(backend: TorchBackend, device: str, size: int, rank: int) -> TorchReplicas:
+    return TorchReplicas(backend, torch.device(device), size, rank)
+
+
+class TorchReplicas:
+    """One replica per rank of the torch.distributed group: rank r holds rows
+    ``r·N/size .. (r+1)·N/size`` (uneven where N does not divide), and one ``all_reduce`` per
+    epoch adds the loss and gradient sums, flattened into one buffer. A functional collective,
+    so torch.compile traces it into the compiled step."""
+
+    even = False
+    here = 1
+
+    def __init__(self, backend: TorchBackend, device: torch.device, size: int, rank: int) -> None:
+        self._backend, self.device = backend, device
+        self.count, self.rank = size, rank
+        self.main = rank == 0
+
+    def rows(self, n: int) -> tuple[int, int]:
+        return self.rank * n // self.count, (self.rank + 1) * n // self.count
+
+    def put(self, a: np.ndarray, dtype: str, *, rows: bool) -> Any:
+        return self._backend.asarray(a, dtype, self.device)
+
+    def reduce(self, tree: tuple) -> tuple:
+        from torch.distributed import _functional_collectives as funcol
+
+        total, sums = tree
+        flat = torch.cat([total.reshape(1), *(s.reshape(-1) for s in sums)])
+        flat = funcol.wait_tensor(funcol.all_reduce(flat, "sum", dist.group.WORLD))
+        parts = torch.split(flat, [1, *(s.numel() for s in sums)])
+        return parts[0].reshape(()), tuple(
+            p.reshape(s.shape) for p, s in zip(parts[1:], sums, strict=True)
+        )
+
+    def wrap(self, step: Callable) -> Callable:
+        return step
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "engine": "torch.distributed",
+            "replicas": self.count,
+            "processes": self.count,
+            "process_group": str(dist.get_backend()),
+        }
+
+
+@contextlib.contextmanager
+def process_group(timeout: float) -> Iterator[Group]:
+    """Join the group torchrun started (gloo on the CPU; NCCL for CUDA tensors where CUDA is
+    present), waiting at most ``timeout`` seconds for the other ranks, at start-up and at every
+    collective after; leave it after."""
+    env = launcher_env()
+    if env is None:
+        raise InvalidInput(
+            "--distributed needs the launcher's RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT: "
+            "run it under torchrun (e.g. torchrun --nproc_per_node 2 -m xptrain train ...)"
+        )
+    engine = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    try:
+        dist.init_process_group(
+            engine,
+            timeout=datetime.timedelta(seconds=timeout),
+            rank=env.rank,
+            world_size=env.size,
+        )
+    except (RuntimeError, ValueError) as err:  # DistStoreError is a RuntimeError
+        raise BackendUnavailable(
+            f"--distributed: rank {env.rank} could not join {env.address}:{env.port} within "
+            f"{timeout:g} s: {str(err).splitlines()[0]}"
+        ) from None
+    try:
+        yield Group(env.rank, env.size)
+    except RuntimeError as err:  # gloo/NCCL: a peer that died, or one past the timeout
+        raise BackendUnavailable(
+            f"--distributed: rank {env.rank} stopped (a lost or stalled rank shows here as a "
+            f"failed collective; timeout {timeout:g} s): {str(err).splitlines()[0]}"
+        ) from None
+    finally:
+        dist.destroy_process_group()
 
 
 @contextlib.contextmanager

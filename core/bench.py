@@ -20,22 +20,24 @@ what finished.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import math
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import backends
+from . import backends, launch
 from .data import Problem, linear
-from .errors import InvalidInput
+from .errors import InvalidInput, XptrainError
 from .runinfo import versions
 from .terminal import align, progress
 from .train import Options, place
@@ -44,6 +46,7 @@ LR = 0.1  # small enough that no size of linear:N,D saturates the seed's BCE in 
 DEFAULTS = {"sizes": [(65536, 64)], "epochs": 10, "repeat": 5}
 QUICK = {"sizes": [(4096, 32)], "epochs": 5, "repeat": 3}
 SWEEP_N = [2**k for k in range(10, 21, 2)]  # 1k ... 1M rows, log-spaced
+SPREADS = ("", "devices", "processes", "workers")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ class BenchConfig:
     epochs: int
     repeat: int
     path: str = "fast"  # "fast": what train chooses (one-pass on the CPU); "exact": the seed's
+    # Data-parallel: the rows spread over `replicas` "devices" (JAX, one process), "processes"
+    # (a torchrun group: torch ranks, JAX processes) or "workers" (a dask LocalCluster).
+    spread: str = ""
+    replicas: int = 1
 
     def key(self) -> tuple:
         """What makes two records the same configuration (for ``--resume``)."""
@@ -99,8 +106,11 @@ def plan(
     modes: Sequence[str] = ("eager", "jit"),
     grad: str = "analytic",
     paths: Sequence[str] = ("fast",),
+    spread: str = "",
+    counts: Sequence[int] = (1,),
 ) -> list[BenchConfig]:
-    """Every backend × device × mode × size to time (jit only where the backend has it)."""
+    """Every backend × device × mode × size to time (jit only where the backend has it), with
+    the rows spread over each of ``counts`` replicas of kind ``spread`` (see BenchConfig)."""
     if dtype not in backends.DTYPES:
         raise InvalidInput(f"unknown dtype {dtype!r}; choose from {', '.join(backends.DTYPES)}")
     if epochs < 1 or repeat < 1:
@@ -111,15 +121,19 @@ def plan(
     wrong = set(paths) - {"fast", "exact"}
     if wrong:
         raise InvalidInput(f"unknown path {sorted(wrong)[0]!r}; use fast and/or exact")
+    if spread not in SPREADS:
+        raise InvalidInput(f"unknown spread {spread!r}; one of {', '.join(SPREADS)}")
     configs = [
-        BenchConfig(bk.name, device, dtype, mode, grad, n, d, epochs, repeat, path)
+        BenchConfig(bk.name, device, dtype, mode, grad, n, d, epochs, repeat, path, spread, count)
         for n, d in sizes
         for bk in bks
         for device in bk.devices()
         if keep(device)
         for mode in modes
-        if mode == "eager" or bk.has_jit
+        if (mode == "eager" or bk.has_jit)
+        and not (spread and mode == "eager" and bk.replicas_jit_only)
         for path in paths
+        for count in (counts if spread else (1,))
     ]
     if not configs:
         raise InvalidInput("nothing to benchmark: no backend, device and size left to combine")
@@ -153,11 +167,17 @@ def measure(config: BenchConfig, problem: Problem) -> dict[str, Any]:
         jit=config.mode == "jit",
         grad=config.grad,
         exact=config.path == "exact",
+        data_parallel=config.replicas if config.spread == "devices" else None,
+        distributed=config.spread == "processes",
     )
+    replicas = None
+    if config.spread in ("devices", "processes"):
+        replicas = bk.replicas(options.data_parallel or 1, options.distributed, config.device)
     params = [problem.W, np.zeros((1, 1))]
-    with bk.float_scope(config.dtype):
+    with _workers(bk, config), bk.float_scope(config.dtype):
         transfer_s, run = _timed(
-            lambda: place(problem, bk, config.device, options, params), lambda _: None
+            lambda: place(problem, bk, config.device, options, params, replicas=replicas),
+            lambda _: None,
         )  # place waits for the transfer
         X, carry = run.X, run.carry
 
@@ -170,10 +190,12 @@ def measure(config: BenchConfig, problem: Problem) -> dict[str, Any]:
             _timed(epochs, lambda out: bk.sync(out[0][0][0]))[0] for _ in range(config.repeat)
         ]
         per_epoch = [seconds / config.epochs for seconds in per_run]
-        own_gbps = read_rate(bk, X) / 1e9
+        own_gbps = read_rate(bk, X) / 1e9 if replicas is None else None
         precision = bk.precision(config.dtype)
+        threads = bk.threads()
+        device_name = bk.device_name(config.device)
     epoch_s = statistics.median(per_epoch)
-    nbytes = _nbytes(X)
+    nbytes = config.n * config.d * (8 if config.dtype == "float64" else 4)  # all of X
     return {
         "transfer_s": transfer_s,
         "compile_s": max(0.0, first_s - statistics.median(per_run)),  # the first run's extra
@@ -185,11 +207,39 @@ def measure(config: BenchConfig, problem: Problem) -> dict[str, Any]:
         "bytes_per_epoch": nbytes,
         "gbps": nbytes / epoch_s / 1e9,
         "own_read_gbps": own_gbps,
+        "replicas_record": replicas.record() if replicas is not None else None,
+        # what one all-reduce adds each epoch: the loss and every gradient, one buffer
+        "allreduce_bytes": (1 + sum(p.size for p in params)) * (nbytes // (config.n * config.d))
+        if replicas is not None
+        else None,
         "precision": precision,
         "versions": versions(bk),
-        "threads": bk.threads(),
-        "device_name": bk.device_name(config.device),
+        "threads": threads,
+        "device_name": device_name,
     }
+
+
+@contextlib.contextmanager
+def _workers(bk: backends.Backend, config: BenchConfig) -> Iterator[None]:
+    """For a "workers" configuration: a dask LocalCluster of that many one-thread worker
+    processes, computed on inside; nothing otherwise."""
+    if config.spread != "workers":
+        yield
+        return
+    if not hasattr(bk, "scheduler"):
+        raise InvalidInput(f"workers are dask's: {bk.name} spreads over devices or processes")
+    from distributed import LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=config.replicas,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        ) as cluster,
+        bk.scheduler(cluster),
+    ):
+        yield
 
 
 def _status(err: BaseException) -> str:
@@ -212,8 +262,9 @@ def record_key(record: dict[str, Any]) -> tuple | None:
         return None
 
 
-# Records written before `path` existed timed the seed's full-batch epoch: they are "exact".
-_BEFORE_PATHS = {"path": "exact"}
+# Records written before `path` existed timed the seed's full-batch epoch: they are "exact";
+# before `spread`, every run was on one device.
+_BEFORE_PATHS = {"path": "exact", "spread": "", "replicas": 1}
 
 
 def load_records(path: Path) -> list[dict[str, Any]]:
@@ -233,22 +284,25 @@ def load_records(path: Path) -> list[dict[str, Any]]:
 
 
 def run(
-    configs: Iterable[BenchConfig], out: Path, resume: bool = False, progress_bar: bool = True
+    configs: Iterable[BenchConfig],
+    out: Path,
+    resume: bool = False,
+    progress_bar: bool = True,
+    write: bool = True,
 ) -> list[dict[str, Any]]:
     """Time every configuration not already in ``out`` (with ``resume``), appending each record
-    as it completes. Returns the records written by this run."""
+    as it completes. Returns the records of this run. Without ``write`` nothing is written:
+    the other processes of a group time alongside the one that writes (their collectives
+    need them), the same configurations in the same order."""
     skip = {record_key(r) for r in load_records(out)} if resume else set()
     todo = [c for c in configs if c.key() not in skip]
     written: list[dict[str, Any]] = []
     bounds: dict[tuple[str, int, int], tuple[float, str]] = {}
     data: dict[tuple[int, int], Problem] = {}
     bar = progress(todo, "xptrain bench", progress_bar)
-    with open(out, "a+", encoding="utf-8") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() > 0:
-            f.seek(f.tell() - 1)
-            if f.read(1) != "\n":  # a run killed mid-write: start on a line of our own
-                f.write("\n")
+    with open(out, "a+", encoding="utf-8") if write else contextlib.nullcontext() as f:
+        if f is not None:
+            _start_line(f)
         for config in bar:
             bar.set_postfix_str(
                 f"{config.backend}/{config.device} {config.mode} {config.n}x{config.d}",
@@ -271,11 +325,68 @@ def run(
             except Exception as err:  # recorded, and the sweep goes on
                 record["status"] = _status(err)
             _attach_bound(record, bounds, todo, config, data[size])
-            f.write(json.dumps(record, allow_nan=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+            if f is not None:
+                f.write(json.dumps(record, allow_nan=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
             written.append(record)
     return written
+
+
+def _start_line(f: Any) -> None:
+    """Append from the start of a line: a run killed mid-write leaves an unfinished one."""
+    f.seek(0, os.SEEK_END)
+    if f.tell() > 0:
+        f.seek(f.tell() - 1)
+        if f.read(1) != "\n":
+            f.write("\n")
+
+
+# What --scale-out runs, each in processes of its own: backend, spread, whether under torchrun.
+SCALE_OUT = (("jax", "devices"), ("jax", "processes"), ("torch", "processes"), ("dask", "workers"))
+
+
+def scale_out(
+    counts: Sequence[int],
+    backend_names: Sequence[str] | None,
+    common: Sequence[str],
+    timeout: float,
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Time every configuration on 1, 2, ... (``counts``) replicas: JAX over emulated CPU
+    devices and over processes, torch over gloo ranks (under torchrun), dask over LocalCluster
+    workers; each an ``xptrain bench`` of its own, with ``common`` options (sizes, dtype, out,
+    ...) so every record lands in the same file. Returns the (backend, spread) pairs that ran,
+    and a note for each that could not."""
+    ran, notes = [], []
+    wanted = set(backend_names or [name for name, _ in SCALE_OUT])
+    for name, spread in SCALE_OUT:
+        if name not in wanted:
+            continue
+        try:
+            backends.get(name)
+        except XptrainError as err:
+            notes.append(f"{name} over {spread}: {err}")
+            continue
+        if spread == "processes" and importlib.util.find_spec("torch") is None:
+            notes.append(f"{name} over processes: needs torchrun (torch)")
+            continue
+        args = ["bench", "--backends", name, "--devices", "cpu", *common]
+        if spread == "processes":
+            launched = [
+                launch.run_xptrain([*args, "--distributed"], processes=k, timeout=timeout)
+                for k in counts
+            ]
+        else:
+            flag = "--data-parallel" if spread == "devices" else "--workers"
+            each = [flag, ",".join(map(str, counts))]
+            devices = max(counts) if spread == "devices" else None
+            launched = [launch.run_xptrain([*args, *each], cpu_devices=devices, timeout=timeout)]
+        for done in launched:
+            if done.returncode != 0:
+                lines = [line for line in done.stderr.splitlines() if line.strip(" =-")]
+                notes.append(f"{name} over {spread}: exit {done.returncode}: {lines[-1:]}")
+        ran.append((name, spread))
+    return ran, notes
 
 
 def _attach_bound(
@@ -329,10 +440,11 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
     lines = [_COLUMNS]
     for r in records:
         ok = r["status"] == "ok"
+        spread = f" ×{r['replicas']} {r['spread']}" if r.get("spread") else ""
         lines.append(
             (
                 r["backend"],
-                r["device"],
+                r["device"] + spread,
                 r["mode"],
                 _path(r),
                 str(r["n"]),

@@ -4,13 +4,16 @@ engine × mode, each run twice, compared with the float64 reference under one to
 from __future__ import annotations
 
 import functools
+import importlib.util
+import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import backends, problems
+from . import backends, launch, problems
 from .conformance import MODEL, compare, tolerance
 from .data import Problem
 from .errors import InvalidInput, XptrainError
@@ -29,12 +32,26 @@ class Config:
     dtype: str
     grad: str
     mode: str  # "eager" or "jit"
+    data_parallel: int | None = None  # the rows spread over this many devices per process
+    processes: int | None = None  # ... and over this many processes (a joined group)
+
+    @property
+    def spread(self) -> str:
+        """How a data-parallel configuration spreads its rows ("" for one device)."""
+        parts = []
+        if self.data_parallel is not None:
+            parts.append(f"{self.data_parallel} devices")
+        if self.processes is not None:
+            parts.append(f"{self.processes} processes")
+        return " × ".join(parts)
 
     @property
     def label(self) -> str:
         """``backend/device/dtype/grad/mode on problem``, as tables and test ids show it."""
+        spread = f" over {self.spread}" if self.spread else ""
         return (
-            f"{self.backend}/{self.device}/{self.dtype}/{self.grad}/{self.mode} on {self.problem}"
+            f"{self.backend}/{self.device}/{self.dtype}/{self.grad}/{self.mode}{spread} "
+            f"on {self.problem}"
         )
 
 
@@ -61,11 +78,13 @@ class Row:
     rel_err: list[float] = field(default_factory=list)  # per epoch
     loss_tol: list[float] = field(default_factory=list)  # per epoch: tolerance · (1 + 1/L)
     param_tol: float | None = None
+    data_parallel: int | None = None
+    processes: int | None = None
 
     @property
     def config(self) -> Config:
         """The configuration this row is of."""
-        return Config(self.problem, self.backend, self.device, self.dtype, self.grad, self.mode)
+        return Config(**{f.name: getattr(self, f.name) for f in fields(Config)})
 
 
 @dataclass
@@ -107,12 +126,16 @@ def plan(
     backend_names: Sequence[str] | None = None,
     devices: Sequence[str] | None = None,
     dtypes: Sequence[str] | None = None,
+    data_parallel: int | None = None,
+    processes: int | None = None,
 ) -> tuple[list[Config], list[str]]:
     """The configurations to run, and a note for each thing left out and why.
 
     Names given explicitly must work (else :class:`InvalidInput` or
     :class:`BackendUnavailable`); by default every built-in backend that starts here and every
-    problem whose data is installed is used, and the rest is listed as skipped.
+    problem whose data is installed is used, and the rest is listed as skipped. With
+    ``data_parallel`` (devices per process) or ``processes`` (the size of the joined group),
+    every configuration spreads its rows so, and backends that cannot are skipped.
     """
     skipped: list[str] = []
     dtypes = list(dtypes or backends.DTYPES)
@@ -139,14 +162,50 @@ def plan(
         for device in bk.devices():
             if not keep(device):
                 continue
+            modes = _modes(bk, device, data_parallel, processes, skipped)
             for problem in chosen:
                 for dtype in dtypes:
                     for grad in ("analytic", "autodiff") if bk.has_autodiff else ("analytic",):
-                        for mode in ("eager", "jit") if bk.has_jit else ("eager",):
-                            configs.append(Config(problem.name, bk.name, device, dtype, grad, mode))
+                        for mode in modes:
+                            configs.append(
+                                Config(
+                                    problem.name,
+                                    bk.name,
+                                    device,
+                                    dtype,
+                                    grad,
+                                    mode,
+                                    data_parallel,
+                                    processes,
+                                )
+                            )
     if not configs:
         raise InvalidInput("nothing to check: no backend, device and problem left to combine")
     return configs, skipped
+
+
+def _modes(
+    bk: backends.Backend,
+    device: str,
+    data_parallel: int | None,
+    processes: int | None,
+    skipped: list[str],
+) -> tuple[str, ...]:
+    """The modes to check ``bk`` on ``device`` in: eager, and jit where it compiles; spread
+    over ``data_parallel`` devices (and the joined ``processes``) only where it can, with a
+    note in ``skipped`` for what it cannot."""
+    modes = ("eager", "jit") if bk.has_jit else ("eager",)
+    if data_parallel is None and processes is None:
+        return modes
+    try:
+        bk.replicas(data_parallel or 1, processes is not None, device)
+    except XptrainError as err:
+        skipped.append(f"{bk.name}/{device}: {err}")
+        return ()
+    if bk.replicas_jit_only:
+        skipped.append(f"{bk.name}/{device} eager: a data-parallel step runs compiled only")
+        return ("jit",)
+    return modes
 
 
 def select_backends(names: Sequence[str] | None) -> tuple[list[backends.Backend], list[str]]:
@@ -193,6 +252,8 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
         grad=config.grad,
         hidden=p.hidden,
         activation=p.activation,
+        data_parallel=config.data_parallel,
+        distributed=config.processes is not None,
     )
     try:
         bk = backends.get(config.backend)
@@ -205,6 +266,58 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
     )
     row = compared_row(config, first, _reference(config.problem), tol, repeatable)
     return row, {"versions": first.versions, "precision": first.precision}
+
+
+# What --scale-out adds, each in its own processes: (backend, CPU devices per process, processes
+# under torchrun, the check options that spread the rows).
+SCALE_OUT = (
+    ("jax", 2, None, ("--data-parallel", "2")),
+    ("jax", None, 2, ("--distributed",)),
+    ("torch", None, 2, ("--distributed",)),
+)
+
+
+def scale_out(
+    report: Report,
+    problem_names: Sequence[str] | None,
+    dtypes: Sequence[str] | None,
+    timeout: float,
+    directory: Path,
+) -> None:
+    """Add data-parallel rows to ``report``: every problem and dtype on JAX over 2 emulated CPU
+    devices and over 2 processes, and on torch over 2 gloo ranks, each a ``xptrain check`` of
+    its own (under torchrun where it takes processes), its JSON report read back. A backend
+    that is not here is skipped, saying so; a launch that fails is a failed row."""
+    for name, cpu_devices, processes, spread in SCALE_OUT:
+        try:
+            backends.get(name)
+        except XptrainError as err:
+            report.skipped.append(f"scale-out on {name}: {err}")
+            continue
+        if processes is not None and importlib.util.find_spec("torch") is None:
+            report.skipped.append(f"scale-out on {name} over processes: needs torchrun (torch)")
+            continue
+        out = directory / f"{name}-{'-'.join(s.strip('-') for s in spread)}.json"
+        args = ["check", "--backends", name, "--devices", "cpu", *spread, "--quiet"]
+        args += ["--json", str(out), "--distributed-timeout", str(timeout)]
+        args += [*_option("--problems", problem_names), *_option("--dtypes", dtypes)]
+        launched = launch.run_xptrain(
+            args, processes=processes, cpu_devices=cpu_devices, timeout=timeout * 20
+        )
+        if not out.is_file():
+            where = Config("all", name, "cpu", "-", "-", "-", cpu_devices, processes)
+            error = (launched.stderr.strip().splitlines() or ["no output"])[-1]
+            report.rows.append(error_row(where, 0.0, InvalidInput(error)))
+            continue
+        other = json.loads(out.read_text())
+        report.rows += [Row(**row) for row in other["results"]]
+        report.versions.update(other["versions"])
+        report.precision.update({f"{k} (scale-out)": v for k, v in other["precision"].items()})
+        report.skipped += [f"scale-out on {name}: {note}" for note in other["skipped"]]
+
+
+def _option(flag: str, values: Sequence[str] | None) -> list[str]:
+    return [flag, *values] if values else []
 
 
 def compared_row(
@@ -308,7 +421,7 @@ def format_table(report: Report) -> str:
                 row.device,
                 row.dtype,
                 row.grad,
-                row.mode,
+                f"{row.mode}, {row.config.spread}" if row.config.spread else row.mode,
                 _num(row.max_rel_err),
                 _num(row.max_ulp, ".1f"),
                 "none" if row.first_bad_epoch is None else str(row.first_bad_epoch),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -154,6 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds to wait for the scheduler and a worker (default 10)",
     )
+    train.add_argument(
+        "--data-parallel",
+        type=int,
+        metavar="N",
+        help="with --backend jax: spread the rows over N devices of this process (sharded, "
+        "gradients added by psum); CPU devices: XLA_FLAGS=--xla_force_host_platform_device_count=N",
+    )
+    train.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join the launcher's process group (torchrun for torch and jax; RANK, WORLD_SIZE, "
+        "MASTER_ADDR, MASTER_PORT) and spread the rows over its processes; rank 0 prints "
+        "and writes",
+    )
+    _timeout_option(train)
     train.add_argument("--json", metavar="PATH", help="write the result as JSON")
     train.add_argument("--plot", metavar="PATH", help="draw the loss curve (png, svg, pdf, ...)")
     train.add_argument("--quiet", action="store_true", help="print nothing per epoch")
@@ -207,6 +224,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="extend",
         metavar="NAME",
         help=f"{', '.join(problems.PROBLEMS)} (default: all whose data is installed)",
+    )
+    check.add_argument(
+        "--data-parallel",
+        type=int,
+        metavar="N",
+        help="spread every configuration's rows over N devices of this process (jax; others "
+        "are skipped)",
+    )
+    check.add_argument(
+        "--distributed",
+        action="store_true",
+        help="under torchrun: every configuration spread over the processes of the group "
+        "(one --backends: torch or jax); rank 0 prints and writes",
+    )
+    _timeout_option(check)
+    check.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="also check data-parallel runs, each in processes of its own: jax over 2 emulated "
+        "CPU devices and over 2 processes, torch over 2 gloo ranks (torchrun)",
     )
     check.add_argument("--json", metavar="PATH", help="write the report as JSON")
     check.add_argument("--plot", metavar="PATH", help="draw relative error per epoch")
@@ -268,6 +305,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="fast (what train chooses: the one-pass gradient on the CPU where it wins) "
         "and/or exact (the seed's full-batch arithmetic); default fast",
     )
+    bench.add_argument(
+        "--data-parallel",
+        type=_arg(_positive_ints),
+        metavar="N,...",
+        help="with jax: time the rows spread over each of these numbers of devices of this "
+        "process (jit only; CPU devices: XLA_FLAGS=--xla_force_host_platform_device_count=N)",
+    )
+    bench.add_argument(
+        "--workers",
+        type=_arg(_positive_ints),
+        metavar="N,...",
+        help="with dask: time on a LocalCluster of each of these numbers of one-thread workers",
+    )
+    bench.add_argument(
+        "--distributed",
+        action="store_true",
+        help="under torchrun: time the rows spread over the group's processes (one "
+        "--backends: torch or jax); rank 0 writes",
+    )
+    _timeout_option(bench)
+    bench.add_argument(
+        "--scale-out",
+        type=_arg(_positive_ints),
+        metavar="N,...",
+        help="time 1 vs 2 (these numbers of) replicas, each in processes of its own: jax "
+        "devices and processes, torch ranks (torchrun), dask workers; into the same --out",
+    )
     bench.add_argument("--epochs", type=int, help="epochs per timed run (default 10)")
     bench.add_argument("--repeat", type=int, help="timed runs per configuration (default 5)")
     bench.add_argument(
@@ -308,6 +372,17 @@ def build_parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("backends", help="list backends, their versions and devices")
     listing.set_defaults(run=run_backends)
     return parser
+
+
+def _timeout_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--distributed-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="seconds to wait for the other processes, at start-up and at every collective "
+        "(default 120)",
+    )
 
 
 def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -373,9 +448,30 @@ def run_train(args: argparse.Namespace) -> int:
         exact=args.exact,
         block=args.block_rows,
         standardize=args.standardize,
+        data_parallel=args.data_parallel,
+        distributed=args.distributed,
     )
     _check_outputs(args)
     start, save = _checkpointing(args)
+    if args.distributed:  # before the backend's first use: JAX joins before computing
+        group = backends.process_group(args.backend, args.distributed_timeout)
+        with group as joined:
+            return _train_and_write(
+                args, options, start, save if joined.rank == 0 else None, main=joined.rank == 0
+            )
+    return _train_and_write(args, options, start, save, main=True)
+
+
+def _train_and_write(
+    args: argparse.Namespace,
+    options: Options,
+    start: checkpoint.Checkpoint | None,
+    save: Callable[[checkpoint.Checkpoint], None] | None,
+    *,
+    main: bool,
+) -> int:
+    """Train, then write the outputs together (``main``: the process that prints and writes;
+    the others of a process group train silently)."""
     bk = backends.get(args.backend)
     if args.scheduler is not None and not hasattr(bk, "scheduler"):
         raise InvalidInput("--scheduler is for --backend dask (a dask.distributed cluster)")
@@ -388,7 +484,10 @@ def run_train(args: argparse.Namespace) -> int:
         if args.scheduler is not None
         else contextlib.nullcontext()
     )
-    with cluster, _epoch_printer(args, start.epoch if start else 0) as on_epoch:
+    printer = (
+        _epoch_printer(args, start.epoch if start else 0) if main else contextlib.nullcontext()
+    )
+    with cluster, printer as on_epoch:
         result = train_problem(
             problem,
             bk,
@@ -399,6 +498,8 @@ def run_train(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every,
             on_checkpoint=save,
         )
+    if not main:
+        return 0
     outputs = []
     if args.json is not None:
         record = {
@@ -487,16 +588,45 @@ def _title(result: TrainResult) -> str:
 
 def run_check(args: argparse.Namespace) -> int:
     """``xptrain check``: the agreement table; exit 1 with a one-line summary on any failure."""
+    _check_outputs(args)
+    if args.data_parallel is not None and args.data_parallel < 1:
+        raise InvalidInput(f"--data-parallel must be ≥ 1 devices, got {args.data_parallel}")
+    if args.scale_out and (args.distributed or args.data_parallel is not None):
+        raise InvalidInput("--scale-out launches its own data-parallel checks: give it alone")
+    if not args.distributed:
+        return _check_and_report(args, processes=None, main=True)
+    named = _listed(args.backends, "--backends") or []
+    if len(named) != 1:
+        raise InvalidInput("--distributed checks one backend: give --backends torch or jax")
+    with backends.process_group(named[0], args.distributed_timeout) as joined:
+        return _check_and_report(args, processes=joined.size, main=joined.rank == 0)
+
+
+def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: bool) -> int:
+    """Plan and run the check (every process of a group runs every configuration, in the same
+    order); ``main`` prints the table and writes the outputs."""
     from . import check
 
-    _check_outputs(args)
     configs, skipped = check.plan(
         _listed(args.problems, "--problems"),
         _listed(args.backends, "--backends"),
         _listed(args.devices, "--devices"),
         _listed(args.dtypes, "--dtypes"),
+        args.data_parallel,
+        processes,
     )
-    report = check.run(configs, skipped, progress_bar=not args.quiet)
+    report = check.run(configs, skipped, progress_bar=not args.quiet and main)
+    if args.scale_out:
+        with tempfile.TemporaryDirectory(prefix="xptrain-scale-out-") as directory:
+            check.scale_out(
+                report,
+                _listed(args.problems, "--problems"),
+                _listed(args.dtypes, "--dtypes"),
+                args.distributed_timeout,
+                Path(directory),
+            )
+    if not main:
+        return 0 if report.passed else 1
     outputs = []
     if args.json is not None:
         outputs.append((args.json, json_writer(report.to_dict())))
@@ -542,11 +672,23 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.sweep:
         sizes = [(n, d) for d in args.dims for n in bench.SWEEP_N]
     _check_outputs(args)
-    out = Path(args.out)
     modes = _listed(args.modes, "--modes") or ["eager", "jit"]
     if set(modes) - {"eager", "jit"}:
         raise InvalidInput(f"unknown mode in {modes}; use eager and/or jit")
-    configs = bench.plan(
+    spreads = {
+        "devices": args.data_parallel,
+        "workers": args.workers,
+        "processes": (0,) if args.distributed else None,
+        "scale-out": args.scale_out,
+    }
+    chosen = [(kind, counts) for kind, counts in spreads.items() if counts is not None]
+    if len(chosen) > 1:
+        raise InvalidInput(
+            "give one of --data-parallel, --workers, --distributed and --scale-out at a time"
+        )
+    spread, counts = chosen[0] if chosen else ("", (1,))
+    plan = functools.partial(
+        bench.plan,
         _listed(args.backends, "--backends"),
         _listed(args.devices, "--devices"),
         args.dtype,
@@ -556,11 +698,44 @@ def run_bench(args: argparse.Namespace) -> int:
         modes,
         paths=_listed(args.paths, "--paths") or ["fast"],
     )
+    if spread == "scale-out":
+        return _bench_scale_out(args, plan, sizes, epochs, repeat, counts)
+    if spread != "processes":
+        return _bench(args, plan(spread=spread, counts=counts), main=True)
+    named = _listed(args.backends, "--backends") or []
+    if len(named) != 1:
+        raise InvalidInput("--distributed times one backend: give --backends torch or jax")
+    with backends.process_group(named[0], args.distributed_timeout) as joined:
+        configs = plan(spread="processes", counts=(joined.size,))
+        return _bench(args, configs, main=joined.rank == 0)
+
+
+def _bench(args: argparse.Namespace, configs: list, *, main: bool) -> int:
+    """Time ``configs`` into --out (``main``: this process writes and prints; the other
+    processes of a group time alongside it, as their collectives need), then the table."""
+    from . import bench
+
     interrupted = False
     try:
-        bench.run(configs, out, resume=args.resume, progress_bar=not args.quiet)
+        bench.run(
+            configs,
+            Path(args.out),
+            resume=args.resume,
+            progress_bar=not args.quiet and main,
+            write=main,
+        )
     except KeyboardInterrupt:
         interrupted = True
+    if not main:
+        return 0
+    return _bench_report(args, configs, interrupted)
+
+
+def _bench_report(args: argparse.Namespace, configs: list, interrupted: bool = False) -> int:
+    """The table of the records of ``configs`` in --out (and --plot)."""
+    from . import bench
+
+    out = Path(args.out)
     wanted = {c.key() for c in configs}
     records = [r for r in bench.load_records(out) if bench.record_key(r) in wanted]
     print(bench.format_table(records))
@@ -576,6 +751,46 @@ def run_bench(args: argparse.Namespace) -> int:
         )
         return 130
     return 0
+
+
+def _bench_scale_out(
+    args: argparse.Namespace,
+    plan: Callable[..., list],
+    sizes: list[tuple[int, int]],
+    epochs: int,
+    repeat: int,
+    counts: tuple[int, ...],
+) -> int:
+    """``--scale-out``: each backend × spread timed in processes of its own, then one table."""
+    from . import bench
+
+    common = ["--dtype", args.dtype, "--epochs", str(epochs), "--repeat", str(repeat)]
+    common += ["--sizes", ",".join(f"{n}x{d}" for n, d in sizes), "--out", args.out, "--quiet"]
+    common += ["--modes", *(_listed(args.modes, "--modes") or ["eager", "jit"])]
+    common += ["--paths", *(_listed(args.paths, "--paths") or ["fast"])]
+    common += ["--distributed-timeout", str(args.distributed_timeout)]
+    if args.resume:
+        common.append("--resume")
+    ran, notes = bench.scale_out(counts, _listed(args.backends, "--backends"), common, timeout=3600)
+    configs = []
+    for name, spread in ran:
+        # the same configurations the launched benches planned (a 1-process group included)
+        configs += bench.plan(
+            [name],
+            ["cpu"],
+            args.dtype,
+            sizes,
+            epochs,
+            repeat,
+            _listed(args.modes, "--modes") or ["eager", "jit"],
+            paths=_listed(args.paths, "--paths") or ["fast"],
+            spread=spread,
+            counts=counts,
+        )
+    code = _bench_report(args, configs)
+    for note in notes:
+        print(f"xptrain bench: scale-out: {note}", file=sys.stderr)
+    return code if not notes else 1
 
 
 def run_experiment(args: argparse.Namespace) -> int:

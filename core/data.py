@@ -18,7 +18,8 @@ from .files import load_npz
 
 @dataclass(frozen=True)
 class Problem:
-    """A validated binary-classification problem on the host, in float64.
+    """A validated binary-classification problem on the host, in float64 (X memory-mapped
+    in its file's dtype when it comes from a folder of .npy files).
 
     ``X`` is N×D, ``y`` is N×1 of 0/1, ``W`` is D×1 or None (then :func:`initial_weights`
     draws it), ``b`` is a float or None (then 0, as in the seed).
@@ -114,16 +115,7 @@ def make_problem(X: Any, y: Any, W: Any = None, b: Any = None) -> Problem:
     n, d = X.shape
     if n == 0 or d == 0:
         raise InvalidInput(f"X is empty (shape {X.shape}); it needs at least one row and column")
-    y = _numeric("y", y)
-    if y.ndim == 1:
-        y = y[:, None]
-    if y.ndim != 2 or y.shape[1] != 1:
-        raise InvalidInput(f"y must have shape (N,) or (N, 1), got {y.shape}")
-    if y.shape[0] != n:
-        raise InvalidInput(f"X has {n} rows but y has {y.shape[0]}; they must match")
-    bad = ~np.isin(y, (0, 1))
-    if bad.any():
-        raise InvalidInput(f"labels must be 0 or 1; y holds {y[bad][0]:g}")
+    y = _labels(y, n)
     if W is not None:
         W = _numeric("W", W)
         if W.shape not in ((d,), (d, 1)):
@@ -135,6 +127,48 @@ def make_problem(X: Any, y: Any, W: Any = None, b: Any = None) -> Problem:
             raise InvalidInput(f"b must be a scalar, (1,) or (1, 1), got shape {b_arr.shape}")
         b = float(b_arr.reshape(()))
     return Problem(X, y, W, b)
+
+
+def _labels(y: Any, n: int) -> np.ndarray:
+    """``y`` as N×1 float64 labels of 0 or 1, for an X of ``n`` rows; refused otherwise."""
+    y = _numeric("y", y)
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2 or y.shape[1] != 1:
+        raise InvalidInput(f"y must have shape (N,) or (N, 1), got {y.shape}")
+    if y.shape[0] != n:
+        raise InvalidInput(f"X has {n} rows but y has {y.shape[0]}; they must match")
+    bad = ~np.isin(y, (0, 1))
+    if bad.any():
+        raise InvalidInput(f"labels must be 0 or 1; y holds {y[bad][0]:g}")
+    return y
+
+
+CHECK_BYTES = 64 << 20  # a memory-mapped X is checked this much at a time
+
+
+def _load_folder(path: Path) -> Problem:
+    """``X.npy`` and ``y.npy`` in a folder: X memory-mapped (its own dtype), checked a chunk
+    at a time, so it is never read whole here; a backend that computes in chunks (dask) or a
+    process that takes some rows (a rank) reads only what it uses."""
+    files = {name: path / f"{name}.npy" for name in ("X", "y")}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        raise InvalidInput(f"data folder {str(path)!r} needs X.npy and y.npy; no {missing[0]}")
+    try:
+        X = np.load(files["X"], mmap_mode="r", allow_pickle=False)
+        y = np.load(files["y"], allow_pickle=False)
+    except ValueError as err:
+        raise InvalidInput(f"{path}: not a numeric .npy pair ({err})") from None
+    if X.dtype.kind not in "biuf" or X.ndim != 2 or 0 in X.shape:
+        raise InvalidInput(
+            f"{files['X']}: needs a non-empty 2-D numeric array, got {X.dtype} {X.shape}"
+        )
+    rows = max(1, CHECK_BYTES // (X.shape[1] * X.dtype.itemsize))
+    for start in range(0, X.shape[0], rows):
+        if not np.isfinite(X[start : start + rows]).all():
+            raise InvalidInput(f"X holds NaN or inf (from row {start}); clean the data first")
+    return Problem(X, _labels(y, X.shape[0]))
 
 
 def _numeric(name: str, a: Any) -> np.ndarray:
@@ -154,21 +188,24 @@ def _numeric(name: str, a: Any) -> np.ndarray:
 def load(spec: str | Path) -> Problem:
     """A problem from a data spec: ``seed``; a generator ``linear:N,D[,SEED]`` or
     ``blobs:N,D[,SEED]``; a dataset shipped inside an installed package (``breast_cancer``,
-    ``digits``: scikit-learn, no download); or an ``.npz`` (X, y, optional W, b) or ``.csv``
-    (last column the label) file. Files are never unpickled."""
+    ``digits``: scikit-learn, no download); an ``.npz`` (X, y, optional W, b) or ``.csv``
+    (last column the label) file; or a folder holding ``X.npy`` and ``y.npy`` (X
+    memory-mapped, for data larger than memory). Files are never unpickled."""
     text = str(spec)
     name, _, params = text.partition(":")
     if name in GENERATORS:
         return GENERATORS[name](params)
     path = Path(spec)
     suffix = path.suffix.lower()
+    if path.is_dir():
+        return _load_folder(path)
     if suffix == ".npz":
         return _load_npz(path)
     if suffix == ".csv":
         return _load_csv(path)
     raise InvalidInput(
         f"data {text!r}: use seed, linear:N,D, blobs:N,D, breast_cancer, digits, "
-        "or a .npz or .csv file"
+        "a .npz or .csv file, or a folder of X.npy and y.npy"
     )
 
 

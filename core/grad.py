@@ -9,7 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .loss import loss_sum
 from .model import Params, activation_grad, forward, sigmoid
+
+# The label of a padding row: data-parallel runs pad the rows to a multiple of the devices, and
+# a masked gradient leaves these rows out.
+PAD_LABEL = -1.0
 
 # fold(body, init, count): body(i, carry) -> carry for i = 0 .. count-1, the last carry back.
 Fold = Callable[[Callable[[Any, Any], Any], Any, int], Any]
@@ -50,23 +55,27 @@ def python_fold(body: Callable[[Any, Any], Any], init: Any, count: int) -> Any:
     return carry
 
 
-def _block_loss_sum(xp: Any, loss: str, y: Any, z: Any, A: Any) -> Any:
-    """The block's loss *summed* (not meaned): :mod:`xptrain.loss`'s terms, without the 1/N."""
-    if loss == "bce":
-        return -xp.sum(y * xp.log(A) + (1 - y) * xp.log(1 - A))
-    return xp.sum(xp.maximum(z, xp.zeros_like(z)) - z * y + xp.log1p(xp.exp(-xp.abs(z))))
-
-
 def _block_step(
-    xp: Any, params: Params, X: Any, y: Any, activation: str, loss: str, carry: tuple
+    xp: Any,
+    params: Params,
+    X: Any,
+    y: Any,
+    activation: str,
+    loss: str,
+    masked: bool,
+    carry: tuple,
 ) -> tuple:
-    """Add one block's loss sum and gradient sums (``aᵀdz``, ``Σdz`` per layer) to ``carry``."""
+    """Add one block's loss sum and gradient sums (``aᵀdz``, ``Σdz`` per layer) to ``carry``;
+    ``masked``: rows labelled :data:`PAD_LABEL` add nothing."""
     total, sums = carry
     outputs = forward(xp, params, X, activation)
     z = outputs[-1]
     A = sigmoid(xp, z)
-    total = total + _block_loss_sum(xp, loss, y, z, A)
+    keep = y != PAD_LABEL if masked else None
+    total = total + loss_sum(xp, loss, y, z, A, keep)
     dz = A - y
+    if keep is not None:  # zero at the output: zero in every layer below (dz·Wᵀ ⊙ f')
+        dz = xp.where(keep, dz, xp.zeros_like(dz))
     new = list(sums)
     for i in reversed(range(len(params) // 2)):
         a = outputs[i]
@@ -117,6 +126,28 @@ def blocked_loss_and_grads(
     the seed bit for bit use the full-batch path when one block covers N. For JAX, pass
     ``block=block_rows(..., compiled=True)``.
     """
+    total, sums = blocked_sums(xp, params, X, y, activation, loss, block, fold, spread, workers)
+    n = X.shape[0]
+    return 1 / n * total, tuple(1 / n * s for s in sums)
+
+
+def blocked_sums(
+    xp: Any,
+    params: Params,
+    X: Any,
+    y: Any,
+    activation: str = "sigmoid",
+    loss: str = "bce",
+    block: int | None = None,
+    fold: Fold | None = None,
+    spread: Spread | None = None,
+    workers: int = 1,
+    masked: bool = False,
+) -> tuple[Any, Params]:
+    """:func:`blocked_loss_and_grads` before its division by N: the loss *summed* over the
+    rows and every layer's gradient sums. A data-parallel run adds these over its replicas and
+    divides by the global N. ``masked``: rows whose label is :data:`PAD_LABEL` (the padding
+    that makes rows divide evenly over devices) add nothing."""
     n, d = X.shape
     block = block_rows(n, d, _itemsize(xp, X)) if block is None else int(block)
     if block < 1:
@@ -133,7 +164,7 @@ def blocked_loss_and_grads(
         # slice X[:full·block] (all of X again) before the loop whenever N % block != 0.
         Xs = xp.reshape(X[: full * block, ...], (full, block, d))
         ys = xp.reshape(y[: full * block, ...], (full, block, y.shape[1]))
-        return _block_step(xp, params, Xs[i, ...], ys[i, ...], activation, loss, carry)
+        return _block_step(xp, params, Xs[i, ...], ys[i, ...], activation, loss, masked, carry)
 
     def group(g: int) -> tuple:
         # blocks lo .. hi-1, folded in order: contiguous rows, a fixed summation order
@@ -146,6 +177,7 @@ def blocked_loss_and_grads(
                 y[lo * block : hi * block, ...],
                 activation,
                 loss,
+                masked,
                 init,
             )
         return fold(lambda i, c: body(lo + i, c), init, hi - lo)
@@ -155,9 +187,10 @@ def blocked_loss_and_grads(
     carry = functools.reduce(_add, partials) if full else init
     if rest:
         start = full * block
-        carry = _block_step(xp, params, X[start:, ...], y[start:, ...], activation, loss, carry)
-    total, sums = carry
-    return 1 / n * total, tuple(1 / n * s for s in sums)
+        carry = _block_step(
+            xp, params, X[start:, ...], y[start:, ...], activation, loss, masked, carry
+        )
+    return carry
 
 
 def in_turn(fn: Callable[[int], Any], count: int) -> list[Any]:

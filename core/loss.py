@@ -25,6 +25,19 @@ def bce_logits(xp: Any, y: Any, z: Any) -> Any:
 LOSSES = ("bce", "bce-logits")
 
 
+def loss_sum(xp: Any, name: str, y: Any, z: Any, A: Any, keep: Any = None) -> Any:
+    """``name``'s terms *summed*, not meaned (the one-pass and data-parallel gradients divide
+    by the global N once, at the end). ``keep`` (N×1 booleans, optional) drops the rows it is
+    False for: a data-parallel run's padding rows."""
+    if name == "bce":
+        terms = -(y * xp.log(A) + (1 - y) * xp.log(1 - A))
+    else:
+        terms = xp.maximum(z, xp.zeros_like(z)) - z * y + xp.log1p(xp.exp(-xp.abs(z)))
+    if keep is not None:
+        terms = xp.where(keep, terms, xp.zeros_like(terms))
+    return xp.sum(terms)
+
+
 def loss_from_logits(xp: Any, name: str, y: Any, z: Any, A: Any) -> Any:
     """``name``'s value, given the logits ``z`` and the probabilities ``A = sigmoid(z)``."""
     return bce(xp, y, A) if name == "bce" else bce_logits(xp, y, z)

@@ -24,10 +24,11 @@ from .data import (
     standardize,
 )
 from .errors import InvalidInput, TrainingDiverged
-from .grad import bce_grads, block_rows, blocked_loss_and_grads
-from .loss import LOSSES, loss_from_logits
+from .grad import PAD_LABEL, bce_grads, block_rows, blocked_loss_and_grads, blocked_sums
+from .loss import LOSSES, loss_from_logits, loss_sum
 from .model import ACTIVATIONS, Params, forward, logits, sigmoid
 from .optim import OPTIMIZERS, Optimizer, State
+from .parallel import Replicas, local_problem, reduced_loss_and_grads
 from .runinfo import versions
 
 GRADS = ("analytic", "autodiff")
@@ -74,6 +75,7 @@ class TrainResult:
     val_losses: list[float] = field(default_factory=list)  # per epoch, with val_split
     val_accuracy: list[float] = field(default_factory=list)
     block: int | None = None  # rows per block of the one-pass gradient; None: full batch
+    replicas: dict[str, Any] | None = None  # a data-parallel run's engine, devices, processes
     versions: dict[str, str] = field(default_factory=dict)
     precision: dict[str, Any] = field(default_factory=dict)
 
@@ -114,6 +116,8 @@ class TrainResult:
                 "val_losses": [v if math.isfinite(v) else None for v in self.val_losses],
                 "val_accuracy": self.val_accuracy,
             }
+        if self.replicas is not None:
+            record["replicas"] = self.replicas
         record |= {"W": self.W.tolist(), "b": self.b, "seconds": self.seconds}
         if self.hidden:
             record |= {
@@ -165,6 +169,37 @@ def blocked_loss_and_grads_of(
     return loss_and_grads
 
 
+def local_sums_of(
+    bk: backends.Backend,
+    grad: str,
+    activation: str,
+    loss: str,
+    block: int | None,
+    masked: bool,
+) -> Callable:
+    """``(params, X, y) -> (loss sum, gradient sums)`` over one replica's rows, for a
+    data-parallel step: the one-pass analytic sums (one block of every row without
+    ``block``), or the backend's autodiff of the summed loss. ``masked`` leaves padding rows
+    out."""
+    xp = bk.xp
+    if grad == "autodiff":
+
+        def summed(params: Params, X: Any, y: Any) -> Any:
+            z = logits(xp, params, X, activation)
+            keep = y != PAD_LABEL if masked else None
+            return loss_sum(xp, loss, y, z, sigmoid(xp, z), keep)
+
+        return bk.value_and_grad(summed)
+
+    def sums(params: Params, X: Any, y: Any) -> tuple[Any, Params]:
+        rows = block or X.shape[0]
+        return blocked_sums(
+            xp, params, X, y, activation, loss, rows, bk.fold, bk.spread, bk.workers, masked
+        )
+
+    return sums
+
+
 def autodiff_loss_and_grads(
     xp: Any, activation: str, loss: str, value_and_grad: Callable
 ) -> Callable:
@@ -187,12 +222,22 @@ def make_step(
     activation: str = "sigmoid",
     loss: str = "bce",
     block: int | None = None,
+    replicas: Replicas | None = None,
+    rows: int | None = None,
+    masked: bool = False,
 ) -> Step:
     """The epoch step for a configuration, built once: the same function object on every run,
     so compiled steps (jax.jit, torch.compile) are reused instead of recompiled. The step maps
     ``((params, optimizer_state), X, y)`` to ``((params, optimizer_state), loss)``. With
-    ``block`` (analytic gradients only), the one-pass blocked gradient over that many rows."""
+    ``block`` (analytic gradients only), the one-pass blocked gradient over that many rows.
+    With ``replicas``, a data-parallel step: each replica's sums (``masked``: padding rows
+    left out) added over the replicas and divided by the global ``rows``."""
     xp = bk.xp
+    if replicas is not None:
+        local = local_sums_of(bk, grad, activation, loss, block, masked)
+        loss_and_grads = reduced_loss_and_grads(local, replicas.reduce, rows)
+        step = replicas.wrap(update_step(xp, lr, OPTIMIZERS[optimizer], loss_and_grads))
+        return bk.jit(step) if jit else step
     if grad == "autodiff":
         loss_and_grads = autodiff_loss_and_grads(xp, activation, loss, bk.value_and_grad)
     elif block is not None:
@@ -261,13 +306,19 @@ def make_fused(
     loss: str,
     validation: bool,
     block: int | None,
+    replicas: Replicas | None,
+    rows: int | None,
+    masked: bool,
     length: int,
 ) -> Callable:
     """``length`` full-batch epochs as one compiled call (the backend's ``scan`` under its
     ``jit``): ``(carry, X, y[, X_val, y_val]) -> (carry, metrics)``, one metrics row per epoch
-    (the loss, and the validation loss and accuracy), built and compiled once per length."""
+    (the loss, and the validation loss and accuracy), built and compiled once per length.
+    ``block`` .. ``masked`` as for :func:`make_step`."""
     xp = bk.xp
-    step = make_step(bk, grad, lr, False, optimizer, activation, loss, block)
+    step = make_step(
+        bk, grad, lr, False, optimizer, activation, loss, block, replicas, rows, masked
+    )
 
     def run(carry: Carry, X: Any, y: Any, *held_out: Any) -> tuple[Carry, Any]:
         def epoch(c: Carry) -> tuple[Carry, Any]:
@@ -441,6 +492,8 @@ class Options:
     exact: bool = False  # the seed's full-batch arithmetic even where the one-pass gradient wins
     block: int | None = None  # rows per block of the one-pass gradient (None: chosen per machine)
     standardize: bool = False  # features to mean 0, deviation 1 (training rows' statistics)
+    data_parallel: int | None = None  # devices per process to spread the rows over (JAX)
+    distributed: bool = False  # every process of the joined group takes rows (torch ranks, JAX)
 
     def __post_init__(self) -> None:
         _choice("dtype", self.dtype, backends.DTYPES)
@@ -475,6 +528,22 @@ class Options:
                 raise InvalidInput(
                     "a block size needs the one-pass analytic gradient: drop "
                     "--exact and --grad autodiff, or the block size"
+                )
+        if self.data_parallel is not None and (
+            not _is_int(self.data_parallel) or self.data_parallel < 1
+        ):
+            raise InvalidInput(
+                f"--data-parallel must be a whole number ≥ 1 of devices, got {self.data_parallel!r}"
+            )
+        if self.data_parallel is not None or self.distributed:
+            if self.batch_size is not None:
+                raise InvalidInput(
+                    "data-parallel runs are full batch: drop the batch size or the data parallelism"
+                )
+            if self.exact:
+                raise InvalidInput(
+                    "--exact is the seed's single-device arithmetic; a data-parallel run sums "
+                    "each replica's rows: drop one of them"
                 )
         for name, kind in (("epochs", int), ("lr", float), ("seed", int)):
             object.__setattr__(self, name, kind(getattr(self, name)))
@@ -513,6 +582,8 @@ def train(
     exact: bool = False,
     block: int | None = None,
     standardize: bool = False,
+    data_parallel: int | None = None,
+    distributed: bool = False,
     on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
     """Train the seed's logistic regressor (or, with ``hidden`` sizes, an MLP) on any backend;
@@ -532,6 +603,12 @@ def train(
     problems take the one-pass blocked gradient (X read once per epoch; the same numbers up to
     rounding); ``exact`` keeps the seed's full-batch arithmetic, ``block`` sets the rows per
     block instead of the machine's choice.
+
+    ``data_parallel=N`` spreads the rows over N devices of this process (JAX: sharded, the
+    gradient sums added by ``psum``); ``distributed`` spreads them over every process of the
+    group already joined (torch.distributed's ranks, or JAX's processes after
+    ``jax.distributed.initialize``), each with its ``data_parallel`` devices (default 1). Every
+    process passes the whole problem and gets the same result; see :mod:`xptrain.parallel`.
     """
     options = Options(
         dtype=dtype,
@@ -549,6 +626,8 @@ def train(
         exact=exact,
         block=block,
         standardize=standardize,
+        data_parallel=data_parallel,
+        distributed=distributed,
     )
     bk = backends.get(backend)
     device_name = bk.resolve_device(device)
@@ -586,34 +665,53 @@ def place(
     params: list[np.ndarray],
     state: list[np.ndarray] | None = None,
     held_out: Problem | None = None,
+    replicas: Replicas | None = None,
 ) -> Placed:
     """Move a host problem, its starting parameters (and optimizer ``state``, when resuming)
     and ``held_out`` validation rows to ``device``, choose the gradient path and build the
-    step; wait until the transfer is done. Call it inside ``bk.float_scope(options.dtype)``."""
+    step; wait until the transfer is done. With ``replicas``, this process's rows are spread
+    over its replicas and everything else is put on each. Call it inside
+    ``bk.float_scope(options.dtype)``."""
     o = options
+    n, d = problem.X.shape
+    masked, per_replica = False, o.batch_size or n
     dev = bk.native_device(device)
-    X, y = (bk.asarray(a, o.dtype, dev) for a in (problem.X, problem.y))
-    on_device = tuple(bk.asarray(p, o.dtype, dev) for p in params)
+    if replicas is None:
+
+        def put(a: np.ndarray, rows: bool = False) -> Any:
+            return bk.asarray(a, o.dtype, dev)
+    else:
+        if bk.replicas_jit_only and not o.jit:
+            raise InvalidInput(
+                f"{bk.name} runs a data-parallel step compiled only (shard_map): add --jit"
+            )
+        problem, masked = local_problem(problem, replicas)
+        per_replica = len(problem.y) // replicas.here
+
+        def put(a: np.ndarray, rows: bool = False) -> Any:
+            return replicas.put(a, o.dtype, rows=rows)
+
+    X, y = put(problem.X, rows=True), put(problem.y, rows=True)
+    on_device = tuple(put(p) for p in params)
     if state is None:
         carry = initial_carry(bk, on_device, o.optimizer)
     else:
-        carry = (on_device, tuple(bk.asarray(s, o.dtype, dev) for s in state))
-    n, d = problem.X.shape
-    block = choose_block(bk, device, o, o.batch_size or n, d)
-    step = make_step(bk, o.grad, o.lr, o.jit, o.optimizer, o.activation, o.loss, block)
+        carry = (on_device, tuple(put(s) for s in state))
+    block = choose_block(bk, device, o, per_replica, d)
+    parallel = (replicas, n if replicas else None, masked)
+    step = make_step(bk, o.grad, o.lr, o.jit, o.optimizer, o.activation, o.loss, block, *parallel)
     batches = validation = fused = None
     if o.batch_size is not None:
-        batches = Minibatches(
+        batches = Minibatches(  # never with replicas: Options refuses the pair
             lambda epoch: bk.asarray(batch_order(n, o.seed, epoch), "int32", dev), o.batch_size
         )
     if held_out is not None:
         validation = Validation(
-            make_evaluate(bk, o.jit, o.activation, o.loss),
-            *(bk.asarray(a, o.dtype, dev) for a in (held_out.X, held_out.y)),
+            make_evaluate(bk, o.jit, o.activation, o.loss), put(held_out.X), put(held_out.y)
         )
     if o.jit and bk.has_scan:
         config = (o.grad, o.lr, o.optimizer, o.activation, o.loss, held_out is not None, block)
-        fused = functools.partial(make_fused, bk, *config)
+        fused = functools.partial(make_fused, bk, *config, *parallel)
     for array in (X, y, *carry[0]):  # transfers may be asynchronous (JAX): finish them here
         bk.sync(array)
     return Placed(bk, X, y, carry, step, block, batches, validation, fused)
@@ -691,10 +789,13 @@ def train_problem(
         whole = {k: past[k] + history[k] for k in history}
         on_checkpoint(Checkpoint(done, to_host(params), whole, meta, to_host(state)))
 
+    replicas = None
+    if o.data_parallel is not None or o.distributed:
+        replicas = bk.replicas(o.data_parallel or 1, o.distributed, device)
     # Everything on the device happens inside the scope (JAX's x64 holds only there).
     with bk.float_scope(o.dtype):
         state0 = start.state if start is not None else None
-        run = place(problem, bk, device, o, params0, state0, held_out)
+        run = place(problem, bk, device, o, params0, state0, held_out, replicas)
         began = time.perf_counter()
         carry, history = run.fit(
             epochs=o.epochs,
@@ -735,6 +836,7 @@ def train_problem(
         val_losses=history.get("val_loss", []),
         val_accuracy=history.get("val_accuracy", []),
         block=run.block,
+        replicas=replicas.record() if replicas is not None else None,
         versions=versions(bk),
         precision=precision,
     )

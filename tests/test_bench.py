@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import NAMESPACES, xptrain
+from helpers import NAMESPACES, require_backends, xptrain
 
 from xptrain import bench
 
@@ -218,3 +218,48 @@ def test_fast_and_exact_paths_side_by_side(tmp_path):
     assert ("block " in run.stdout) == (records["fast"]["block"] is not None)
     bad = xptrain("bench", *args, "--paths", "fastest", "--out", str(out))
     assert bad.returncode == 2 and "unknown path 'fastest'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data-parallel", "2", "--workers", "2"], "one of --data-parallel, --workers"),
+        (["--distributed"], "give --backends torch or jax"),
+        (["--backends", "numpy", "--workers", "1"], "workers are dask's"),
+        (["--data-parallel", "0"], "every value must be ≥ 1"),
+    ],
+)
+def test_bad_spreads_are_refused(args, message, tmp_path):
+    out = tmp_path / "r.jsonl"
+    run = xptrain("bench", "--quiet", "--sizes", "64x4", "--out", str(out), *args, cwd=tmp_path)
+    if run.returncode == 0:  # a spread the backend cannot do is a recorded failure
+        assert message in out.read_text()
+        return
+    assert run.returncode == 2 and message in run.stderr, run.stderr
+
+
+def test_old_records_read_as_one_device():
+    old = {f: 1 for f in bench.BenchConfig.__dataclass_fields__} | {"path": "fast"}
+    del old["spread"], old["replicas"]
+    assert bench.record_key(old)[-2:] == ("", 1)
+
+
+def test_scale_out_times_one_and_two_replicas(tmp_path):
+    """--scale-out 1,2: torch over 1 and 2 gloo ranks (torchrun), dask over 1 and 2 LocalCluster
+    workers, JAX over 1 and 2 emulated CPU devices and processes; every record in one file,
+    written by one process each, with the all-reduce's size."""
+    require_backends("torch", "jax", "dask")
+    out = tmp_path / "s.jsonl"
+    args = ["--sizes", "4096x8", "--epochs", "2", "--repeat", "1", "--modes", "eager", "jit"]
+    args += ["--backends", "torch", "jax", "dask", "--scale-out", "1,2", "--out", str(out)]
+    run = xptrain("bench", *args, "--quiet", timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = {(r["backend"], r["spread"], r["replicas"], r["mode"]): r for r in records(out)}
+    want = {("torch", "processes", k, m) for k in (1, 2) for m in ("eager", "jit")}
+    want |= {("jax", s, k, "jit") for s in ("devices", "processes") for k in (1, 2)}
+    want |= {("dask", "workers", k, "eager") for k in (1, 2)}
+    assert set(found) == want
+    assert all(r["status"] == "ok" for r in found.values()), [r["status"] for r in found.values()]
+    two = found[("torch", "processes", 2, "eager")]
+    assert two["replicas_record"]["replicas"] == 2 and two["allreduce_bytes"] == (8 + 2) * 4
+    assert "×2 processes" in run.stdout and "×2 workers" in run.stdout

@@ -243,3 +243,34 @@ def test_cli_trains_on_a_cluster_and_refuses_bad_schedulers(cluster, tmp_path):
     assert len(lost.stderr.strip().splitlines()) == 1 and time.perf_counter() - began < 30
     other = cli("train", "--scheduler", address)
     assert other.returncode == 2 and "--scheduler is for --backend dask" in other.stderr
+
+
+def test_a_data_folder_is_memory_mapped_and_read_a_chunk_at_a_time(bk, tmp_path, monkeypatch):
+    """``--data FOLDER`` (X.npy, y.npy): X stays a memory map in its own dtype, and dask reads
+    each chunk of it once per epoch, nothing before."""
+    from xptrain.backends import dask as dask_backend
+    from xptrain.cli import main as cli
+
+    p = linear("6000,8")
+    np.save(tmp_path / "X.npy", p.X.astype(np.float32))
+    np.save(tmp_path / "y.npy", p.y)
+    problem = xptrain.load(tmp_path)
+    assert isinstance(problem.X, np.memmap) and problem.X.dtype == np.float32
+    reads: collections.Counter = collections.Counter()
+    load = dask_backend._Copying.__getitem__
+
+    def counted(self, index):
+        if index[0].stop > index[0].start and len(index) == 2 and self.array.ndim == 2:
+            reads[index[0].start] += 1
+        return load(self, index)
+
+    monkeypatch.setattr(dask_backend._Copying, "__getitem__", counted)
+    bk.chunk_rows = 1000
+    out = tmp_path / "run.json"
+    args = ["train", "--backend", "dask", "--data", str(tmp_path), "--dtype", "float32"]
+    assert cli([*args, "--epochs", "3", "--quiet", "--json", str(out)]) == 0
+    assert sorted(reads) == list(range(0, 6000, 1000)) and set(reads.values()) == {3}
+    want = xptrain.train(p.X.astype(np.float32), p.y, dtype="float32", epochs=3)
+    tau = tolerance("float32", 6000, 8)
+    for got, expected in zip(json.loads(out.read_text())["losses"], want.losses, strict=True):
+        assert abs(got - expected) <= tau * (abs(expected) + 1)

@@ -61,3 +61,25 @@ def test_npz_never_unpickles(tmp_path):
 def test_seed_name():
     p = load("seed")
     assert np.array_equal(p.X, SEED_X)
+
+
+def test_a_data_folder_is_checked_a_chunk_at_a_time(tmp_path, monkeypatch):
+    from xptrain import data
+    from xptrain.errors import InvalidInput
+
+    X = np.ones((100, 3), dtype=np.float32)
+    X[77, 1] = np.nan
+    np.save(tmp_path / "X.npy", X)
+    with pytest.raises(InvalidInput, match=r"needs X\.npy and y\.npy; no .*y\.npy"):
+        data.load(tmp_path)
+    np.save(tmp_path / "y.npy", np.zeros(100))
+    monkeypatch.setattr(data, "CHECK_BYTES", 10 * 3 * 4)  # ten rows at a time
+    with pytest.raises(InvalidInput, match=r"NaN or inf \(from row 70\)"):
+        data.load(tmp_path)
+    np.save(tmp_path / "X.npy", np.ones((100, 3)))
+    np.save(tmp_path / "y.npy", np.full(100, 2.0))
+    with pytest.raises(InvalidInput, match="labels must be 0 or 1"):
+        data.load(tmp_path)
+    np.save(tmp_path / "X.npy", np.array([{"a": 1}] * 3, dtype=object), allow_pickle=True)
+    with pytest.raises(InvalidInput, match=r"not a numeric \.npy pair"):
+        data.load(tmp_path)

@@ -1,0 +1,346 @@
+"""Data-parallel training: JAX sharded over 2 emulated CPU devices and over 2 processes, torch
+over 2 gloo ranks under torchrun. Every run must reproduce the single-device NumPy run (the
+same tolerance model as `xptrain check`), with any N, and a missing or lost process must end
+in a clear error, never a hang. Multi-device and multi-process runs are subprocesses (XLA's
+device count is fixed when JAX starts; a process group is one per process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from helpers import require_backends
+
+import xptrain
+from xptrain import backends, data, launch
+from xptrain.cli import main as cli
+from xptrain.conformance import compare, tolerance
+from xptrain.errors import InvalidInput
+from xptrain.grad import PAD_LABEL, blocked_sums
+from xptrain.parallel import local_problem
+from xptrain.reference import Reference
+from xptrain.train import Options
+
+DATA = "linear:1001,5,3"  # 1001 rows: uneven over 2 replicas, so JAX pads one row
+EPOCHS = 30
+
+
+def _reference(dtype: str = "float64", **options) -> xptrain.TrainResult:
+    problem = data.load(DATA)
+    return xptrain.train(problem.X, problem.y, dtype=dtype, epochs=EPOCHS, lr=0.5, **options)
+
+
+def _agrees(record: dict, ref: xptrain.TrainResult) -> None:
+    """A run's JSON record is within check's tolerance of the single-device NumPy run (and,
+    in float64, within 1e-13 relative)."""
+    params = record.get("params") or [record["W"], [[record["b"]]]]
+    run = SimpleNamespace(
+        losses=record["losses"], params=[np.asarray(p) for p in params], dtype=record["dtype"]
+    )
+    n, d = data.load(DATA).X.shape
+    agreement = compare(run, Reference(ref.losses, ref.params), tolerance(record["dtype"], n, d))
+    assert agreement.passed, agreement
+    if record["dtype"] == "float64":
+        assert agreement.max_rel_err < 1e-13
+
+
+def _train_args(*extra: str) -> list[str]:
+    return ["train", "--data", DATA, "--epochs", str(EPOCHS), "--lr", "0.5", *extra]
+
+
+# -- the arithmetic, in this process ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hidden", [(), (4,)])
+@pytest.mark.parametrize("loss", ["bce", "bce-logits"])
+def test_padding_rows_add_nothing_to_the_sums(hidden, loss):
+    problem = data.load("linear:37,3,1")
+    params = tuple(data.initial_params(problem, hidden, 1))
+    padded_X = np.concatenate([problem.X, np.zeros((3, 3))])
+    padded_y = np.concatenate([problem.y, np.full((3, 1), PAD_LABEL)])
+    want = blocked_sums(np, params, problem.X, problem.y, "tanh" if hidden else "sigmoid", loss)
+    got = blocked_sums(
+        np, params, padded_X, padded_y, "tanh" if hidden else "sigmoid", loss, 8, masked=True
+    )
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-14)
+    for a, b in zip(got[1], want[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+class _Replicas(SimpleNamespace):
+    def rows(self, n):
+        per = n // self.count
+        return self.first * per, (self.first + 1) * per
+
+
+def test_local_problem_pads_to_even_shards_and_says_so():
+    problem = data.load("linear:10,2,1")
+    last = _Replicas(count=4, here=1, even=True, first=3)
+    local, masked = local_problem(problem, last)
+    assert local.X.shape == (3, 2) and masked  # 10 rows + 2 padding = 4 × 3
+    assert local.y[1:, 0].tolist() == [PAD_LABEL, PAD_LABEL] and not local.X[1:].any()
+    first = _Replicas(count=4, here=1, even=True, first=0)
+    local, masked = local_problem(problem, first)
+    np.testing.assert_array_equal(local.X, problem.X[:3])
+    assert not masked
+
+
+def test_fewer_rows_than_replicas_is_refused():
+    with pytest.raises(InvalidInput, match="3 rows cannot be spread over 4 replicas"):
+        local_problem(data.load("linear:3,2,1"), _Replicas(count=4, here=1, even=False, first=0))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"data_parallel": 0}, "whole number ≥ 1"),
+        ({"data_parallel": 2, "batch_size": 4}, "full batch"),
+        ({"distributed": True, "exact": True}, "--exact"),
+    ],
+)
+def test_options_refuse_what_data_parallel_cannot_do(options, message):
+    with pytest.raises(InvalidInput, match=message):
+        Options(**options)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data-parallel", "2"], "numpy has no data-parallel training"),
+        (["--backend", "torch", "--data-parallel", "2"], "one device per process"),
+        (["--backend", "dask", "--data-parallel", "2"], "dask spreads"),
+        (["--backend", "jax", "--jit", "--data-parallel", "64"], "xla_force_host_platform"),
+        (["--backend", "jax", "--data-parallel", "1"], "add --jit"),
+        (["--distributed"], "for --backend torch or jax"),
+        (["--backend", "torch", "--distributed"], "run it under torchrun"),
+    ],
+)
+def test_cli_refusals_are_one_line(args, message, capsys, monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    backend = args[args.index("--backend") + 1] if "--backend" in args else "numpy"
+    require_backends(backend)
+    assert cli(["train", "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RANK": "0"}, "did not set MASTER_ADDR, MASTER_PORT, WORLD_SIZE"),
+        ({"RANK": "x", "WORLD_SIZE": "2", "MASTER_ADDR": "h", "MASTER_PORT": "1"}, "whole"),
+        ({"RANK": "2", "WORLD_SIZE": "2", "MASTER_ADDR": "h", "MASTER_PORT": "1"}, "RANK=2"),
+    ],
+)
+def test_a_bad_launcher_environment_is_refused(env, message, monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(InvalidInput, match=message):
+        backends.base.launcher_env()
+
+
+def test_check_refusals(capsys):
+    assert cli(["check", "--distributed"]) == 2
+    assert "give --backends torch or jax" in capsys.readouterr().err
+    assert cli(["check", "--scale-out", "--data-parallel", "2"]) == 2
+    assert "give it alone" in capsys.readouterr().err
+
+
+# -- JAX over 2 devices of one process ------------------------------------------------------------
+
+
+_JAX_MATRIX = """
+import json, sys
+import xptrain
+from xptrain import data
+problem = data.load(sys.argv[1])
+out = []
+for dtype in ("float64", "float32"):
+    for grad in ("analytic", "autodiff"):
+        for model in ({}, {"hidden": (8,), "activation": "tanh", "loss": "bce-logits"}):
+            for extra in ({}, {"block": 128}) if grad == "analytic" else ({},):
+                r = xptrain.train(problem.X, problem.y, backend="jax", dtype=dtype, epochs=30,
+                                  lr=0.5, jit=True, grad=grad, data_parallel=2, **model, **extra)
+                out.append({**r.to_dict(), "options": model})
+print(json.dumps(out))
+"""
+
+
+def test_jax_over_two_devices_matches_one_device():
+    """Sharded over 2 emulated CPU devices (1001 rows: one padding row), every dtype,
+    gradient engine, model and gradient path reproduces the single-device NumPy run."""
+    require_backends("jax")
+    env = launch.cpu_devices_env(2)
+    done = subprocess.run(
+        [sys.executable, "-c", _JAX_MATRIX, DATA],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(records) == 12
+    for record in records:
+        assert record["replicas"]["replicas"] == 2 and record["replicas"]["processes"] == 1
+        model = {k: tuple(v) if k == "hidden" else v for k, v in record["options"].items()}
+        _agrees(record, _reference(record["dtype"], **model))
+
+
+def test_jax_cli_over_two_devices_prints_the_single_device_lines():
+    require_backends("jax")
+    one = launch.run_xptrain(_train_args())
+    two = launch.run_xptrain(
+        _train_args("--backend", "jax", "--jit", "--data-parallel", "2"), cpu_devices=2
+    )
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout.splitlines() == one.stdout.splitlines()  # 12 significant digits
+
+
+# -- process groups under torchrun ------------------------------------------------------------
+
+
+def test_torch_over_two_ranks_matches_one_process(tmp_path):
+    """Two gloo ranks under torchrun, 1001 rows split 500/501: rank 0 alone prints the seed's
+    lines and writes the JSON; the numbers are the single-process run's."""
+    require_backends("torch")
+    out = tmp_path / "run.json"
+    done = launch.run_xptrain(
+        _train_args("--backend", "torch", "--distributed", "--json", str(out)), processes=2
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("Epoch:")]
+    assert len(lines) == EPOCHS  # one rank printed
+    record = json.loads(out.read_text())
+    assert record["replicas"] == {
+        "engine": "torch.distributed",
+        "replicas": 2,
+        "processes": 2,
+        "process_group": "gloo",
+    }
+    _agrees(record, _reference())
+
+
+def test_torch_ranks_compile_and_differentiate_an_mlp(tmp_path):
+    require_backends("torch")
+    out = tmp_path / "run.json"
+    mlp = ["--model", "mlp", "--hidden", "8", "--activation", "tanh", "--loss", "bce-logits"]
+    args = ["--backend", "torch", "--distributed", "--jit", "--grad", "autodiff", *mlp]
+    done = launch.run_xptrain(_train_args(*args, "--json", str(out), "--quiet"), processes=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _agrees(
+        json.loads(out.read_text()), _reference(hidden=(8,), activation="tanh", loss="bce-logits")
+    )
+
+
+def test_jax_over_two_processes_matches_one_process(tmp_path):
+    """JAX's own multi-process runtime (jax.distributed.initialize), started by torchrun."""
+    require_backends("jax", "torch")
+    out = tmp_path / "run.json"
+    done = launch.run_xptrain(
+        _train_args("--backend", "jax", "--jit", "--distributed", "--json", str(out), "--quiet"),
+        processes=2,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert record["replicas"]["processes"] == 2
+    _agrees(record, _reference())
+
+
+def test_check_runs_distributed_under_torchrun(tmp_path):
+    require_backends("torch")
+    out = tmp_path / "check.json"
+    args = ["check", "--backends", "torch", "--distributed", "--problems", "seed", "breast_cancer"]
+    done = launch.run_xptrain([*args, "--quiet", "--json", str(out)], processes=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["passed"] and len(report["results"]) == 16
+    assert {row["processes"] for row in report["results"]} == {2}
+
+
+# -- failures end, with one line ----------------------------------------------------------------
+
+
+def _rank(rank: int, port: int, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1")
+    env["MASTER_PORT"] = str(port)
+    return subprocess.Popen(
+        launch.xptrain_command(list(args)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def test_a_rank_that_never_comes_is_a_one_line_error_after_the_timeout():
+    require_backends("torch")
+    began = time.monotonic()
+    alone = _rank(
+        0,
+        launch.free_port(),
+        "train",
+        "--backend",
+        "torch",
+        "--distributed",
+        "--distributed-timeout",
+        "2",
+    )
+    _, err = alone.communicate(timeout=60)
+    assert alone.returncode == 2
+    assert err.count("\n") == 1 and "rank 0 could not join" in err, err
+    assert time.monotonic() - began < 30
+
+
+def test_a_lost_rank_stops_the_others_with_a_one_line_error():
+    require_backends("torch")
+    port = launch.free_port()
+    args = (
+        "train",
+        "--backend",
+        "torch",
+        "--distributed",
+        "--epochs",
+        "100000000",
+        "--distributed-timeout",
+        "20",
+    )
+    ranks = [_rank(0, port, *args), _rank(1, port, *args, "--quiet")]
+    try:
+        assert ranks[0].stdout.readline().startswith("Epoch: 0")  # both are training
+        ranks[1].send_signal(signal.SIGKILL)
+        _, err = ranks[0].communicate(timeout=60)
+    finally:
+        for rank in ranks:
+            rank.kill()
+    assert ranks[0].returncode == 2
+    assert err.count("\n") == 1 and "rank 0 stopped" in err, err
+
+
+def test_a_jax_process_that_never_comes_ends_the_run():
+    """JAX ends the process itself (it cannot be caught): no hang, a non-zero exit."""
+    require_backends("jax")
+    alone = _rank(
+        0,
+        launch.free_port(),
+        "train",
+        "--backend",
+        "jax",
+        "--jit",
+        "--distributed",
+        "--distributed-timeout",
+        "2",
+    )
+    _, err = alone.communicate(timeout=90)
+    assert alone.returncode != 0
+    assert "DEADLINE_EXCEEDED" in err
