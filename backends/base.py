@@ -188,6 +188,9 @@ class Backend:
         return in_turn(fn, count)
 
     replicas_jit_only: bool = False  # a data-parallel step runs compiled only
+    # How this library spreads rows, for `xptrain bench`: "devices" of one process, the
+    # "processes" of a group, the "workers" of a cluster.
+    spreads: tuple[str, ...] = ()
 
     def replicas(self, devices: int, distributed: bool, device: str) -> Any:
         """An :class:`xptrain.parallel.Replicas` spreading a run's rows over ``devices`` of

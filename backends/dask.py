@@ -42,6 +42,7 @@ class DaskBackend(Backend):
     # each chunk once per epoch; core's one-pass blocked gradient (a Python loop of small dask
     # ops per block) is ~15x slower here. For core's choose_block: full batch when set.
     chunked = True
+    spreads = ("workers",)
 
     def __init__(self) -> None:
         # Rows per chunk: None picks them so a chunk of X holds about ``chunk_bytes``.
@@ -256,8 +257,9 @@ class DaskBackend(Backend):
             client.close()
 
     @contextlib.contextmanager
-    def scheduler(self, address: str | None, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
-        """``with bk.scheduler(address):`` compute on that cluster inside (None: locally)."""
+    def scheduler(self, address: Any, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
+        """``with bk.scheduler(address):`` compute on that cluster inside (an address, or a
+        ``distributed.LocalCluster``; None: locally)."""
         if address is None:
             yield None
             return

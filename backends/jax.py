@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -92,6 +93,7 @@ class JaxBackend(Backend):
     # shard_map called eagerly traces and compiles the step anew on every call (2.7 s an
     # epoch at N = 1001, measured): a data-parallel JAX run is compiled, and says so
     replicas_jit_only = True
+    spreads = ("devices", "processes")
 
     def scan(self, fn: Callable[[Any], tuple[Any, Any]], carry: Any, length: int) -> Any:
         return jax.lax.scan(lambda c, _: fn(c), carry, None, length=length)
@@ -195,6 +197,8 @@ def process_group(timeout: float) -> Iterator[Group]:
             "num_processes": env.size,
             "process_id": env.rank,
         }
+        if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:  # torchrun: a GPU per process
+            args["local_device_ids"] = [int(os.environ.get("LOCAL_RANK", "0"))]
     try:
         jax.distributed.initialize(**args, initialization_timeout=max(1, round(timeout)))
     except (RuntimeError, ValueError) as err:

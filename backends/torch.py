@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from xptrain.errors import BackendUnavailable, InvalidInput
+from xptrain.errors import BackendUnavailable, InvalidInput, XptrainError
 
 from .base import Backend, Group, Shared, launcher_env
 
@@ -37,6 +37,7 @@ class TorchBackend(Backend):
     xp = xp_torch
     has_jit = True
     has_autodiff = True
+    spreads = ("processes",)
 
     @property
     def version(self) -> str:
@@ -147,6 +148,8 @@ class TorchReplicas:
         self._backend, self.device = backend, device
         self.count, self.rank = size, rank
         self.main = rank == 0
+        if device.type == "cuda":  # NCCL's collectives run on the current device
+            torch.cuda.set_device(device)
 
     def rows(self, n: int) -> tuple[int, int]:
         return self.rank * n // self.count, (self.rank + 1) * n // self.count
@@ -203,6 +206,8 @@ def process_group(timeout: float) -> Iterator[Group]:
         ) from None
     try:
         yield Group(env.rank, env.size)
+    except XptrainError:  # xptrain's own errors (RuntimeErrors too) say what they are
+        raise
     except RuntimeError as err:  # gloo/NCCL: a peer that died, or one past the timeout
         raise BackendUnavailable(
             f"--distributed: rank {env.rank} stopped (a lost or stalled rank shows here as a "

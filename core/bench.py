@@ -127,6 +127,7 @@ def plan(
         BenchConfig(bk.name, device, dtype, mode, grad, n, d, epochs, repeat, path, spread, count)
         for n, d in sizes
         for bk in bks
+        if not spread or spread in bk.spreads
         for device in bk.devices()
         if keep(device)
         for mode in modes
@@ -135,6 +136,8 @@ def plan(
         for path in paths
         for count in (counts if spread else (1,))
     ]
+    if not configs and spread:
+        raise InvalidInput(f"nothing to benchmark: none of these backends spreads over {spread}")
     if not configs:
         raise InvalidInput("nothing to benchmark: no backend, device and size left to combine")
     return configs
@@ -226,8 +229,6 @@ def _workers(bk: backends.Backend, config: BenchConfig) -> Iterator[None]:
     if config.spread != "workers":
         yield
         return
-    if not hasattr(bk, "scheduler"):
-        raise InvalidInput(f"workers are dask's: {bk.name} spreads over devices or processes")
     from distributed import LocalCluster
 
     with (
@@ -323,6 +324,8 @@ def run(
             except KeyboardInterrupt:
                 raise
             except Exception as err:  # recorded, and the sweep goes on
+                if config.spread == "processes" and not isinstance(err, XptrainError):
+                    raise  # a process group out of step (a lost rank): the rest would wait
                 record["status"] = _status(err)
             _attach_bound(record, bounds, todo, config, data[size])
             if f is not None:
@@ -342,7 +345,7 @@ def _start_line(f: Any) -> None:
             f.write("\n")
 
 
-# What --scale-out runs, each in processes of its own: backend, spread, whether under torchrun.
+# What --scale-out runs, each in processes of its own (under torchrun for "processes").
 SCALE_OUT = (("jax", "devices"), ("jax", "processes"), ("torch", "processes"), ("dask", "workers"))
 
 
@@ -350,7 +353,6 @@ def scale_out(
     counts: Sequence[int],
     backend_names: Sequence[str] | None,
     common: Sequence[str],
-    timeout: float,
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """Time every configuration on 1, 2, ... (``counts``) replicas: JAX over emulated CPU
     devices and over processes, torch over gloo ranks (under torchrun), dask over LocalCluster
@@ -372,15 +374,12 @@ def scale_out(
             continue
         args = ["bench", "--backends", name, "--devices", "cpu", *common]
         if spread == "processes":
-            launched = [
-                launch.run_xptrain([*args, "--distributed"], processes=k, timeout=timeout)
-                for k in counts
-            ]
+            launched = [launch.run_xptrain([*args, "--distributed"], processes=k) for k in counts]
         else:
             flag = "--data-parallel" if spread == "devices" else "--workers"
             each = [flag, ",".join(map(str, counts))]
             devices = max(counts) if spread == "devices" else None
-            launched = [launch.run_xptrain([*args, *each], cpu_devices=devices, timeout=timeout)]
+            launched = [launch.run_xptrain([*args, *each], cpu_devices=devices)]
         for done in launched:
             if done.returncode != 0:
                 lines = [line for line in done.stderr.splitlines() if line.strip(" =-")]

@@ -260,6 +260,8 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
         first = train_problem(data, bk, config.device, options)
         second = train_problem(data, bk, config.device, options)
     except Exception as err:  # a backend that breaks fails its row, not the whole check
+        if config.processes is not None and not isinstance(err, XptrainError):
+            raise  # a process group out of step (a lost rank): every later row would wait
         return error_row(config, tol, err), {}
     repeatable = first.losses == second.losses and all(
         np.array_equal(a, b) for a, b in zip(first.params, second.params, strict=True)
@@ -280,15 +282,20 @@ SCALE_OUT = (
 def scale_out(
     report: Report,
     problem_names: Sequence[str] | None,
+    backend_names: Sequence[str] | None,
     dtypes: Sequence[str] | None,
     timeout: float,
     directory: Path,
 ) -> None:
     """Add data-parallel rows to ``report``: every problem and dtype on JAX over 2 emulated CPU
     devices and over 2 processes, and on torch over 2 gloo ranks, each a ``xptrain check`` of
-    its own (under torchrun where it takes processes), its JSON report read back. A backend
-    that is not here is skipped, saying so; a launch that fails is a failed row."""
+    its own (under torchrun where it takes processes), its JSON report read back; only the
+    ``backend_names`` given, if any. A backend that is not here is skipped, saying so; a
+    launch that fails (or takes longer than ``launch.LAUNCH_TIMEOUT``) is a failed row.
+    ``timeout`` is the launched processes' ``--distributed-timeout``."""
     for name, cpu_devices, processes, spread in SCALE_OUT:
+        if backend_names and name not in backend_names:
+            continue
         try:
             backends.get(name)
         except XptrainError as err:
@@ -301,9 +308,7 @@ def scale_out(
         args = ["check", "--backends", name, "--devices", "cpu", *spread, "--quiet"]
         args += ["--json", str(out), "--distributed-timeout", str(timeout)]
         args += [*_option("--problems", problem_names), *_option("--dtypes", dtypes)]
-        launched = launch.run_xptrain(
-            args, processes=processes, cpu_devices=cpu_devices, timeout=timeout * 20
-        )
+        launched = launch.run_xptrain(args, processes=processes, cpu_devices=cpu_devices)
         if not out.is_file():
             where = Config("all", name, "cpu", "-", "-", "-", cpu_devices, processes)
             error = (launched.stderr.strip().splitlines() or ["no output"])[-1]
@@ -317,6 +322,7 @@ def scale_out(
 
 
 def _option(flag: str, values: Sequence[str] | None) -> list[str]:
+    """``[flag, *values]``, or nothing without values: an option passed on to a launch."""
     return [flag, *values] if values else []
 
 

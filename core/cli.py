@@ -380,8 +380,8 @@ def _timeout_option(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=120.0,
         metavar="S",
-        help="seconds to wait for the other processes, at start-up and at every collective "
-        "(default 120)",
+        help="seconds to wait for the other processes to join (torch: and at every "
+        "collective; default 120)",
     )
 
 
@@ -456,10 +456,17 @@ def run_train(args: argparse.Namespace) -> int:
     if args.distributed:  # before the backend's first use: JAX joins before computing
         group = backends.process_group(args.backend, args.distributed_timeout)
         with group as joined:
-            return _train_and_write(
-                args, options, start, save if joined.rank == 0 else None, main=joined.rank == 0
-            )
+            main = joined.rank == 0
+            # every process must step alike (JAX compiles one program per chunk of epochs,
+            # chosen by the callbacks): the others get do-nothing ones where rank 0 has some
+            if not main and save is not None:
+                save = _ignore
+            return _train_and_write(args, options, start, save, main=main)
     return _train_and_write(args, options, start, save, main=True)
+
+
+def _ignore(*args: Any) -> None:
+    """A callback that does nothing: what the non-printing processes of a group get."""
 
 
 def _train_and_write(
@@ -485,7 +492,9 @@ def _train_and_write(
         else contextlib.nullcontext()
     )
     printer = (
-        _epoch_printer(args, start.epoch if start else 0) if main else contextlib.nullcontext()
+        _epoch_printer(args, start.epoch if start else 0)
+        if main
+        else contextlib.nullcontext(None if args.quiet else _ignore)
     )
     with cluster, printer as on_epoch:
         result = train_problem(
@@ -621,6 +630,7 @@ def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: 
             check.scale_out(
                 report,
                 _listed(args.problems, "--problems"),
+                [backends.canonical_name(n) for n in _listed(args.backends, "--backends") or []],
                 _listed(args.dtypes, "--dtypes"),
                 args.distributed_timeout,
                 Path(directory),
@@ -771,7 +781,7 @@ def _bench_scale_out(
     common += ["--distributed-timeout", str(args.distributed_timeout)]
     if args.resume:
         common.append("--resume")
-    ran, notes = bench.scale_out(counts, _listed(args.backends, "--backends"), common, timeout=3600)
+    ran, notes = bench.scale_out(counts, _listed(args.backends, "--backends"), common)
     configs = []
     for name, spread in ran:
         # the same configurations the launched benches planned (a 1-process group included)

@@ -148,9 +148,10 @@ CHECK_BYTES = 64 << 20  # a memory-mapped X is checked this much at a time
 
 
 def _load_folder(path: Path) -> Problem:
-    """``X.npy`` and ``y.npy`` in a folder: X memory-mapped (its own dtype), checked a chunk
-    at a time, so it is never read whole here; a backend that computes in chunks (dask) or a
-    process that takes some rows (a rank) reads only what it uses."""
+    """``X.npy`` and ``y.npy`` in a folder: X memory-mapped (its own dtype) and checked for
+    NaN and inf a chunk at a time (one read of the file, never all of it in memory); after
+    that a backend that computes in chunks (dask) reads it a chunk at a time, and the
+    processes of a group each copy only their own rows."""
     files = {name: path / f"{name}.npy" for name in ("X", "y")}
     missing = [str(f) for f in files.values() if not f.is_file()]
     if missing:

@@ -6,12 +6,15 @@ which sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT for torch and JAX alike
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Sequence
 
 from .errors import InvalidInput
+
+LAUNCH_TIMEOUT = 3600.0  # seconds a launched check or bench may take in all
 
 
 def free_port() -> int:
@@ -58,16 +61,28 @@ def run_xptrain(
     *,
     processes: int | None = None,
     cpu_devices: int | None = None,
-    timeout: float = 600,
+    timeout: float = LAUNCH_TIMEOUT,
 ) -> subprocess.CompletedProcess:
     """Run :func:`xptrain_command` (with ``cpu_devices`` emulated JAX CPU devices per process)
-    and wait at most ``timeout`` seconds; its output captured."""
+    and wait at most ``timeout`` seconds, its output captured. Past the timeout the whole
+    process tree (torchrun and its workers) is killed and the result says so: exit code -9,
+    the reason as stderr's last line."""
     env = cpu_devices_env(cpu_devices) if cpu_devices else dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
-    return subprocess.run(
-        xptrain_command(args, processes),
-        capture_output=True,
+    command = xptrain_command(args, processes)
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
         env=env,
-    )
+        start_new_session=True,  # its own process group: a timeout ends torchrun's workers too
+    ) as child:
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            out, err = child.communicate()
+            err += f"\nerror: {' '.join(args[:1])} timed out after {timeout:g} s and was killed\n"
+            return subprocess.CompletedProcess(command, -9, out, err)
+    return subprocess.CompletedProcess(command, child.returncode, out, err)

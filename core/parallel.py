@@ -55,7 +55,8 @@ class Replicas(Protocol):
 
 def local_problem(problem: Problem, replicas: Replicas) -> tuple[Problem, bool]:
     """This process's rows of ``problem`` (padded with :data:`PAD_LABEL` rows to a multiple of
-    the replicas where they must be even) and whether padding rows are among them."""
+    the replicas where they must be even) and whether the rows were padded (anywhere: the
+    masked step is every replica's)."""
     n = len(problem.y)
     if n < replicas.count:
         raise InvalidInput(
@@ -69,7 +70,8 @@ def local_problem(problem: Problem, replicas: Replicas) -> tuple[Problem, bool]:
     if extra:
         X = np.concatenate([X, np.zeros((extra, X.shape[1]), dtype=X.dtype)])
         y = np.concatenate([y, np.full((extra, 1), PAD_LABEL)])
-    return Problem(X, y, problem.W, problem.b), extra > 0
+    # padding anywhere, not here: every process must compile the same step
+    return Problem(X, y, problem.W, problem.b), pad > 0
 
 
 def reduced_loss_and_grads(local_sums: Callable, reduce: Callable, n: int) -> Callable:

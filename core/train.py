@@ -186,7 +186,10 @@ def local_sums_of(
 
         def summed(params: Params, X: Any, y: Any) -> Any:
             z = logits(xp, params, X, activation)
-            keep = y != PAD_LABEL if masked else None
+            keep = None
+            if masked:  # padding rows: logit 0, so no inf whose zero cotangent would be NaN
+                keep = y != PAD_LABEL
+                z = xp.where(keep, z, xp.zeros_like(z))
             return loss_sum(xp, loss, y, z, sigmoid(xp, z), keep)
 
         return bk.value_and_grad(summed)
@@ -772,7 +775,9 @@ def train_problem(
     ``checkpoint_every`` epochs and at the end.
     """
     o = options
-    meta, whole = run_meta(problem, bk, o), problem
+    # the data's fingerprint reads all of X: only for checkpoints, which need it
+    meta = run_meta(problem, bk, o) if start is not None or on_checkpoint is not None else {}
+    whole = problem
     problem, held_out = training_rows(problem, o)
     if start is not None:
         check_compatible(start, whole, meta, o.epochs)

@@ -225,17 +225,15 @@ def test_fast_and_exact_paths_side_by_side(tmp_path):
     [
         (["--data-parallel", "2", "--workers", "2"], "one of --data-parallel, --workers"),
         (["--distributed"], "give --backends torch or jax"),
-        (["--backends", "numpy", "--workers", "1"], "workers are dask's"),
+        (["--backends", "numpy", "--workers", "1"], "none of these backends spreads over workers"),
         (["--data-parallel", "0"], "every value must be ≥ 1"),
     ],
 )
 def test_bad_spreads_are_refused(args, message, tmp_path):
     out = tmp_path / "r.jsonl"
     run = xptrain("bench", "--quiet", "--sizes", "64x4", "--out", str(out), *args, cwd=tmp_path)
-    if run.returncode == 0:  # a spread the backend cannot do is a recorded failure
-        assert message in out.read_text()
-        return
     assert run.returncode == 2 and message in run.stderr, run.stderr
+    assert len(run.stderr.splitlines()) == 1 and not out.exists()
 
 
 def test_old_records_read_as_one_device():

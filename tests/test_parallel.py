@@ -74,6 +74,29 @@ def test_padding_rows_add_nothing_to_the_sums(hidden, loss):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("name", ["jax", "torch"])
+def test_autodiff_through_a_saturated_padding_row_stays_finite(name):
+    """A padding row (X = 0) whose logit saturates the seed's BCE (log(1 - A) = -inf) adds
+    nothing, and no NaN, to autodiff's sums."""
+    require_backends(name)
+    from xptrain.train import local_sums_of
+
+    bk = backends.get(name)
+    X = np.array([[1.0], [1.0], [0.0]])  # real rows: logit 0; the padding row: logit b
+    y = np.array([[1.0], [0.0], [PAD_LABEL]])
+    with bk.float_scope("float64"):
+        args = [bk.asarray(a, "float64", bk.native_device("cpu")) for a in (X, y)]
+        params = [
+            bk.asarray(np.array(v), "float64", bk.native_device("cpu")) for v in ([[-1e3]], [[1e3]])
+        ]
+        fn = local_sums_of(bk, "autodiff", "sigmoid", "bce", None, masked=True)
+        total, grads = fn(tuple(params), *args)
+        total, grads = bk.to_numpy(total), [bk.to_numpy(g) for g in grads]
+    assert np.isclose(total, 2 * np.log(2))  # the two real rows at p = 1/2
+    np.testing.assert_allclose(grads[0], [[0.0]], atol=1e-12)  # (0.5 - 1) + (0.5 - 0)
+    np.testing.assert_allclose(grads[1], [[0.0]], atol=1e-12)
+
+
 class _Replicas(SimpleNamespace):
     def rows(self, n):
         per = n // self.count
@@ -89,6 +112,8 @@ def test_local_problem_pads_to_even_shards_and_says_so():
     first = _Replicas(count=4, here=1, even=True, first=0)
     local, masked = local_problem(problem, first)
     np.testing.assert_array_equal(local.X, problem.X[:3])
+    assert masked  # every replica runs the masked step: one compiled program for all
+    _, masked = local_problem(data.load("linear:12,2,1"), first)
     assert not masked
 
 
@@ -244,14 +269,16 @@ def test_torch_ranks_compile_and_differentiate_an_mlp(tmp_path):
 
 
 def test_jax_over_two_processes_matches_one_process(tmp_path):
-    """JAX's own multi-process runtime (jax.distributed.initialize), started by torchrun."""
+    """JAX's own multi-process runtime (jax.distributed.initialize), started by torchrun; rank
+    0 prints every epoch while rank 1 prints nothing, yet both run the same compiled steps."""
     require_backends("jax", "torch")
     out = tmp_path / "run.json"
     done = launch.run_xptrain(
-        _train_args("--backend", "jax", "--jit", "--distributed", "--json", str(out), "--quiet"),
+        _train_args("--backend", "jax", "--jit", "--distributed", "--json", str(out)),
         processes=2,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert len([line for line in done.stdout.splitlines() if line.startswith("Epoch:")]) == EPOCHS
     record = json.loads(out.read_text())
     assert record["replicas"]["processes"] == 2
     _agrees(record, _reference())
