@@ -177,6 +177,7 @@ class TorchReplicas:
             "replicas": self.count,
             "processes": self.count,
             "process_group": str(dist.get_backend()),
+            "device": str(self.device),  # rank 0's (each rank: cuda:LOCAL_RANK on GPUs)
         }
 
 

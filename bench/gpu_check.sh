@@ -5,7 +5,9 @@
 #   usage: bash bench/gpu_check.sh [DIR]      (default: gpu-check/)
 # Writes DIR/summary.txt (GPU, backends, test report, check and bench tables), DIR/check.json and
 # DIR/check.png (the agreement report), DIR/bench.jsonl and DIR/bench.png (CPU-vs-GPU timing) and
-# DIR/train.jsonl (one `train --json` record per run). Meant to finish in under 5 minutes.
+# DIR/train.jsonl (one `train --json` record per run), DIR/check-torch-distributed.json and
+# DIR/check-jax-sharded.json (data-parallel agreement over every GPU). Meant to finish in under
+# 5 minutes.
 # Exits non-zero if any CUDA backend is missing or any check fails; CUDA cases never skip here.
 set -uo pipefail
 out=${1:-gpu-check}
@@ -29,6 +31,14 @@ echo "== xptrain check on CUDA (every reference problem, dtype, grad and mode)" 
   | tee -a "$out/summary.txt"
 log python3 -m xptrain check --quiet --devices cuda --backends torch jax cupy \
   --json "$out/check.json" --plot "$out/check.png" || status=1
+echo "== data-parallel on CUDA: torch under torchrun (NCCL), JAX sharded (every GPU present)" \
+  | tee -a "$out/summary.txt"
+gpus=$(python3 -c 'import torch; print(torch.cuda.device_count())')
+log python3 -m torch.distributed.run --nproc_per_node "$gpus" --master_addr 127.0.0.1 \
+  --master_port 29517 -m xptrain check --quiet --devices cuda --backends torch --distributed \
+  --problems seed breast_cancer --json "$out/check-torch-distributed.json" || status=1
+log python3 -m xptrain check --quiet --devices cuda --backends jax --data-parallel "$gpus" \
+  --problems seed breast_cancer --json "$out/check-jax-sharded.json" || status=1
 echo "== xptrain bench: CPU against GPU, N = 1k ... 1M, D = 64, float32" | tee -a "$out/summary.txt"
 log python3 -m xptrain bench --quiet --sweep --epochs 5 --repeat 3 --backends numpy torch jax cupy \
   --out "$out/bench.jsonl" --plot "$out/bench.png" || status=1

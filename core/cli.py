@@ -543,7 +543,12 @@ def _checkpointing(
             f"--checkpoint-dir {str(directory)!r} already holds another run's checkpoints; "
             "add --resume to continue it, or give an empty folder"
         )
-    if latest is None and args.resume:
+    # a group's other ranks read the same (shared) folder; rank 0 alone says what it found
+    if (
+        latest is None
+        and args.resume
+        and not (args.distributed and os.environ.get("RANK", "0") != "0")
+    ):
         print(
             f"xptrain train: no checkpoint in {str(directory)!r} yet; starting from epoch 0",
             file=sys.stderr,

@@ -252,6 +252,7 @@ def test_torch_over_two_ranks_matches_one_process(tmp_path):
         "replicas": 2,
         "processes": 2,
         "process_group": "gloo",
+        "device": "cpu",
     }
     _agrees(record, _reference())
 
