@@ -166,6 +166,7 @@ class DaskBackend(Backend):
                     wait(futures)
 
     def replicas(self, devices: int, distributed: bool, device: str) -> Any:
+        """Refused: dask spreads chunks over a cluster's workers itself (``--scheduler``)."""
         raise InvalidInput(
             "dask spreads X's row chunks over its workers itself: give --scheduler ADDRESS "
             "for a cluster, not --data-parallel or --distributed"

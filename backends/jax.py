@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from xptrain.errors import BackendUnavailable
+from xptrain.errors import BackendUnavailable, XptrainError
 
 from .base import Backend, Group, launcher_env
 
@@ -99,6 +100,13 @@ class JaxBackend(Backend):
         return jax.lax.scan(lambda c, _: fn(c), carry, None, length=length)
 
     def replicas(self, devices: int, distributed: bool, device: str) -> JaxReplicas:
+        """The first ``devices`` devices of ``device``'s kind in this process (in every
+        process with ``distributed``), as one mesh; the device's index is not used."""
+        if "check_vma" not in inspect.signature(getattr(jax, "shard_map", _absent)).parameters:
+            raise BackendUnavailable(
+                f"data-parallel JAX needs jax.shard_map with check_vma (a recent JAX); this is "
+                f"jax {jax.__version__}: pip install -U jax"
+            )
         return _replicas(devices, distributed, "cpu" if device == "cpu" else "gpu")
 
 
@@ -138,7 +146,6 @@ class JaxReplicas:
         self.count = len(devices)
         mine = [i for i, d in enumerate(devices) if d.process_index == jax.process_index()]
         self.here, self._first = len(mine), mine[0]
-        self.main = jax.process_index() == 0
         self._spread = NamedSharding(self.mesh, P(self.axis))
         self._whole = NamedSharding(self.mesh, P())
 
@@ -187,8 +194,10 @@ def process_group(timeout: float) -> Iterator[Group]:
     """Join the processes a launcher started (``jax.distributed.initialize`` from the
     launcher's RANK, WORLD_SIZE and MASTER_ADDR, its coordinator on port MASTER_PORT + 1;
     without them JAX's own detection: SLURM, Open MPI, TPU pods), for at most ``timeout``
-    seconds; leave it after. A process that does not join in time is ended by JAX itself
-    (exit code 134, "DEADLINE_EXCEEDED"): it cannot be caught."""
+    seconds; leave it after. ``timeout`` also bounds JAX's heartbeat (a peer silent that long
+    is lost) and the shutdown. A process whose peers do not join, or are lost, is ended by JAX
+    itself (exit code 134, "DEADLINE_EXCEEDED" or a lost task): that cannot be caught, but it
+    does not hang."""
     env = launcher_env()
     args = {}
     if env is not None:  # MASTER_PORT itself is torchrun's rendezvous store, under torchrun
@@ -199,16 +208,32 @@ def process_group(timeout: float) -> Iterator[Group]:
         }
         if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:  # torchrun: a GPU per process
             args["local_device_ids"] = [int(os.environ.get("LOCAL_RANK", "0"))]
+    seconds = max(1, round(timeout))
     try:
-        jax.distributed.initialize(**args, initialization_timeout=max(1, round(timeout)))
+        jax.distributed.initialize(
+            **args,
+            initialization_timeout=seconds,
+            heartbeat_timeout_seconds=seconds,
+            shutdown_timeout_seconds=seconds,
+        )
     except (RuntimeError, ValueError) as err:
         raise BackendUnavailable(
             f"--distributed: JAX could not join its processes: {str(err).splitlines()[0]}"
         ) from None
     try:
         yield Group(jax.process_index(), jax.process_count())
+    except XptrainError:
+        raise
+    except RuntimeError as err:  # a collective that failed (XlaRuntimeError)
+        raise BackendUnavailable(
+            f"--distributed: process {jax.process_index()} stopped: {str(err).splitlines()[0]}"
+        ) from None
     finally:
         jax.distributed.shutdown()
+
+
+def _absent() -> None:
+    """Stands in for a JAX function this version lacks."""
 
 
 def _enable_x64(on: bool) -> contextlib.AbstractContextManager:

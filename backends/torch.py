@@ -115,6 +115,8 @@ class TorchBackend(Backend):
             return super().fold(body, init, count)
 
     def replicas(self, devices: int, distributed: bool, device: str) -> TorchReplicas:
+        """One replica per rank of the joined torch.distributed group, on ``device`` (on
+        GPUs: ``cuda:LOCAL_RANK``, each rank its own); more devices per process are refused."""
         if devices != 1 or not distributed:
             raise InvalidInput(
                 "torch takes one device per process: run one process per device under "
@@ -147,7 +149,6 @@ class TorchReplicas:
     def __init__(self, backend: TorchBackend, device: torch.device, size: int, rank: int) -> None:
         self._backend, self.device = backend, device
         self.count, self.rank = size, rank
-        self.main = rank == 0
         if device.type == "cuda":  # NCCL's collectives run on the current device
             torch.cuda.set_device(device)
 

@@ -21,7 +21,6 @@ what finished.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import math
 import os
@@ -123,6 +122,11 @@ def plan(
         raise InvalidInput(f"unknown path {sorted(wrong)[0]!r}; use fast and/or exact")
     if spread not in SPREADS:
         raise InvalidInput(f"unknown spread {spread!r}; one of {', '.join(SPREADS)}")
+    if spread and "exact" in paths:
+        raise InvalidInput(
+            "--paths exact is the seed's single-device arithmetic: data-parallel runs take the "
+            "fast path only"
+        )
     configs = [
         BenchConfig(bk.name, device, dtype, mode, grad, n, d, epochs, repeat, path, spread, count)
         for n, d in sizes
@@ -258,14 +262,14 @@ def _status(err: BaseException) -> str:
 def record_key(record: dict[str, Any]) -> tuple | None:
     """The configuration a record is of (None for a line that is not a record)."""
     try:
-        return tuple({**_BEFORE_PATHS, **record}[k] for k in BenchConfig.__dataclass_fields__)
+        return tuple({**_OLD_DEFAULTS, **record}[k] for k in BenchConfig.__dataclass_fields__)
     except (KeyError, TypeError):
         return None
 
 
 # Records written before `path` existed timed the seed's full-batch epoch: they are "exact";
 # before `spread`, every run was on one device.
-_BEFORE_PATHS = {"path": "exact", "spread": "", "replicas": 1}
+_OLD_DEFAULTS = {"path": "exact", "spread": "", "replicas": 1}
 
 
 def load_records(path: Path) -> list[dict[str, Any]]:
@@ -364,13 +368,9 @@ def scale_out(
     for name, spread in SCALE_OUT:
         if name not in wanted:
             continue
-        try:
-            backends.get(name)
-        except XptrainError as err:
-            notes.append(f"{name} over {spread}: {err}")
-            continue
-        if spread == "processes" and importlib.util.find_spec("torch") is None:
-            notes.append(f"{name} over processes: needs torchrun (torch)")
+        reason = launch.unavailable(name, spread)
+        if reason is not None:
+            notes.append(f"{name} over {spread}: {reason}")
             continue
         args = ["bench", "--backends", name, "--devices", "cpu", *common]
         if spread == "processes":
@@ -380,10 +380,7 @@ def scale_out(
             each = [flag, ",".join(map(str, counts))]
             devices = max(counts) if spread == "devices" else None
             launched = [launch.run_xptrain([*args, *each], cpu_devices=devices)]
-        for done in launched:
-            if done.returncode != 0:
-                lines = [line for line in done.stderr.splitlines() if line.strip(" =-")]
-                notes.append(f"{name} over {spread}: exit {done.returncode}: {lines[-1:]}")
+        notes += [f"{name} over {spread}: {launch.failure(d)}" for d in launched if d.returncode]
         ran.append((name, spread))
     return ran, notes
 
@@ -397,6 +394,9 @@ def _attach_bound(
 ) -> None:
     """The device's bound for this size: the fastest ``sum(X)`` read among the backends of this
     run on the device, measured once per device and size."""
+    if config.spread:  # several processes or workers share the machine: no one-device bound
+        record["bound_gbps"] = record["bound_by"] = record["ratio_to_bound"] = None
+        return
     key = (config.device, config.n, config.d)
     if key not in bounds:
         rates = []

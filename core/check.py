@@ -4,7 +4,6 @@ engine × mode, each run twice, compared with the float64 reference under one to
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -296,28 +295,24 @@ def scale_out(
     for name, cpu_devices, processes, spread in SCALE_OUT:
         if backend_names and name not in backend_names:
             continue
-        try:
-            backends.get(name)
-        except XptrainError as err:
-            report.skipped.append(f"scale-out on {name}: {err}")
+        how = "processes" if processes else "devices"
+        reason = launch.unavailable(name, how)
+        if reason is not None:
+            report.skipped.append(f"scale-out on {name} over {how}: {reason}")
             continue
-        if processes is not None and importlib.util.find_spec("torch") is None:
-            report.skipped.append(f"scale-out on {name} over processes: needs torchrun (torch)")
-            continue
-        out = directory / f"{name}-{'-'.join(s.strip('-') for s in spread)}.json"
+        out = directory / f"{name}-{how}.json"
         args = ["check", "--backends", name, "--devices", "cpu", *spread, "--quiet"]
         args += ["--json", str(out), "--distributed-timeout", str(timeout)]
         args += [*_option("--problems", problem_names), *_option("--dtypes", dtypes)]
         launched = launch.run_xptrain(args, processes=processes, cpu_devices=cpu_devices)
         if not out.is_file():
             where = Config("all", name, "cpu", "-", "-", "-", cpu_devices, processes)
-            error = (launched.stderr.strip().splitlines() or ["no output"])[-1]
-            report.rows.append(error_row(where, 0.0, InvalidInput(error)))
+            report.rows.append(error_row(where, 0.0, InvalidInput(launch.failure(launched))))
             continue
         other = json.loads(out.read_text())
         report.rows += [Row(**row) for row in other["results"]]
         report.versions.update(other["versions"])
-        report.precision.update({f"{k} (scale-out)": v for k, v in other["precision"].items()})
+        report.precision.update({f"{k} over 2 {how}": v for k, v in other["precision"].items()})
         report.skipped += [f"scale-out on {name}: {note}" for note in other["skipped"]]
 
 

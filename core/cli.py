@@ -455,18 +455,10 @@ def run_train(args: argparse.Namespace) -> int:
     start, save = _checkpointing(args)
     if args.distributed:  # before the backend's first use: JAX joins before computing
         group = backends.process_group(args.backend, args.distributed_timeout)
-        with group as joined:
+        with group as joined:  # rank 0 prints and writes; the ranks step alike (fit's lockstep)
             main = joined.rank == 0
-            # every process must step alike (JAX compiles one program per chunk of epochs,
-            # chosen by the callbacks): the others get do-nothing ones where rank 0 has some
-            if not main and save is not None:
-                save = _ignore
-            return _train_and_write(args, options, start, save, main=main)
+            return _train_and_write(args, options, start, save if main else None, main=main)
     return _train_and_write(args, options, start, save, main=True)
-
-
-def _ignore(*args: Any) -> None:
-    """A callback that does nothing: what the non-printing processes of a group get."""
 
 
 def _train_and_write(
@@ -492,9 +484,7 @@ def _train_and_write(
         else contextlib.nullcontext()
     )
     printer = (
-        _epoch_printer(args, start.epoch if start else 0)
-        if main
-        else contextlib.nullcontext(None if args.quiet else _ignore)
+        _epoch_printer(args, start.epoch if start else 0) if main else contextlib.nullcontext()
     )
     with cluster, printer as on_epoch:
         result = train_problem(
@@ -607,6 +597,9 @@ def run_check(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--data-parallel must be ≥ 1 devices, got {args.data_parallel}")
     if args.scale_out and (args.distributed or args.data_parallel is not None):
         raise InvalidInput("--scale-out launches its own data-parallel checks: give it alone")
+    devices = _listed(args.devices, "--devices")
+    if args.scale_out and devices and set(devices) != {"cpu"}:
+        raise InvalidInput("--scale-out runs on this machine's CPU: drop --devices, or it")
     if not args.distributed:
         return _check_and_report(args, processes=None, main=True)
     named = _listed(args.backends, "--backends") or []
@@ -640,6 +633,11 @@ def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: 
                 args.distributed_timeout,
                 Path(directory),
             )
+    elif processes is None and args.data_parallel is None:
+        report.notes.append(
+            "data-parallel runs (JAX devices and processes, torch ranks): not checked here; "
+            "add --scale-out"
+        )
     if not main:
         return 0 if report.passed else 1
     outputs = []
@@ -690,10 +688,11 @@ def run_bench(args: argparse.Namespace) -> int:
     modes = _listed(args.modes, "--modes") or ["eager", "jit"]
     if set(modes) - {"eager", "jit"}:
         raise InvalidInput(f"unknown mode in {modes}; use eager and/or jit")
+    paths = _listed(args.paths, "--paths") or ["fast"]
     spreads = {
         "devices": args.data_parallel,
         "workers": args.workers,
-        "processes": (0,) if args.distributed else None,
+        "processes": () if args.distributed else None,  # the group's size, once joined
         "scale-out": args.scale_out,
     }
     chosen = [(kind, counts) for kind, counts in spreads.items() if counts is not None]
@@ -702,26 +701,39 @@ def run_bench(args: argparse.Namespace) -> int:
             "give one of --data-parallel, --workers, --distributed and --scale-out at a time"
         )
     spread, counts = chosen[0] if chosen else ("", (1,))
+    # every plan of this run: sizes, dtype, epochs, modes, paths; backends and devices vary
     plan = functools.partial(
         bench.plan,
-        _listed(args.backends, "--backends"),
-        _listed(args.devices, "--devices"),
-        args.dtype,
-        sizes,
-        epochs,
-        repeat,
-        modes,
-        paths=_listed(args.paths, "--paths") or ["fast"],
+        dtype=args.dtype,
+        sizes=sizes,
+        epochs=epochs,
+        repeat=repeat,
+        modes=modes,
+        paths=paths,
     )
+    named = _listed(args.backends, "--backends")
+    devices = _listed(args.devices, "--devices")
     if spread == "scale-out":
-        return _bench_scale_out(args, plan, sizes, epochs, repeat, counts)
+        if devices and set(devices) != {"cpu"}:
+            raise InvalidInput("--scale-out runs on this machine's CPU: drop --devices")
+        common = ["--dtype", args.dtype, "--epochs", str(epochs), "--repeat", str(repeat)]
+        common += ["--sizes", ",".join(f"{n}x{d}" for n, d in sizes), "--out", args.out]
+        common += ["--modes", *modes, "--paths", *paths, "--quiet"]
+        common += ["--distributed-timeout", str(args.distributed_timeout)]
+        common += ["--resume"] if args.resume else []
+        ran, notes = bench.scale_out(counts, named, common)
+        # the configurations the launched benches planned (a 1-process group included)
+        configs = [c for name, how in ran for c in plan([name], ["cpu"], spread=how, counts=counts)]
+        code = _bench_report(args, configs)
+        for note in notes:
+            print(f"xptrain bench: scale-out: {note}", file=sys.stderr)
+        return 1 if notes else code
     if spread != "processes":
-        return _bench(args, plan(spread=spread, counts=counts), main=True)
-    named = _listed(args.backends, "--backends") or []
-    if len(named) != 1:
+        return _bench(args, plan(named, devices, spread=spread, counts=counts), main=True)
+    if len(named or []) != 1:
         raise InvalidInput("--distributed times one backend: give --backends torch or jax")
     with backends.process_group(named[0], args.distributed_timeout) as joined:
-        configs = plan(spread="processes", counts=(joined.size,))
+        configs = plan(named, devices, spread="processes", counts=(joined.size,))
         return _bench(args, configs, main=joined.rank == 0)
 
 
@@ -766,46 +778,6 @@ def _bench_report(args: argparse.Namespace, configs: list, interrupted: bool = F
         )
         return 130
     return 0
-
-
-def _bench_scale_out(
-    args: argparse.Namespace,
-    plan: Callable[..., list],
-    sizes: list[tuple[int, int]],
-    epochs: int,
-    repeat: int,
-    counts: tuple[int, ...],
-) -> int:
-    """``--scale-out``: each backend × spread timed in processes of its own, then one table."""
-    from . import bench
-
-    common = ["--dtype", args.dtype, "--epochs", str(epochs), "--repeat", str(repeat)]
-    common += ["--sizes", ",".join(f"{n}x{d}" for n, d in sizes), "--out", args.out, "--quiet"]
-    common += ["--modes", *(_listed(args.modes, "--modes") or ["eager", "jit"])]
-    common += ["--paths", *(_listed(args.paths, "--paths") or ["fast"])]
-    common += ["--distributed-timeout", str(args.distributed_timeout)]
-    if args.resume:
-        common.append("--resume")
-    ran, notes = bench.scale_out(counts, _listed(args.backends, "--backends"), common)
-    configs = []
-    for name, spread in ran:
-        # the same configurations the launched benches planned (a 1-process group included)
-        configs += bench.plan(
-            [name],
-            ["cpu"],
-            args.dtype,
-            sizes,
-            epochs,
-            repeat,
-            _listed(args.modes, "--modes") or ["eager", "jit"],
-            paths=_listed(args.paths, "--paths") or ["fast"],
-            spread=spread,
-            counts=counts,
-        )
-    code = _bench_report(args, configs)
-    for note in notes:
-        print(f"xptrain bench: scale-out: {note}", file=sys.stderr)
-    return code if not notes else 1
 
 
 def run_experiment(args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@ which sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT for torch and JAX alike
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 import signal
 import socket
@@ -12,7 +14,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from .errors import InvalidInput
+from . import backends
+from .errors import InvalidInput, XptrainError
 
 LAUNCH_TIMEOUT = 3600.0  # seconds a launched check or bench may take in all
 
@@ -81,8 +84,39 @@ def run_xptrain(
         try:
             out, err = child.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
+            _kill_tree(child)
             out, err = child.communicate()
             err += f"\nerror: {' '.join(args[:1])} timed out after {timeout:g} s and was killed\n"
             return subprocess.CompletedProcess(command, -9, out, err)
+        except BaseException:  # Ctrl-C: the launched tree is in its own session, end it too
+            _kill_tree(child)
+            raise
     return subprocess.CompletedProcess(command, child.returncode, out, err)
+
+
+def _kill_tree(child: subprocess.Popen) -> None:
+    """SIGKILL to the child's process group (torchrun and its workers), if it still exists."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+
+
+def unavailable(backend: str, spread: str) -> str | None:
+    """Why ``backend`` cannot be launched here with its rows spread over ``spread``
+    ("devices", "processes", "workers"); None when it can."""
+    try:
+        bk = backends.get(backend)
+    except XptrainError as err:
+        return str(err)
+    if spread not in bk.spreads:
+        return f"{backend} does not spread rows over {spread}"
+    if spread == "processes" and importlib.util.find_spec("torch") is None:
+        return "processes are started by torchrun, which comes with torch: pip install torch"
+    return None
+
+
+def failure(done: subprocess.CompletedProcess) -> str:
+    """What a launch that failed said: its exit code and its last line that says error
+    (torchrun's own summary is mostly rules and tracebacks)."""
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip(" =-")]
+    said = [line for line in lines if "error" in line.lower()] or lines or ["no output"]
+    return f"exit code {done.returncode}: {said[-1]}"

@@ -28,7 +28,6 @@ class Replicas(Protocol):
 
     count: int  # replicas in all: devices × processes
     here: int  # replicas in this process (its devices)
-    main: bool  # this process prints and writes (rank 0)
     even: bool  # every replica must hold the same number of rows (padding is added)
 
     def rows(self, n: int) -> tuple[int, int]:

@@ -237,6 +237,8 @@ def make_step(
     left out) added over the replicas and divided by the global ``rows``."""
     xp = bk.xp
     if replicas is not None:
+        if rows is None:
+            raise ValueError("a data-parallel step needs the global number of rows")
         local = local_sums_of(bk, grad, activation, loss, block, masked)
         loss_and_grads = reduced_loss_and_grads(local, replicas.reduce, rows)
         step = replicas.wrap(update_step(xp, lr, OPTIMIZERS[optimizer], loss_and_grads))
@@ -375,6 +377,7 @@ def fit(
     batches: Minibatches | None = None,
     validation: Validation | None = None,
     fused: Callable[[int], Callable] | None = None,
+    lockstep: bool = False,
 ) -> tuple[Carry, History]:
     """Run epochs ``start_epoch`` to ``epochs - 1``; return the final carry (parameters and
     optimizer state) and the history of those epochs on the host: ``{"loss": [...]}``, plus
@@ -386,18 +389,22 @@ def fit(
     its loss is the mean of the batch losses weighted by batch size. ``fused(k)`` (see
     :func:`make_fused`) runs k full-batch epochs in one compiled call: without ``on_epoch`` the
     whole run (up to 1024 epochs a call), or each stretch between checkpoints, is one call and
-    one host transfer.
+    one host transfer. ``lockstep`` (a process of a data-parallel group): the stretches of
+    epochs run depend on ``epochs`` and ``checkpoint_every`` alone, never on which callbacks
+    this process has, so every process runs the same compiled calls and collectives;
+    ``on_epoch`` then hears of each stretch's epochs after it.
 
     Stops with :class:`TrainingDiverged` naming the first epoch whose loss is NaN or inf.
     """
     names = metric_names(validation is not None)
     history: History = {name: [] for name in names}
-    every = checkpoint_every if on_checkpoint is not None else None
-    use_fused = fused is not None and on_epoch is None and batches is None
+    every = checkpoint_every if on_checkpoint is not None or lockstep else None
+    live = on_epoch is not None and not lockstep  # an epoch a call, each reported at once
+    use_fused = fused is not None and not live and batches is None
     epoch = start_epoch
     while epoch < epochs:
         stop = epochs if every is None else min(epochs, (epoch // every + 1) * every)
-        if on_epoch is not None:
+        if live:
             stop = epoch + 1
         else:  # losses wait on the device, checked a block at a time
             stop = min(stop, epoch + (_FUSED_EPOCHS if use_fused else _CHECK_EVERY))
@@ -652,11 +659,13 @@ class Placed:
     batches: Minibatches | None = None
     validation: Validation | None = None
     fused: Callable[[int], Callable] | None = None
+    lockstep: bool = False  # one process of a data-parallel group (see fit)
 
     def fit(self, carry: Carry | None = None, **options: Any) -> tuple[Carry, History]:
         """:func:`fit` from ``carry`` (default: the starting one); ``options`` are fit's."""
         start = self.carry if carry is None else carry
         extra = {"batches": self.batches, "validation": self.validation, "fused": self.fused}
+        extra["lockstep"] = self.lockstep
         return fit(self.step, start, self.X, self.y, self.bk, **extra, **options)
 
 
@@ -717,7 +726,8 @@ def place(
         fused = functools.partial(make_fused, bk, *config, *parallel)
     for array in (X, y, *carry[0]):  # transfers may be asynchronous (JAX): finish them here
         bk.sync(array)
-    return Placed(bk, X, y, carry, step, block, batches, validation, fused)
+    lockstep = replicas is not None
+    return Placed(bk, X, y, carry, step, block, batches, validation, fused, lockstep)
 
 
 def run_meta(problem: Problem, bk: backends.Backend, options: Options) -> dict[str, Any]:

@@ -372,3 +372,24 @@ def test_a_jax_process_that_never_comes_ends_the_run():
     _, err = alone.communicate(timeout=90)
     assert alone.returncode != 0
     assert "DEADLINE_EXCEEDED" in err
+
+
+def test_a_lost_jax_process_ends_the_others():
+    """A JAX process killed mid-run: the survivor ends (JAX's heartbeat, bounded by
+    --distributed-timeout), with a non-zero exit, not a hang."""
+    require_backends("jax")
+    port = launch.free_port()
+    args = ("train", "--backend", "jax", "--jit", "--distributed", "--quiet")
+    args += ("--epochs", "100000000", "--distributed-timeout", "5")
+    ranks = [_rank(0, port, *args), _rank(1, port, *args)]
+    try:
+        time.sleep(8)  # joined and training (the run is far longer than the test)
+        assert ranks[0].poll() is None and ranks[1].poll() is None
+        ranks[1].send_signal(signal.SIGKILL)
+        began = time.monotonic()
+        ranks[0].communicate(timeout=60)
+    finally:
+        for rank in ranks:
+            rank.kill()
+    assert ranks[0].returncode != 0
+    assert time.monotonic() - began < 60
