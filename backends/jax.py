@@ -184,7 +184,7 @@ class JaxReplicas:
         return {
             "engine": "jax.shard_map",
             "replicas": self.count,
-            "processes": jax.process_count(),
+            "processes": len({d.process_index for d in self.mesh.devices.flat}),
             "devices": [str(d) for d in self.mesh.devices.flat],
         }
 
