@@ -217,8 +217,14 @@ def process_group(timeout: float) -> Iterator[Group]:
             shutdown_timeout_seconds=seconds,
         )
     except (RuntimeError, ValueError) as err:
+        hint = (
+            "; run it under torchrun, or set RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT"
+            if env is None
+            else ""
+        )
         raise BackendUnavailable(
-            f"--distributed: JAX could not join its processes: {str(err).splitlines()[0]}"
+            f"--distributed: JAX could not join its processes: "
+            f"{str(err).splitlines()[0].rstrip('.')}{hint}"
         ) from None
     try:
         yield Group(jax.process_index(), jax.process_count())

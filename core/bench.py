@@ -364,7 +364,7 @@ def scale_out(
     ...) so every record lands in the same file. Returns the (backend, spread) pairs that ran,
     and a note for each that could not."""
     ran, notes = [], []
-    wanted = set(backend_names or [name for name, _ in SCALE_OUT])
+    wanted = {backends.canonical_name(n) for n in backend_names or [n for n, _ in SCALE_OUT]}
     for name, spread in SCALE_OUT:
         if name not in wanted:
             continue
@@ -439,7 +439,10 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
     lines = [_COLUMNS]
     for r in records:
         ok = r["status"] == "ok"
-        spread = f" ×{r['replicas']} {r['spread']}" if r.get("spread") else ""
+        spread = ""
+        if r.get("spread"):  # ×2 devices, ×1 device
+            kind = r["spread"][:-1] if r["replicas"] == 1 else r["spread"]
+            spread = f" ×{r['replicas']} {kind}"
         lines.append(
             (
                 r["backend"],

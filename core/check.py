@@ -313,7 +313,7 @@ def scale_out(
         report.rows += [Row(**row) for row in other["results"]]
         report.versions.update(other["versions"])
         report.precision.update({f"{k} over 2 {how}": v for k, v in other["precision"].items()})
-        report.skipped += [f"scale-out on {name}: {note}" for note in other["skipped"]]
+        report.skipped += [f"scale-out on {name} over 2 {how}: {n}" for n in other["skipped"]]
 
 
 def _option(flag: str, values: Sequence[str] | None) -> list[str]:

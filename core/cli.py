@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         default="seed",
         metavar="PATH|seed",
-        help="seed, linear:N,D[,S], blobs:N,D[,S], breast_cancer, digits, or a .npz "
-        "(X, y, optional W, b) or .csv (label last)",
+        help="seed, linear:N,D[,S], blobs:N,D[,S], breast_cancer, digits, a .npz "
+        "(X, y, optional W, b) or .csv (label last), or a folder of X.npy and y.npy (X "
+        "memory-mapped)",
     )
     train.add_argument(
         "--jit", action="store_true", help="compile the training step (jax.jit, torch.compile)"
@@ -815,7 +816,7 @@ def run_experiment(args: argparse.Namespace) -> int:
 
 def run_backends(args: argparse.Namespace) -> int:
     """``xptrain backends``: one row per built-in backend, installed or not."""
-    header = ("backend", "installed", "version", "devices", "float64", "jit", "autodiff")
+    header = ("backend", "installed", "version", "devices", "float64", "jit", "autodiff", "spreads")
     rows = [header]
     for name in backends.SPECS:
         try:
@@ -832,6 +833,7 @@ def run_backends(args: argparse.Namespace) -> int:
                 bk.float64,
                 _yes(bk.has_jit),
                 _yes(bk.has_autodiff),
+                ", ".join(bk.spreads) or "-",  # data-parallel: over devices, processes, workers
             )
         )
     print("\n".join(align(rows)))

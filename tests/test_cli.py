@@ -106,6 +106,7 @@ def test_backends_table():
         "float64",
         "jit",
         "autodiff",
+        "spreads",
     ]
     rows = {line.split()[0]: line for line in lines[1:]}
     assert set(rows) == {"numpy", "torch", "jax", "cupy", "array_api_strict", "dask"}

@@ -145,6 +145,7 @@ def test_options_refuse_what_data_parallel_cannot_do(options, message):
         (["--backend", "jax", "--data-parallel", "1"], "add --jit"),
         (["--distributed"], "for --backend torch or jax"),
         (["--backend", "torch", "--distributed"], "run it under torchrun"),
+        (["--backend", "jax", "--jit", "--distributed"], "run it under torchrun"),
     ],
 )
 def test_cli_refusals_are_one_line(args, message, capsys, monkeypatch):
