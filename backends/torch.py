@@ -208,6 +208,9 @@ def process_group(timeout: float) -> Iterator[Group]:
         ) from None
     try:
         yield Group(env.rank, env.size)
+        # every rank done with every collective before any tears its connections down (a rank
+        # that left first made a peer abort in gloo's teardown, now and then, here)
+        dist.barrier()
     except XptrainError:  # xptrain's own errors (RuntimeErrors too) say what they are
         raise
     except RuntimeError as err:  # gloo/NCCL: a peer that died, or one past the timeout

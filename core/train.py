@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any
@@ -341,10 +341,13 @@ def make_fused(
 @dataclass(frozen=True)
 class Minibatches:
     """Minibatch epochs: rows taken in the order ``order(epoch)`` gives (a device index array,
-    drawn on the host), ``size`` at a time."""
+    drawn on the host), ``size`` at a time. A data-parallel run has ``shares(epoch)`` instead:
+    for each batch, this process's rows of it on its replicas, the step for the batch's size,
+    and that size (see :func:`replica_minibatches`)."""
 
-    order: Callable[[int], Any]
+    order: Callable[[int], Any] | None
     size: int
+    shares: Callable[[int], Iterator[tuple[Any, Any, Step, int]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -470,6 +473,12 @@ def _record(
 def _minibatch_epoch(
     step: Step, carry: Carry, X: Any, y: Any, xp: Any, batches: Minibatches, epoch: int
 ) -> tuple[Carry, Any]:
+    if batches.shares is not None:  # data-parallel: each batch spread over the replicas
+        total, n = 0, 0
+        for X_part, y_part, batch_step, rows in batches.shares(epoch):
+            carry, loss = batch_step(carry, X_part, y_part)
+            total, n = total + loss * rows, n + rows
+        return carry, total / n
     n, size = X.shape[0], batches.size
     order = batches.order(epoch)
     X, y = xp.take(X, order, axis=0), xp.take(y, order, axis=0)
@@ -545,16 +554,11 @@ class Options:
             raise InvalidInput(
                 f"--data-parallel must be a whole number ≥ 1 of devices, got {self.data_parallel!r}"
             )
-        if self.data_parallel is not None or self.distributed:
-            if self.batch_size is not None:
-                raise InvalidInput(
-                    "data-parallel runs are full batch: drop the batch size or the data parallelism"
-                )
-            if self.exact:
-                raise InvalidInput(
-                    "--exact is the seed's single-device arithmetic; a data-parallel run sums "
-                    "each replica's rows: drop one of them"
-                )
+        if (self.data_parallel is not None or self.distributed) and self.exact:
+            raise InvalidInput(
+                "--exact is the seed's single-device arithmetic; a data-parallel run sums "
+                "each replica's rows: drop one of them"
+            )
         for name, kind in (("epochs", int), ("lr", float), ("seed", int)):
             object.__setattr__(self, name, kind(getattr(self, name)))
         object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
@@ -697,13 +701,17 @@ def place(
             raise InvalidInput(
                 f"{bk.name} runs a data-parallel step compiled only (shard_map): add --jit"
             )
-        problem, masked = local_problem(problem, replicas)
-        per_replica = len(problem.y) // replicas.here
+        if o.batch_size is None:  # with minibatches each batch is spread instead (shares)
+            problem, masked = local_problem(problem, replicas)
+            per_replica = len(problem.y) // replicas.here
 
         def put(a: np.ndarray, rows: bool = False) -> Any:
             return replicas.put(a, o.dtype, rows=rows)
 
-    X, y = put(problem.X, rows=True), put(problem.y, rows=True)
+    spread_batches = replicas is not None and o.batch_size is not None
+    X, y = (
+        (None, None) if spread_batches else (put(problem.X, rows=True), put(problem.y, rows=True))
+    )
     on_device = tuple(put(p) for p in params)
     if state is None:
         carry = initial_carry(bk, on_device, o.optimizer)
@@ -713,8 +721,10 @@ def place(
     parallel = (replicas, n if replicas else None, masked)
     step = make_step(bk, o.grad, o.lr, o.jit, o.optimizer, o.activation, o.loss, block, *parallel)
     batches = validation = fused = None
-    if o.batch_size is not None:
-        batches = Minibatches(  # never with replicas: Options refuses the pair
+    if spread_batches:
+        batches = replica_minibatches(problem, bk, o, replicas)
+    elif o.batch_size is not None:
+        batches = Minibatches(
             lambda epoch: bk.asarray(batch_order(n, o.seed, epoch), "int32", dev), o.batch_size
         )
     if held_out is not None:
@@ -725,9 +735,40 @@ def place(
         config = (o.grad, o.lr, o.optimizer, o.activation, o.loss, held_out is not None, block)
         fused = functools.partial(make_fused, bk, *config, *parallel)
     for array in (X, y, *carry[0]):  # transfers may be asynchronous (JAX): finish them here
-        bk.sync(array)
+        if array is not None:
+            bk.sync(array)
     lockstep = replicas is not None
     return Placed(bk, X, y, carry, step, block, batches, validation, fused, lockstep)
+
+
+def replica_minibatches(
+    problem: Problem, bk: backends.Backend, options: Options, replicas: Replicas
+) -> Minibatches:
+    """The minibatches of a data-parallel run, the single-device run's batches exactly: every
+    process draws the same order on the host (:func:`xptrain.data.batch_order`), and each
+    batch's rows are spread over the replicas as a full-batch run's are (padded where they
+    must be even), each process copying only its share; the batch's step divides by the
+    batch's rows (at most two sizes: ``batch_size`` and the last batch's)."""
+    o, n = options, len(problem.y)
+    size, last = o.batch_size, len(problem.y) % o.batch_size
+    if size < replicas.count or 0 < last < replicas.count:
+        what = f"a batch of {size}" if size < replicas.count else f"the last batch ({n} mod {size})"
+        raise InvalidInput(
+            f"{what} has fewer rows than the {replicas.count} replicas: choose a batch size of "
+            f"at least {replicas.count} whose last batch is empty or at least that"
+        )
+
+    def shares(epoch: int) -> Iterator[tuple[Any, Any, Step, int]]:
+        order = batch_order(n, o.seed, epoch)
+        for start in range(0, n, size):
+            rows = order[start : start + size]
+            mine, masked = local_problem(Problem(problem.X[rows], problem.y[rows]), replicas)
+            config = (o.grad, o.lr, o.jit, o.optimizer, o.activation, o.loss, None)
+            step = make_step(bk, *config, replicas, len(rows), masked)
+            put = functools.partial(replicas.put, dtype=o.dtype, rows=True)
+            yield put(mine.X), put(mine.y), step, len(rows)
+
+    return Minibatches(None, size, shares)
 
 
 def run_meta(problem: Problem, bk: backends.Backend, options: Options) -> dict[str, Any]:

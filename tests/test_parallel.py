@@ -37,15 +37,18 @@ def _reference(dtype: str = "float64", **options) -> xptrain.TrainResult:
     return xptrain.train(problem.X, problem.y, dtype=dtype, epochs=EPOCHS, lr=0.5, **options)
 
 
-def _agrees(record: dict, ref: xptrain.TrainResult) -> None:
+def _agrees(record: dict, ref: xptrain.TrainResult, batch: int | None = None) -> None:
     """A run's JSON record is within check's tolerance of the single-device NumPy run (and,
-    in float64, within 1e-13 relative)."""
+    in float64, within 1e-13 relative); minibatches as `xptrain run` compares them (N = the
+    batch, one rounding step per update)."""
     params = record.get("params") or [record["W"], [[record["b"]]]]
     run = SimpleNamespace(
         losses=record["losses"], params=[np.asarray(p) for p in params], dtype=record["dtype"]
     )
     n, d = data.load(DATA).X.shape
-    agreement = compare(run, Reference(ref.losses, ref.params), tolerance(record["dtype"], n, d))
+    steps = EPOCHS * -(-n // batch) if batch else None
+    tau = tolerance(record["dtype"], batch or n, d)
+    agreement = compare(run, Reference(ref.losses, ref.params), tau, steps)
     assert agreement.passed, agreement
     if record["dtype"] == "float64":
         assert agreement.max_rel_err < 1e-13
@@ -126,7 +129,6 @@ def test_fewer_rows_than_replicas_is_refused():
     ("options", "message"),
     [
         ({"data_parallel": 0}, "whole number ≥ 1"),
-        ({"data_parallel": 2, "batch_size": 4}, "full batch"),
         ({"distributed": True, "exact": True}, "--exact"),
     ],
 )
@@ -194,10 +196,11 @@ out = []
 for dtype in ("float64", "float32"):
     for grad in ("analytic", "autodiff"):
         for model in ({}, {"hidden": (8,), "activation": "tanh", "loss": "bce-logits"}):
-            for extra in ({}, {"block": 128}) if grad == "analytic" else ({},):
+            extras = [{}, {"batch_size": 64}] + ([{"block": 128}] if grad == "analytic" else [])
+            for extra in extras:
                 r = xptrain.train(problem.X, problem.y, backend="jax", dtype=dtype, epochs=30,
                                   lr=0.5, jit=True, grad=grad, data_parallel=2, **model, **extra)
-                out.append({**r.to_dict(), "options": model})
+                out.append({**r.to_dict(), "options": {**model, **extra}})
 print(json.dumps(out))
 """
 
@@ -216,11 +219,12 @@ def test_jax_over_two_devices_matches_one_device():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     records = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(records) == 12
+    assert len(records) == 20
     for record in records:
         assert record["replicas"]["replicas"] == 2 and record["replicas"]["processes"] == 1
-        model = {k: tuple(v) if k == "hidden" else v for k, v in record["options"].items()}
-        _agrees(record, _reference(record["dtype"], **model))
+        options = {k: tuple(v) if k == "hidden" else v for k, v in record["options"].items()}
+        options.pop("block", None)
+        _agrees(record, _reference(record["dtype"], **options), record.get("batch_size"))
 
 
 def test_jax_cli_over_two_devices_prints_the_single_device_lines():
@@ -268,6 +272,28 @@ def test_torch_ranks_compile_and_differentiate_an_mlp(tmp_path):
     _agrees(
         json.loads(out.read_text()), _reference(hidden=(8,), activation="tanh", loss="bce-logits")
     )
+
+
+def test_torch_ranks_take_the_single_device_minibatches(tmp_path):
+    """Minibatches over 2 ranks: each batch (the same order as one process draws) split over
+    the ranks, 64 rows a batch and 41 in the last; adam; the single-process numbers."""
+    require_backends("torch")
+    out = tmp_path / "run.json"
+    args = ["--backend", "torch", "--distributed", "--batch-size", "64", "--optimizer", "adam"]
+    done = launch.run_xptrain(_train_args(*args, "--json", str(out), "--quiet"), processes=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _agrees(json.loads(out.read_text()), _reference(batch_size=64, optimizer="adam"), 64)
+
+
+def test_a_last_batch_smaller_than_the_replicas_is_refused():
+    from xptrain.train import replica_minibatches
+
+    problem = data.load("linear:1001,5,3")
+    replicas = _Replicas(count=2, here=1, even=False, first=0)
+    with pytest.raises(InvalidInput, match=r"the last batch \(1001 mod 100\) has fewer rows"):
+        replica_minibatches(problem, backends.get("numpy"), Options(batch_size=100), replicas)
+    with pytest.raises(InvalidInput, match="a batch of 1 has fewer rows than the 2 replicas"):
+        replica_minibatches(problem, backends.get("numpy"), Options(batch_size=1), replicas)
 
 
 def test_jax_over_two_processes_matches_one_process(tmp_path):
