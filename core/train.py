@@ -750,7 +750,7 @@ def replica_minibatches(
     must be even), each process copying only its share; the batch's step divides by the
     batch's rows (at most two sizes: ``batch_size`` and the last batch's)."""
     o, n = options, len(problem.y)
-    size, last = o.batch_size, len(problem.y) % o.batch_size
+    size, last = o.batch_size, n % o.batch_size
     if size < replicas.count or 0 < last < replicas.count:
         what = f"a batch of {size}" if size < replicas.count else f"the last batch ({n} mod {size})"
         raise InvalidInput(
@@ -758,14 +758,15 @@ def replica_minibatches(
             f"at least {replicas.count} whose last batch is empty or at least that"
         )
 
+    config = (o.grad, o.lr, o.jit, o.optimizer, o.activation, o.loss, None)
+    put = functools.partial(replicas.put, dtype=o.dtype, rows=True)
+
     def shares(epoch: int) -> Iterator[tuple[Any, Any, Step, int]]:
         order = batch_order(n, o.seed, epoch)
         for start in range(0, n, size):
             rows = order[start : start + size]
             mine, masked = local_problem(Problem(problem.X[rows], problem.y[rows]), replicas)
-            config = (o.grad, o.lr, o.jit, o.optimizer, o.activation, o.loss, None)
-            step = make_step(bk, *config, replicas, len(rows), masked)
-            put = functools.partial(replicas.put, dtype=o.dtype, rows=True)
+            step = make_step(bk, *config, replicas, len(rows), masked)  # cached: 2 sizes at most
             yield put(mine.X), put(mine.y), step, len(rows)
 
     return Minibatches(None, size, shares)
