@@ -146,8 +146,6 @@ def process_group(name: str, timeout: float) -> contextlib.AbstractContextManage
     a context that yields this process's :class:`Group` and leaves the group after. Call it
     before the backend's first use: JAX must join before it computes anything."""
     key = canonical_name(name)
-    if key not in ("torch", "jax"):
-        raise InvalidInput(f"--distributed is for --backend torch or jax, not {key}")
     if not timeout > 0:
         raise InvalidInput(f"the process group timeout must be > 0 seconds, got {timeout}")
     try:
@@ -156,6 +154,9 @@ def process_group(name: str, timeout: float) -> contextlib.AbstractContextManage
         raise BackendUnavailable(
             f"backend {key!r} is not installed; install it with: {SPECS[key].install}"
         ) from None
+    # the class's declared capabilities: read without starting the library (JAX must join first)
+    if not getattr(module, SPECS[key].cls).caps.process_group:
+        raise InvalidInput(f"--distributed is for --backend torch or jax, not {key}")
     return module.process_group(timeout)
 
 

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from xptrain.errors import BackendUnavailable, InvalidInput
-from xptrain.grad import in_turn, python_fold
 
 DTYPES = ("float64", "float32")
 _DEVICE_RE = re.compile(r"^(cpu|cuda|gpu)(?::(\d+))?$")
@@ -67,15 +66,49 @@ def thread_info() -> dict[str, Any]:
     return info
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do beyond the Array API, declared once per backend class (readable
+    without instantiating it, so without starting the library). Each power a flag turns on is a
+    method of :class:`Backend` that the subclass overrides; the defaults refuse."""
+
+    jit: bool = False  # jit(fn) compiles
+    autodiff: bool = False  # value_and_grad(fn)
+    # scan(fn, carry, length): a compiled loop, so a whole run is one call (JAX's lax.scan)
+    scan: bool = False
+    # arrays computed a chunk at a time by the library's own graph (Dask): the one-pass
+    # gradient's blocks would only add overhead, so the full-batch step is used
+    chunked: bool = False
+    # how the library spreads a run's rows (replicas()): "devices" of one process, the
+    # "processes" of a group, the "workers" of a cluster
+    spreads: tuple[str, ...] = ()
+    replicas_jit_only: bool = False  # a data-parallel step runs compiled only
+    process_group: bool = False  # its module has process_group(timeout): torchrun groups
+    scheduler: bool = False  # scheduler(address, timeout): compute on a cluster
+    float64: str = "yes"  # how float64 is supported, for `xptrain backends`
+
+
+def python_fold(body: Callable[[Any, Any], Any], init: Any, count: int) -> Any:
+    """The plain loop every backend can run: ``carry = body(i, carry)`` for i in range(count)."""
+    carry = init
+    for i in range(count):
+        carry = body(i, carry)
+    return carry
+
+
+def in_turn(fn: Callable[[int], Any], count: int) -> list[Any]:
+    """The plain ``spread``: ``[fn(0), ..., fn(count - 1)]``, one after another."""
+    return [fn(i) for i in range(count)]
+
+
 class Backend:
-    """One array library as core sees it. Subclasses set the class attributes and override
-    what their library does differently; the defaults suit a CPU-only Array API library."""
+    """One array library as core sees it. Subclasses set ``name``, ``xp`` and ``caps`` and
+    override what their library does differently; the defaults suit a CPU-only Array API
+    library."""
 
     name: str = ""
-    has_jit: bool = False
-    has_autodiff: bool = False
-    float64: str = "yes"  # how float64 is supported, for `xptrain backends`
     xp: Any = None
+    caps: Capabilities = Capabilities()
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -177,20 +210,12 @@ class Backend:
         return python_fold(body, init, count)
 
     workers: int = 1  # independent pieces of work spread() runs at once
-    # Arrays computed a chunk at a time by the library's own graph (Dask): the one-pass
-    # gradient's blocks would only add overhead, so the full-batch step is used.
-    chunked: bool = False
 
     def spread(self, fn: Callable[[int], Any], count: int) -> list[Any]:
         """``[fn(0), ..., fn(count - 1)]`` for independent pieces of work (the one-pass
         gradient's row groups). One after another by default; a CPU library that releases
         the GIL runs them on ``workers`` threads."""
         return in_turn(fn, count)
-
-    replicas_jit_only: bool = False  # a data-parallel step runs compiled only
-    # How this library spreads rows, for `xptrain bench`: "devices" of one process, the
-    # "processes" of a group, the "workers" of a cluster.
-    spreads: tuple[str, ...] = ()
 
     def replicas(self, devices: int, distributed: bool, device: str) -> Any:
         """An :class:`xptrain.parallel.Replicas` spreading a run's rows over ``devices`` of
@@ -201,10 +226,18 @@ class Backend:
             "(--data-parallel N, --distributed) or torch (--distributed under torchrun)"
         )
 
-    # A backend whose compiler has a loop sets has_scan and defines
-    # scan(fn, carry, length) -> (carry, outputs stacked): JAX's lax.scan, so that a whole
-    # training run is one compiled call (xptrain.train.make_fused).
-    has_scan: bool = False
+    def scan(self, fn: Callable[[Any], tuple[Any, Any]], carry: Any, length: int) -> Any:
+        """``length`` calls of ``fn(carry) -> (carry, output)`` as one compiled loop: the last
+        carry and the outputs stacked (``caps.scan``); backends without one refuse."""
+        raise InvalidInput(f"{self.name} has no compiled loop (scan)")
+
+    @contextlib.contextmanager
+    def scheduler(self, address: Any, timeout: float) -> Iterator[Any]:
+        """Compute on the cluster at ``address`` inside (``caps.scheduler``); others refuse."""
+        raise InvalidInput(
+            f"{self.name} computes in this process; a scheduler address is for the dask backend"
+        )
+        yield
 
 
 class Shared:

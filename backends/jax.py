@@ -17,7 +17,7 @@ from jax.sharding import PartitionSpec as P
 
 from xptrain.errors import BackendUnavailable, XptrainError
 
-from .base import Backend, Group, launcher_env
+from .base import Backend, Capabilities, Group, launcher_env
 
 
 class JaxBackend(Backend):
@@ -25,9 +25,17 @@ class JaxBackend(Backend):
 
     name = "jax"
     xp = jnp
-    has_jit = True
-    has_autodiff = True
-    float64 = "yes (x64 during the run)"
+    # shard_map called eagerly traces and compiles the step anew on every call (2.7 s an
+    # epoch at N = 1001, measured): a data-parallel JAX run is compiled, and says so
+    caps = Capabilities(
+        jit=True,
+        autodiff=True,
+        scan=True,
+        spreads=("devices", "processes"),
+        replicas_jit_only=True,
+        process_group=True,
+        float64="yes (x64 during the run)",
+    )
 
     @property
     def version(self) -> str:
@@ -89,12 +97,6 @@ class JaxBackend(Backend):
         # One loop in the compiled program, not `count` unrolled copies of the body (eager
         # callers get the same loop, run op by op).
         return jax.lax.fori_loop(0, count, body, init)
-
-    has_scan = True
-    # shard_map called eagerly traces and compiles the step anew on every call (2.7 s an
-    # epoch at N = 1001, measured): a data-parallel JAX run is compiled, and says so
-    replicas_jit_only = True
-    spreads = ("devices", "processes")
 
     def scan(self, fn: Callable[[Any], tuple[Any, Any]], carry: Any, length: int) -> Any:
         return jax.lax.scan(lambda c, _: fn(c), carry, None, length=length)

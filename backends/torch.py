@@ -16,7 +16,7 @@ import torch.distributed as dist
 
 from xptrain.errors import BackendUnavailable, InvalidInput, XptrainError
 
-from .base import Backend, Group, Shared, launcher_env
+from .base import Backend, Capabilities, Group, Shared, launcher_env
 
 # The matmul precision settings of torch >= 2.9 (empty on older torch, which has only the
 # global float32_matmul_precision).
@@ -35,9 +35,7 @@ class TorchBackend(Backend):
 
     name = "torch"
     xp = xp_torch
-    has_jit = True
-    has_autodiff = True
-    spreads = ("processes",)
+    caps = Capabilities(jit=True, autodiff=True, spreads=("processes",), process_group=True)
 
     @property
     def version(self) -> str:

@@ -21,7 +21,7 @@ CASES = [
     (name, mode)
     for name in backends.available()
     for mode in ("eager", "jit")
-    if mode == "eager" or backends.get(name).has_jit
+    if mode == "eager" or backends.get(name).caps.jit
 ]
 
 

@@ -22,7 +22,7 @@ CASES = [
     (name, jit)
     for name in backends.available()
     for jit in (False, True)
-    if not jit or backends.get(name).has_jit
+    if not jit or backends.get(name).caps.jit
 ]
 
 

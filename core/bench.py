@@ -131,12 +131,12 @@ def plan(
         BenchConfig(bk.name, device, dtype, mode, grad, n, d, epochs, repeat, path, spread, count)
         for n, d in sizes
         for bk in bks
-        if not spread or spread in bk.spreads
+        if not spread or spread in bk.caps.spreads
         for device in bk.devices()
         if keep(device)
         for mode in modes
-        if (mode == "eager" or bk.has_jit)
-        and not (spread and mode == "eager" and bk.replicas_jit_only)
+        if (mode == "eager" or bk.caps.jit)
+        and not (spread and mode == "eager" and bk.caps.replicas_jit_only)
         for path in paths
         for count in (counts if spread else (1,))
     ]

@@ -164,7 +164,7 @@ def plan(
             modes = _modes(bk, device, data_parallel, processes, skipped)
             for problem in chosen:
                 for dtype in dtypes:
-                    for grad in ("analytic", "autodiff") if bk.has_autodiff else ("analytic",):
+                    for grad in ("analytic", "autodiff") if bk.caps.autodiff else ("analytic",):
                         for mode in modes:
                             configs.append(
                                 Config(
@@ -193,7 +193,7 @@ def _modes(
     """The modes to check ``bk`` on ``device`` in: eager, and jit where it compiles; spread
     over ``data_parallel`` devices (and the joined ``processes``) only where it can, with a
     note in ``skipped`` for what it cannot."""
-    modes = ("eager", "jit") if bk.has_jit else ("eager",)
+    modes = ("eager", "jit") if bk.caps.jit else ("eager",)
     if data_parallel is None and processes is None:
         return modes
     try:
@@ -201,7 +201,7 @@ def _modes(
     except XptrainError as err:
         skipped.append(f"{bk.name}/{device}: {err}")
         return ()
-    if bk.replicas_jit_only:
+    if bk.caps.replicas_jit_only:
         skipped.append(f"{bk.name}/{device} eager: a data-parallel step runs compiled only")
         return ("jit",)
     return modes

@@ -473,7 +473,7 @@ def _train_and_write(
     """Train, then write the outputs together (``main``: the process that prints and writes;
     the others of a process group train silently)."""
     bk = backends.get(args.backend)
-    if args.scheduler is not None and not hasattr(bk, "scheduler"):
+    if args.scheduler is not None and not bk.caps.scheduler:
         raise InvalidInput("--scheduler is for --backend dask (a dask.distributed cluster)")
     if not args.scheduler_timeout > 0:
         raise InvalidInput(f"--scheduler-timeout must be > 0, got {args.scheduler_timeout}")
@@ -830,10 +830,10 @@ def run_backends(args: argparse.Namespace) -> int:
                 "yes",
                 bk.version,
                 ", ".join(bk.devices()),
-                bk.float64,
-                _yes(bk.has_jit),
-                _yes(bk.has_autodiff),
-                ", ".join(bk.spreads) or "-",  # data-parallel: over devices, processes, workers
+                bk.caps.float64,
+                _yes(bk.caps.jit),
+                _yes(bk.caps.autodiff),
+                ", ".join(bk.caps.spreads) or "-",  # data-parallel: devices, processes, workers
             )
         )
     print("\n".join(align(rows)))

@@ -181,9 +181,9 @@ def _plan(runs: dict[str, Any], name: str) -> tuple[list[Config], list[str]]:
         devices = [d for d in bk.devices() if keep(d)]
         for device, dtype, grad, mode in itertools.product(devices, dtypes, grads, modes):
             config = Config(name, bk.name, device, dtype, grad, mode)
-            if grad == "autodiff" and not bk.has_autodiff:
+            if grad == "autodiff" and not bk.caps.autodiff:
                 skipped.append(f"{_label(config)}: {bk.name} has no automatic differentiation")
-            elif mode == "jit" and not bk.has_jit:
+            elif mode == "jit" and not bk.caps.jit:
                 skipped.append(f"{_label(config)}: {bk.name} has no jit compiler")
             elif config not in configs:
                 configs.append(config)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .backends.base import in_turn, python_fold
 from .loss import loss_sum
 from .model import Params, activation_grad, forward, sigmoid
 
@@ -44,15 +45,6 @@ def bce_grads(
 
 
 # -- one pass over row blocks ---------------------------------------------------------------------
-
-
-def python_fold(body: Callable[[Any, Any], Any], init: Any, count: int) -> Any:
-    """The plain loop every backend can run: ``carry = body(i, carry)`` for i in range(count).
-    (:meth:`xptrain.backends.Backend.fold` is this unless the backend has a loop primitive.)"""
-    carry = init
-    for i in range(count):
-        carry = body(i, carry)
-    return carry
 
 
 def _block_step(
@@ -191,11 +183,6 @@ def blocked_sums(
             xp, params, X[start:, ...], y[start:, ...], activation, loss, masked, carry
         )
     return carry
-
-
-def in_turn(fn: Callable[[int], Any], count: int) -> list[Any]:
-    """The plain ``spread``: ``[fn(0), ..., fn(count - 1)]``, one after another."""
-    return [fn(i) for i in range(count)]
 
 
 def _add(a: tuple, b: tuple) -> tuple:

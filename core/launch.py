@@ -107,7 +107,7 @@ def unavailable(backend: str, spread: str) -> str | None:
         bk = backends.get(backend)
     except XptrainError as err:
         return str(err)
-    if spread not in bk.spreads:
+    if spread not in bk.caps.spreads:
         return f"{backend} does not spread rows over {spread}"
     if spread == "processes" and importlib.util.find_spec("torch") is None:
         return "processes are started by torchrun, which comes with torch: pip install torch"

@@ -262,16 +262,16 @@ def choose_block(bk: backends.Backend, device: str, options: Options, n: int, d:
     explicit ``options.block`` is used as given."""
     if options.block is not None:
         return options.block if options.block < n else None
-    if options.exact or options.grad != "analytic" or device != "cpu" or bk.chunked:
+    if options.exact or options.grad != "analytic" or device != "cpu" or bk.caps.chunked:
         return None
-    if options.jit != bk.has_scan:
+    if options.jit != bk.caps.scan:
         # JAX without jit would trace and compile its fori_loop anew every epoch (~0.25 s);
         # a jit without a loop primitive (torch.compile) would unroll the loop over blocks
         return None
     itemsize = 8 if options.dtype == "float64" else 4
     # JAX's fold is a compiled loop (cheap iterations, L2-sized blocks); eager libraries pay
     # a call per operation per block, so their blocks are larger (see block_rows)
-    rows = block_rows(n, d, itemsize, compiled=bk.has_scan)
+    rows = block_rows(n, d, itemsize, compiled=bk.caps.scan)
     return rows if rows < n else None
 
 
@@ -697,7 +697,7 @@ def place(
         def put(a: np.ndarray, rows: bool = False) -> Any:
             return bk.asarray(a, o.dtype, dev)
     else:
-        if bk.replicas_jit_only and not o.jit:
+        if bk.caps.replicas_jit_only and not o.jit:
             raise InvalidInput(
                 f"{bk.name} runs a data-parallel step compiled only (shard_map): add --jit"
             )
@@ -731,7 +731,7 @@ def place(
         validation = Validation(
             make_evaluate(bk, o.jit, o.activation, o.loss), put(held_out.X), put(held_out.y)
         )
-    if o.jit and bk.has_scan:
+    if o.jit and bk.caps.scan:
         config = (o.grad, o.lr, o.optimizer, o.activation, o.loss, held_out is not None, block)
         fused = functools.partial(make_fused, bk, *config, *parallel)
     for array in (X, y, *carry[0]):  # transfers may be asynchronous (JAX): finish them here

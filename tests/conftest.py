@@ -48,9 +48,9 @@ class BackendCase:
 
     def require(self, grad: str = "analytic", mode: str = "eager") -> None:
         """Skip, saying why, when this backend has no autodiff or no jit for the case."""
-        if grad == "autodiff" and not self.impl.has_autodiff:
+        if grad == "autodiff" and not self.impl.caps.autodiff:
             pytest.skip(f"{self.name} has no automatic differentiation")
-        if mode == "jit" and not self.impl.has_jit:
+        if mode == "jit" and not self.impl.caps.jit:
             pytest.skip(f"{self.name} has no jit compiler")
 
 

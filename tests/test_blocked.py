@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 
 from xptrain import backends
-from xptrain.backends.base import Backend
+from xptrain.backends.base import Backend, python_fold
 from xptrain.grad import (
     MIN_ROWS,
     bce_grads,
     block_rows,
     blocked_loss_and_grads,
     cache_bytes,
-    python_fold,
 )
 from xptrain.loss import loss_from_logits
 from xptrain.model import forward, sigmoid

@@ -114,14 +114,14 @@ def test_the_graph_does_not_grow_with_the_epochs(bk):
 
 
 def test_npy_on_disk_is_read_lazily_once_per_epoch(bk, tmp_path, monkeypatch):
-    from xptrain.backends import dask as dask_backend
+    from xptrain.backends import dask_data
 
     p = linear("6000,8")
     np.save(tmp_path / "X.npy", p.X)
     np.save(tmp_path / "y.npy", p.y)
     reads: collections.Counter = collections.Counter()
     lock = threading.Lock()
-    load = dask_backend._Copying.__getitem__
+    load = dask_data.Copying.__getitem__
 
     def counted(self, index):
         rows = index[0]
@@ -130,9 +130,9 @@ def test_npy_on_disk_is_read_lazily_once_per_epoch(bk, tmp_path, monkeypatch):
                 reads[self.path.name, rows.start] += 1
         return load(self, index)
 
-    monkeypatch.setattr(dask_backend._Copying, "__getitem__", counted)
-    X = dask_backend.open_array(tmp_path / "X.npy", chunk_rows=1000)
-    y = dask_backend.open_array(tmp_path / "y.npy", chunk_rows=1000)
+    monkeypatch.setattr(dask_data.Copying, "__getitem__", counted)
+    X = dask_data.open_array(tmp_path / "X.npy", chunk_rows=1000)
+    y = dask_data.open_array(tmp_path / "y.npy", chunk_rows=1000)
     assert X.chunks == ((1000,) * 6, (8,)) and not reads  # nothing read yet
     monkeypatch.setattr(T, "fingerprint", lambda problem: "lazy")  # it would read all of X
     epochs = 4
@@ -146,7 +146,7 @@ def test_npy_on_disk_is_read_lazily_once_per_epoch(bk, tmp_path, monkeypatch):
 
 
 def test_zarr_needs_zarr_and_other_files_are_refused(tmp_path):
-    from xptrain.backends.dask import open_array
+    from xptrain.backends.dask_data import open_array
 
     store = tmp_path / "X.zarr"
     X = np.arange(60.0).reshape(20, 3)
@@ -169,7 +169,7 @@ def test_zarr_needs_zarr_and_other_files_are_refused(tmp_path):
 
 
 def test_lazy_linear_is_made_chunk_by_chunk(bk):
-    from xptrain.backends.dask import LAZY_ROWS, lazy_linear
+    from xptrain.backends.dask_data import LAZY_ROWS, lazy_linear
 
     X, y = lazy_linear(LAZY_ROWS + 10, 5, seed=3)
     assert X.shape == (LAZY_ROWS + 10, 5) and y.shape == (LAZY_ROWS + 10, 1)
@@ -248,7 +248,7 @@ def test_cli_trains_on_a_cluster_and_refuses_bad_schedulers(cluster, tmp_path):
 def test_a_data_folder_is_memory_mapped_and_read_a_chunk_at_a_time(bk, tmp_path, monkeypatch):
     """``--data FOLDER`` (X.npy, y.npy): X stays a memory map in its own dtype, and dask reads
     each chunk of it once per epoch, nothing before."""
-    from xptrain.backends import dask as dask_backend
+    from xptrain.backends import dask_data
     from xptrain.cli import main as cli
 
     p = linear("6000,8")
@@ -257,14 +257,14 @@ def test_a_data_folder_is_memory_mapped_and_read_a_chunk_at_a_time(bk, tmp_path,
     problem = xptrain.load(tmp_path)
     assert isinstance(problem.X, np.memmap) and problem.X.dtype == np.float32
     reads: collections.Counter = collections.Counter()
-    load = dask_backend._Copying.__getitem__
+    load = dask_data.Copying.__getitem__
 
     def counted(self, index):
         if index[0].stop > index[0].start and len(index) == 2 and self.array.ndim == 2:
             reads[index[0].start] += 1
         return load(self, index)
 
-    monkeypatch.setattr(dask_backend._Copying, "__getitem__", counted)
+    monkeypatch.setattr(dask_data.Copying, "__getitem__", counted)
     bk.chunk_rows = 1000
     out = tmp_path / "run.json"
     args = ["train", "--backend", "dask", "--data", str(tmp_path), "--dtype", "float32"]
