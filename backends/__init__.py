@@ -17,7 +17,7 @@ import numpy as np
 
 from xptrain.errors import BackendUnavailable, InvalidInput
 
-from .base import DTYPES, Backend, Group, canonical_device, device_filter
+from .base import DTYPES, Backend, Group, canonical_device, device_filter, itemsize
 
 __all__ = [
     "DTYPES",
@@ -29,6 +29,7 @@ __all__ = [
     "canonical_name",
     "device_filter",
     "get",
+    "itemsize",
     "names",
     "process_group",
     "to_numpy",

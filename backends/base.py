@@ -25,6 +25,11 @@ DTYPES = ("float64", "float32")
 _DEVICE_RE = re.compile(r"^(cpu|cuda|gpu)(?::(\d+))?$")
 
 
+def itemsize(dtype: str) -> int:
+    """Bytes per number of a dtype name (``float64``: 8)."""
+    return np.dtype(dtype).itemsize
+
+
 def canonical_device(spec: str) -> str:
     """Normalise a user's device: ``cpu``, ``cuda``/``gpu`` (first GPU) or ``cuda:N``."""
     match = _DEVICE_RE.match(spec.strip().lower())

@@ -155,9 +155,9 @@ class JaxReplicas:
         per = n // self.count
         return self._first * per, (self._first + self.here) * per
 
-    def put(self, a: np.ndarray, dtype: str, *, rows: bool) -> Any:
+    def put(self, a: np.ndarray, dtype: str, *, shard: bool) -> Any:
         host = np.asarray(a, dtype=dtype)
-        if rows:
+        if shard:
             sharding, shape = self._spread, (len(host) * self.count // self.here, *host.shape[1:])
         else:
             sharding, shape = self._whole, host.shape

@@ -153,7 +153,7 @@ class TorchReplicas:
     def rows(self, n: int) -> tuple[int, int]:
         return self.rank * n // self.count, (self.rank + 1) * n // self.count
 
-    def put(self, a: np.ndarray, dtype: str, *, rows: bool) -> Any:
+    def put(self, a: np.ndarray, dtype: str, *, shard: bool) -> Any:
         return self._backend.asarray(a, dtype, self.device)
 
     def reduce(self, tree: tuple) -> tuple:

@@ -34,8 +34,9 @@ import xptrain
 from xptrain import backends
 from xptrain.bench import LR, bench_problem
 from xptrain.data import SEED_X, SEED_Y
+from xptrain.options import Options
+from xptrain.placement import place
 from xptrain.runinfo import versions
-from xptrain.train import Options, place
 
 
 def _median_time(run: Callable[[], Any], repeat: int) -> float:

@@ -14,7 +14,8 @@ import pytest
 
 from xptrain import backends
 from xptrain.bench import LR, bench_problem
-from xptrain.train import fit, initial_carry, make_step
+from xptrain.loop import fit
+from xptrain.steps import StepSpec, initial_carry, make_step
 
 N, D, DTYPE, EPOCHS = 65536, 64, "float32", 5
 CASES = [
@@ -35,7 +36,7 @@ def test_epoch(benchmark, name, mode):
         X, y, W, b = (
             bk.asarray(a, DTYPE, dev) for a in (problem.X, problem.y, problem.W, np.zeros((1, 1)))
         )
-        step = make_step(bk, "analytic", LR, mode == "jit")
+        step = make_step(bk, StepSpec(lr=LR), mode == "jit")
         carry, _ = fit(step, initial_carry(bk, (W, b)), X, y, bk, epochs=3)  # compile, warm up
 
         def run():

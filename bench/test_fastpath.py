@@ -25,7 +25,7 @@ import pytest
 from xptrain import backends
 from xptrain.bench import LR, bench_problem
 from xptrain.grad import block_rows
-from xptrain.train import initial_carry, make_step
+from xptrain.steps import StepSpec, initial_carry, make_step
 
 N = int(os.environ.get("XPTRAIN_FASTPATH_N", 2**20))
 D, DTYPE, EPOCHS = 64, "float32", 3
@@ -71,12 +71,12 @@ def test_epoch(benchmark, name, variant):
         X, y, W, b = _data(bk, device)
         if variant == "naive":
             block = N
-            step = make_step(bk, "analytic", LR, _compiled(bk))
+            step = make_step(bk, StepSpec(lr=LR), _compiled(bk))
         else:
             size = variant.removeprefix("blocked-")
             auto = block_rows(N, D, 4, compiled=_compiled(bk))
             block = auto if size == "auto" else int(size)
-            step = make_step(bk, "analytic", LR, _compiled(bk), block=block)
+            step = make_step(bk, StepSpec(lr=LR, block=block), _compiled(bk))
         carry = initial_carry(bk, (W, b))
         _epochs(bk, step, carry, X, y, 2)  # compile, warm up
 

@@ -5,13 +5,15 @@ PyTorch, JAX, CuPy and array-api-strict, with the numbers compared across them.
 """
 
 from . import backends
+from .api import TrainResult, train
 from .data import Problem, load, make_problem, seed_problem
 from .errors import BackendUnavailable, InvalidInput, TrainingDiverged, XptrainError
-from .train import TrainResult, train
+from .options import Options
 
 __all__ = [
     "BackendUnavailable",
     "InvalidInput",
+    "Options",
     "Problem",
     "TrainResult",
     "TrainingDiverged",

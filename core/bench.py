@@ -37,9 +37,10 @@ import numpy as np
 from . import backends, launch
 from .data import Problem, linear
 from .errors import InvalidInput, XptrainError
+from .options import Options
+from .placement import place
 from .runinfo import versions
 from .terminal import align, progress
-from .train import Options, place
 
 LR = 0.1  # small enough that no size of linear:N,D saturates the seed's BCE in float32
 DEFAULTS = {"sizes": [(65536, 64)], "epochs": 10, "repeat": 5}

@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 
 from . import backends, launch, problems
+from .api import TrainResult, train_problem
 from .conformance import MODEL, compare, tolerance
 from .data import Problem
 from .errors import InvalidInput, XptrainError
+from .options import Options
 from .reference import Reference, reference_mlp_run, reference_run
 from .terminal import align, progress
-from .train import Options, TrainResult, train_problem
 
 
 @dataclass(frozen=True)

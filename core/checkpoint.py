@@ -17,6 +17,8 @@ import numpy as np
 from .data import Problem
 from .errors import InvalidInput
 from .files import atomic_write, load_npz
+from .optim import OPTIMIZERS
+from .options import OptionError, Options
 
 FORMAT = 1
 _VAL = ("val_loss", "val_accuracy")  # history beside the loss, with a validation split
@@ -79,22 +81,35 @@ def load(path: str | Path) -> Checkpoint:
     if arrays["format"].shape != () or int(arrays["format"]) != FORMAT:
         raise InvalidInput(f"{path}: checkpoint format {arrays['format']}, expected {FORMAT}")
     try:
-        epoch, meta = arrays["epoch"], json.loads(str(arrays["meta"]))
-        ckpt = Checkpoint(
-            epoch=int(epoch) if epoch.shape == () and epoch.dtype.kind in "iu" else -1,
-            params=[
-                arrays[f"param_{i}"].astype(np.float64) for i in range(_count(arrays, "param"))
-            ],
-            history={
-                "loss": arrays["losses"].astype(np.float64).tolist(),
-                **{k: arrays[k].astype(np.float64).tolist() for k in _VAL if k in arrays},
-            },
-            meta=meta if isinstance(meta, dict) else {},
-            state=[arrays[f"state_{i}"].astype(np.float64) for i in range(_count(arrays, "state"))],
-            source=str(path),
-        )
+        ckpt = _from_arrays(arrays, str(path))
     except (ValueError, TypeError) as err:
         raise InvalidInput(f"{path}: unreadable checkpoint ({err})") from None
+    _check_consistent(ckpt, arrays["epoch"])
+    return ckpt
+
+
+def _from_arrays(arrays: dict[str, np.ndarray], source: str) -> Checkpoint:
+    """The checkpoint the arrays of its file hold (not yet checked for consistency)."""
+    epoch, meta = arrays["epoch"], json.loads(str(arrays["meta"]))
+
+    def floats(prefix: str) -> list[np.ndarray]:
+        return [arrays[f"{prefix}_{i}"].astype(np.float64) for i in range(_count(arrays, prefix))]
+
+    return Checkpoint(
+        epoch=int(epoch) if epoch.shape == () and epoch.dtype.kind in "iu" else -1,
+        params=floats("param"),
+        history={
+            "loss": arrays["losses"].astype(np.float64).tolist(),
+            **{k: arrays[k].astype(np.float64).tolist() for k in _VAL if k in arrays},
+        },
+        meta=meta if isinstance(meta, dict) else {},
+        state=floats("state"),
+        source=source,
+    )
+
+
+def _check_consistent(ckpt: Checkpoint, epoch: np.ndarray) -> None:
+    """Refuse a checkpoint whose epoch, history, parameters and metadata do not agree."""
     lengths = {len(v) for v in ckpt.history.values()}
     finite = np.isfinite(ckpt.losses).all() and all(
         np.isfinite(a).all() for a in (*ckpt.params, *ckpt.state)
@@ -102,11 +117,10 @@ def load(path: str | Path) -> Checkpoint:
     shaped = len(ckpt.params) % 2 == 0 and all(p.ndim == 2 for p in ckpt.params)
     if ckpt.epoch < 1 or lengths != {ckpt.epoch} or not shaped or not finite or not ckpt.meta:
         raise InvalidInput(
-            f"{path}: inconsistent checkpoint (epoch {arrays['epoch']}, {len(ckpt.losses)} "
+            f"{ckpt.source}: inconsistent checkpoint (epoch {epoch}, {len(ckpt.losses)} "
             f"losses, {len(ckpt.params)} parameter arrays, finite: {bool(finite)}, "
             f"metadata: {bool(ckpt.meta)})"
         )
-    return ckpt
 
 
 def _count(arrays: dict[str, np.ndarray], prefix: str) -> int:
@@ -132,62 +146,45 @@ def latest(directory: str | Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def check_compatible(ckpt: Checkpoint, problem: Problem, meta: dict[str, Any], epochs: int) -> None:
-    """Refuse to resume ``ckpt`` on other data, or with another learning rate, optimizer or
-    model than ``meta`` (the new run's), or when it already holds ``epochs`` epochs. Messages
-    name the checkpoint's file."""
+def check_compatible(ckpt: Checkpoint, problem: Problem, options: Options) -> None:
+    """Refuse to resume ``ckpt`` on other data, or with options a resumed run must keep (those
+    declared so in :mod:`xptrain.options`: learning rate, optimizer, model, ...) other than
+    ``options``, or when it already holds ``options.epochs`` epochs. Messages name the
+    checkpoint's file, and the option as the caller spells it."""
     where = f"{ckpt.source}: " if ckpt.source else ""
     if ckpt.meta.get("data") != fingerprint(problem):
-        raise InvalidInput(f"{where}checkpoint was made on other data; resume with the same --data")
-    for key, option in (
-        ("lr", "--lr"),
-        ("optimizer", "--optimizer"),
-        ("hidden", "--hidden"),
-        ("activation", "--activation"),
-        ("batch_size", "--batch-size"),
-        ("loss", "--loss"),
-        ("standardize", "--standardize"),
-    ):
-        if ckpt.meta.get(key, _DEFAULTS.get(key)) != meta[key]:
-            raise InvalidInput(
-                f"{where}checkpoint was made with {key} {ckpt.meta.get(key)}; resume with the "
-                f"same {option}"
+        raise OptionError(
+            lambda s: f"{where}checkpoint was made on other data; resume with the same {s('data')}"
+        )
+    now, before = options.to_json(), {**_OLD_DEFAULTS, **ckpt.meta}
+    for name in options.must_match():
+        if before.get(name) != now[name]:
+            raise OptionError(
+                lambda s, name=name: (
+                    f"{where}checkpoint was made with {name} "
+                    f"{before.get(name)}; resume with the same {s(name)}"
+                )
             )
     d = problem.X.shape[1]
-    sizes = [d, *meta["hidden"], 1]
+    sizes = [d, *options.hidden, 1]
     shapes = [s for a, b in itertools.pairwise(sizes) for s in ((a, b), (1, b))]
     if [p.shape for p in ckpt.params] != shapes:
         raise InvalidInput(f"{where}checkpoint parameters do not fit this data and model")
-    if ckpt.meta.get("val_split") != meta["val_split"]:
-        raise InvalidInput(
-            f"{where}checkpoint was made with val_split {ckpt.meta.get('val_split')}; resume "
-            "with the same --val-split"
-        )
-    if ckpt.meta.get("seed") != meta["seed"] and (meta["batch_size"] or meta["val_split"]):
-        raise InvalidInput(
-            f"{where}the batch order and validation rows come from the seed: resume with the "
-            f"same --seed ({ckpt.meta.get('seed')})"
-        )
-    from .optim import OPTIMIZERS  # the state an optimizer keeps for these parameters
-
-    expected = OPTIMIZERS[meta["optimizer"]].init(xp_numpy, tuple(ckpt.params))
+    expected = OPTIMIZERS[options.optimizer].init(xp_numpy, tuple(ckpt.params))
     if [s.shape for s in ckpt.state] != [e.shape for e in expected]:
         raise InvalidInput(
             f"{where}checkpoint's optimizer state does not fit the "
-            f"{meta['optimizer']} optimizer and this model"
+            f"{options.optimizer} optimizer and this model"
         )
-    if ckpt.epoch >= epochs:
-        raise InvalidInput(
-            f"{where}checkpoint already holds {ckpt.epoch} epochs; ask for more than that with "
-            "--epochs"
+    if ckpt.epoch >= options.epochs:
+        raise OptionError(
+            lambda s: (
+                f"{where}checkpoint already holds {ckpt.epoch} epochs; ask for more than "
+                f"that with {s('epochs')}"
+            )
         )
 
 
-_DEFAULTS = {
-    "optimizer": "sgd",
-    "hidden": [],
-    "activation": "sigmoid",
-    "batch_size": None,
-    "loss": "bce",
-    "standardize": False,
-}
+# What checkpoints written before an option was recorded ran with: its default then.
+_OLD_DEFAULTS = {"hidden": [], "activation": "sigmoid", "batch_size": None, "loss": "bce"}
+_OLD_DEFAULTS |= {"optimizer": "sgd", "standardize": False}

@@ -36,7 +36,7 @@ import numpy as np
 from .reference import Reference
 
 if TYPE_CHECKING:
-    from .train import TrainResult
+    from .api import TrainResult
 
 SAFETY = 2.0
 MODEL = (

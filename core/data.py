@@ -210,14 +210,25 @@ def load(spec: str | Path) -> Problem:
     )
 
 
-def standardize(problem: Problem, like: Problem | None = None) -> Problem:
+Scaling = tuple[np.ndarray, np.ndarray]  # (mean, scale) per feature, each 1×D
+
+
+def feature_scaling(problem: Problem) -> Scaling:
+    """Each feature's mean and standard deviation over ``problem``'s rows (a constant
+    feature's deviation taken as 1, so it scales to 0)."""
+    mean, std = problem.X.mean(axis=0), problem.X.std(axis=0)
+    return mean.reshape(1, -1), np.where(std > 0, std, 1.0).reshape(1, -1)
+
+
+def standardize(problem: Problem, like: Problem | Scaling | None = None) -> Problem:
     """Each feature scaled to mean 0 and standard deviation 1 (constant features left at 0),
-    with the mean and deviation of ``like``'s rows (default: the problem's own) — validation
-    rows are scaled with the training rows' statistics, so nothing of them leaks into training."""
-    source = problem.X if like is None else like.X
-    mean, std = source.mean(axis=0), source.std(axis=0)
-    X = (problem.X - mean) / np.where(std > 0, std, 1.0)
-    return Problem(X, problem.y, problem.W, problem.b)
+    with the mean and deviation of ``like``'s rows (a problem, or its
+    :func:`feature_scaling`; default: the problem's own) — validation rows are scaled with
+    the training rows' statistics, so nothing of them leaks into training."""
+    if like is None or isinstance(like, Problem):
+        like = feature_scaling(problem if like is None else like)
+    mean, scale = like
+    return Problem((problem.X - mean) / scale, problem.y, problem.W, problem.b)
 
 
 def _sizes(params: str, name: str) -> tuple[int, int, int]:

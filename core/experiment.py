@@ -18,16 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from . import backends
+from . import backends, options
+from .api import TrainResult, train_problem, training_rows
 from .check import Config, Report, Row, compared_row, error_row, select_backends
 from .checkpoint import fingerprint
 from .conformance import tolerance
 from .data import Problem, load
 from .errors import InvalidInput
 from .files import atomic_write, json_writer
+from .options import Options
 from .reference import Reference
 from .terminal import progress
-from .train import Options, TrainResult, train_problem, training_rows
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,18 +37,12 @@ else:  # pragma: no cover - Python 3.10
 
 REFERENCE = ("numpy", "cpu", "float64", "analytic", "eager")
 # Every key an experiment file may hold, with its default; anything else is refused (a typo
-# must not silently fall back to a default).
+# must not silently fall back to a default). The run options' keys come from their declarations.
+_OPTION_KEYS = options.toml_schema()
 SCHEMA: dict[str, dict[str, Any]] = {
-    "data": {"source": "seed", "standardize": False, "val_split": None},
-    "model": {"kind": "logistic", "hidden": None, "activation": "sigmoid"},
-    "train": {
-        "epochs": 20,
-        "lr": 1.0,
-        "optimizer": "sgd",
-        "batch_size": None,
-        "loss": "bce",
-        "seed": 1,
-    },
+    "data": {"source": "seed", **_OPTION_KEYS.pop("data")},
+    "model": _OPTION_KEYS.pop("model"),
+    "train": _OPTION_KEYS.pop("train"),
     "runs": {
         "backends": None,
         "devices": None,
@@ -56,6 +51,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "modes": ["eager"],
     },
 }
+assert not _OPTION_KEYS, f"options declared in sections no experiment file has: {_OPTION_KEYS}"
 
 
 @dataclass(frozen=True)
@@ -122,32 +118,17 @@ def _parse(doc: dict[str, Any], path: Path) -> Experiment:
 
 
 def _options(settings: dict[str, dict[str, Any]]) -> Options:
-    model, train, data = settings["model"], settings["train"], settings["data"]
-    if model["kind"] not in ("logistic", "mlp"):
-        raise InvalidInput(f"[model] kind must be logistic or mlp, got {model['kind']!r}")
-    if not isinstance(data["source"], str) or not isinstance(data["standardize"], bool):
-        raise InvalidInput("[data] source must be a string and standardize true or false")
-    hidden = model["hidden"]
-    if model["kind"] == "logistic":
-        if hidden is not None or model["activation"] != "sigmoid":
-            raise InvalidInput('[model] hidden and activation need kind = "mlp"')
-        hidden = ()
-    elif hidden is None:
-        hidden = (16,)
-    if not isinstance(hidden, (list, tuple)):
-        raise InvalidInput(f"[model] hidden must be a list of sizes, e.g. [32, 16], got {hidden!r}")
-    return Options(
-        epochs=train["epochs"],
-        lr=train["lr"],
-        seed=train["seed"],
-        optimizer=train["optimizer"],
-        hidden=tuple(hidden),
-        activation=model["activation"],
-        batch_size=train["batch_size"],
-        loss=train["loss"],
-        val_split=data["val_split"],
-        standardize=data["standardize"],
-    )
+    """The run options the file's sections give (dtype, grad and jit vary per run); the
+    sections are updated to what they settle to (e.g. an MLP's default hidden layers)."""
+    if not isinstance(settings["data"]["source"], str):
+        raise InvalidInput("[data] source must be a string (a file or a generator)")
+    run = options.from_toml(settings)
+    values = run.to_json()
+    for name, spec, _ in options.declared():
+        if spec.toml is not None:
+            section, key = spec.toml.split(".")
+            settings[section][key] = values[name]
+    return run
 
 
 def _names(runs: dict[str, Any], key: str) -> list[str] | None:
@@ -237,7 +218,7 @@ def run(
                 if reference is None:
                     reference = Reference(np.array(result.losses), result.params)
                 row = compared_row(config, result, reference, tol, steps=steps)
-                record = {"run": _run_record(result, exp, data), "row": asdict(row)}
+                record = {"run": _run_record(result, data), "row": asdict(row)}
             atomic_write(run_path(folder, config), json_writer(record))
         elif reference is None:
             run_ = record["run"]
@@ -299,21 +280,13 @@ def _train(exp: Experiment, problem: Problem, config: Config) -> TrainResult:
     how = {"dtype": config.dtype, "grad": config.grad, "jit": config.mode == "jit"}
     if config == exp.runs[0]:  # the reference: the seed's arithmetic, the same on any machine
         how["exact"] = True
-    options = Options(**{**asdict(exp.options), **how})
     bk = backends.get(config.backend)
-    return train_problem(problem, bk, config.device, options)
+    source = exp.settings["data"]["source"]
+    return train_problem(problem, bk, config.device, exp.options.replace(**how), data=source)
 
 
-def _run_record(result: TrainResult, exp: Experiment, data: str) -> dict[str, Any]:
-    record = result.to_dict()
-    record |= {
-        "data_fingerprint": data,
-        "params": [p.tolist() for p in result.params],
-        "data": exp.settings["data"]["source"],
-        "standardize": exp.settings["data"]["standardize"],
-        "seed": exp.options.seed,
-    }
-    return record
+def _run_record(result: TrainResult, data: str) -> dict[str, Any]:
+    return {**result.to_dict(), "data_fingerprint": data}
 
 
 def histories(folder: Path, exp: Experiment) -> dict[str, dict[str, Any]]:

@@ -13,8 +13,9 @@ from typing import Any
 
 from array_api_compat import device
 
-Params = tuple[Any, ...]
-State = tuple[Any, ...]
+from .model import Params
+
+State = tuple[Any, ...]  # an optimizer's arrays, carried from step to step
 
 MOMENTUM = 0.9  # heavy-ball momentum
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # Adam (Kingma & Ba, 2015), their defaults

@@ -34,8 +34,8 @@ class Replicas(Protocol):
         """This process's rows ``start, stop`` of ``n`` (already padded where ``even``)."""
         ...
 
-    def put(self, a: np.ndarray, dtype: str, *, rows: bool) -> Any:
-        """A host array onto this process's replicas: its rows spread over them (``rows``),
+    def put(self, a: np.ndarray, dtype: str, *, shard: bool) -> Any:
+        """A host array onto this process's replicas: its rows spread over them (``shard``),
         or the whole array on each (parameters, optimizer state, held-out rows)."""
         ...
 

@@ -7,10 +7,12 @@ import pytest
 
 import xptrain
 from xptrain import backends, check, problems
+from xptrain.api import train_problem
 from xptrain.conformance import compare, tolerance
 from xptrain.data import SEED_X, SEED_Y, seed_problem
+from xptrain.options import Options
 from xptrain.reference import reference_run
-from xptrain.train import Options, initial_carry, make_step, train_problem
+from xptrain.steps import StepSpec, initial_carry, make_step
 
 REFERENCE = reference_run(seed_problem())
 # The foundation's fixed bounds for the seed problem; the tolerance model is tighter still.
@@ -69,7 +71,7 @@ def test_every_step_computes_in_the_dtype_asked_for(backend, dtype, grad, mode):
         X, y, W, b = (
             bk.asarray(a, dtype, dev) for a in (SEED_X, SEED_Y, np.ones((3, 1)), np.zeros((1, 1)))
         )
-        ((W, b), _), loss = make_step(bk, grad, 1.0, jit)(initial_carry(bk, (W, b)), X, y)
+        ((W, b), _), loss = make_step(bk, StepSpec(grad), jit)(initial_carry(bk, (W, b)), X, y)
         for out in (W, b, loss):
             assert out.dtype == getattr(bk.xp, dtype)
 
@@ -158,7 +160,7 @@ def test_one_pass_and_exact_paths_within_the_model(backend, dtype, mode, path):
 def test_the_machine_chooses_one_pass_only_where_it_helps():
     """On the CPU, large problems take the one-pass path; the seed, autodiff, --exact,
     problems smaller than a block take the seed's."""
-    from xptrain.train import choose_block
+    from xptrain.steps import choose_block
 
     numpy = backends.get("numpy")
     big, seed = Options(dtype="float32"), Options()

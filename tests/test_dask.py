@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import collections
 import json
-import sys
 import threading
 import time
 
@@ -16,12 +15,13 @@ import pytest
 pytest.importorskip("dask.array", reason="dask is not installed: pip install 'xptrain[dask]'")
 
 import xptrain
-from xptrain import backends
+from xptrain import api, backends
 from xptrain.conformance import tolerance
-from xptrain.data import Problem, linear, seed_problem
+from xptrain.data import Problem, initial_params, linear, seed_problem
 from xptrain.errors import BackendUnavailable, InvalidInput
-
-T = sys.modules["xptrain.train"]  # the module (xptrain.train is the function)
+from xptrain.loop import fit
+from xptrain.options import Options
+from xptrain.steps import StepSpec, initial_carry, make_step
 
 
 @pytest.fixture
@@ -101,9 +101,9 @@ def test_settle_makes_a_lazy_tree_concrete(bk):
 def _graph_tasks(epochs: int, bk) -> int:
     p = linear("3000,4")
     X, y = (bk.asarray(a, "float64", "cpu") for a in (p.X, p.y))
-    params = tuple(bk.asarray(a, "float64", "cpu") for a in T.initial_params(p))
-    step = T.make_step(bk, "analytic", 1.0, False)
-    carry, history = T.fit(step, T.initial_carry(bk, params), X, y, bk, epochs=epochs)
+    params = tuple(bk.asarray(a, "float64", "cpu") for a in initial_params(p))
+    step = make_step(bk, StepSpec())
+    carry, history = fit(step, initial_carry(bk, params), X, y, bk, epochs=epochs)
     assert len(history["loss"]) == epochs
     return max(len(a.__dask_graph__()) for a in carry[0])
 
@@ -134,9 +134,9 @@ def test_npy_on_disk_is_read_lazily_once_per_epoch(bk, tmp_path, monkeypatch):
     X = dask_data.open_array(tmp_path / "X.npy", chunk_rows=1000)
     y = dask_data.open_array(tmp_path / "y.npy", chunk_rows=1000)
     assert X.chunks == ((1000,) * 6, (8,)) and not reads  # nothing read yet
-    monkeypatch.setattr(T, "fingerprint", lambda problem: "lazy")  # it would read all of X
+    monkeypatch.setattr(api, "fingerprint", lambda problem: "lazy")  # it would read all of X
     epochs = 4
-    got = T.train_problem(Problem(X, y), bk, "cpu", T.Options(epochs=epochs, exact=True))
+    got = api.train_problem(Problem(X, y), bk, "cpu", Options(epochs=epochs, exact=True))
     want = xptrain.train(p.X, p.y, backend="numpy", epochs=epochs, exact=True)
     within_float64(got, want, 6000, 8)
     per_chunk = {start: count for (name, start), count in reads.items() if name == "X.npy"}

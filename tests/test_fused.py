@@ -10,11 +10,12 @@ import pytest
 
 import xptrain
 from xptrain import backends
+from xptrain.api import train_problem
 from xptrain.data import SEED_X, SEED_Y, load
-from xptrain.train import Options, train_problem
+from xptrain.options import Options
 
 pytest.importorskip("jax", reason="the fused loop is JAX's (lax.scan)")
-train_module = importlib.import_module("xptrain.train")
+steps = importlib.import_module("xptrain.steps")
 DATA = load("blobs:200,4,1")
 
 
@@ -44,9 +45,9 @@ def test_fused_run_matches_epoch_by_epoch(device, grad, val_split):
     )
     seen = []
     stepwise = xptrain.train(DATA.X, DATA.y, on_epoch=lambda e, m: seen.append(e), **options)
-    before = train_module.make_fused.cache_info().misses
+    before = steps.make_fused.cache_info().misses
     fused = xptrain.train(DATA.X, DATA.y, **options)
-    after = train_module.make_fused.cache_info()
+    after = steps.make_fused.cache_info()
     assert seen == list(range(30))  # the per-epoch run took the step-by-step path
     assert after.misses == before + 1  # ... and the plain one a single fused call of 30 epochs
     np.testing.assert_allclose(fused.losses, stepwise.losses, rtol=1e-13)
@@ -81,9 +82,9 @@ def test_fused_checkpoints_land_on_their_epochs_and_resume_exactly(device):
 def test_long_fused_runs_are_checked_every_1024_epochs(device):
     """2500 epochs: calls of 1024, 1024 and 452 epochs (two compiled lengths), the same losses
     as epoch by epoch; a run diverging at epoch 1 of 3000 stops after the first call."""
-    before = train_module.make_fused.cache_info().misses
+    before = steps.make_fused.cache_info().misses
     fused = xptrain.train(SEED_X, SEED_Y, backend="jax", device=device, jit=True, epochs=2500)
-    assert train_module.make_fused.cache_info().misses - before <= 2
+    assert steps.make_fused.cache_info().misses - before <= 2
     reference = xptrain.train(SEED_X, SEED_Y, epochs=2500)
     np.testing.assert_allclose(fused.losses, reference.losses, rtol=1e-12)
     with pytest.raises(xptrain.TrainingDiverged, match="at epoch 1;"):

@@ -9,10 +9,11 @@ from helpers import xptrain as cli
 
 import xptrain
 from xptrain import backends
+from xptrain.api import train_problem
 from xptrain.conformance import compare, tolerance
 from xptrain.data import batch_order, initial_weights, load, standardize
+from xptrain.options import Options
 from xptrain.reference import Reference
-from xptrain.train import Options, train_problem
 
 pytest.importorskip("sklearn", reason="the breast-cancer set ships with scikit-learn")
 DATA = standardize(load("breast_cancer"))
@@ -76,7 +77,7 @@ def test_minibatch_runs_resume_exactly_and_refuse_another_batch_size():
         train_problem(DATA, bk, "cpu", full, start=saved[-1]).losses
         == train_problem(DATA, bk, "cpu", full).losses
     )
-    with pytest.raises(xptrain.InvalidInput, match="same --batch-size"):
+    with pytest.raises(xptrain.InvalidInput, match="same batch_size"):
         train_problem(
             DATA, bk, "cpu", Options(epochs=EPOCHS, lr=LR, batch_size=50), start=saved[-1]
         )
@@ -104,5 +105,5 @@ def test_a_minibatch_resume_needs_the_same_seed():
         Options(epochs=3, lr=LR, batch_size=BATCH, seed=5),
         on_checkpoint=saved.append,
     )
-    with pytest.raises(xptrain.InvalidInput, match="same --seed"):
+    with pytest.raises(xptrain.InvalidInput, match="same seed"):
         train_problem(DATA, bk, "cpu", Options(epochs=6, lr=LR, batch_size=BATCH), start=saved[-1])

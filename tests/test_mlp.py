@@ -11,10 +11,11 @@ from helpers import xptrain as cli
 
 import xptrain
 from xptrain import backends
+from xptrain.api import train_problem
 from xptrain.conformance import compare, tolerance
 from xptrain.data import initial_params, load, make_problem, standardize
+from xptrain.options import Options
 from xptrain.reference import reference_mlp_run
-from xptrain.train import Options, train_problem
 
 pytest.importorskip("sklearn", reason="the breast-cancer set ships with scikit-learn")
 DATA = standardize(load("breast_cancer"))
@@ -108,7 +109,7 @@ def test_mlp_with_adam_resumes_exactly(tmp_path):
     whole = train_problem(DATA, bk, "cpu", full)
     assert resumed.losses == whole.losses
     other = Options(epochs=20, lr=0.01, optimizer="adam", hidden=(4,), activation="relu")
-    with pytest.raises(xptrain.InvalidInput, match="same --hidden"):
+    with pytest.raises(xptrain.InvalidInput, match="same hidden"):
         train_problem(DATA, bk, "cpu", other, start=saved[-1])
 
 
@@ -145,7 +146,7 @@ def test_cli_mlp(tmp_path):
         (1, 1),
     ]
     for args, message in (
-        (["--hidden", "4"], "need --model mlp"),
+        (["--model", "logistic", "--hidden", "4"], "need --model mlp"),
         (["--model", "mlp", "--hidden", "0"], "every value must be ≥ 1"),
         (["--model", "mlp", "--hidden", "a"], "whole numbers"),
         (["--model", "mlp", "--activation", "swish"], "invalid choice"),

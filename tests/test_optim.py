@@ -10,10 +10,11 @@ from helpers import xptrain as cli
 
 import xptrain
 from xptrain import backends
+from xptrain.api import train_problem
 from xptrain.conformance import compare, tolerance
 from xptrain.data import SEED_X, SEED_Y, initial_weights, seed_problem
+from xptrain.options import Options
 from xptrain.reference import Reference
-from xptrain.train import Options, train_problem
 
 EPOCHS, LR = 30, 0.1
 

@@ -24,9 +24,9 @@ from xptrain.cli import main as cli
 from xptrain.conformance import compare, tolerance
 from xptrain.errors import InvalidInput
 from xptrain.grad import PAD_LABEL, blocked_sums
+from xptrain.options import Options
 from xptrain.parallel import local_problem
 from xptrain.reference import Reference
-from xptrain.train import Options
 
 DATA = "linear:1001,5,3"  # 1001 rows: uneven over 2 replicas, so JAX pads one row
 EPOCHS = 30
@@ -82,7 +82,7 @@ def test_autodiff_through_a_saturated_padding_row_stays_finite(name):
     """A padding row (X = 0) whose logit saturates the seed's BCE (log(1 - A) = -inf) adds
     nothing, and no NaN, to autodiff's sums."""
     require_backends(name)
-    from xptrain.train import local_sums_of
+    from xptrain.steps import StepSpec, local_sums_of
 
     bk = backends.get(name)
     X = np.array([[1.0], [1.0], [0.0]])  # real rows: logit 0; the padding row: logit b
@@ -92,7 +92,7 @@ def test_autodiff_through_a_saturated_padding_row_stays_finite(name):
         params = [
             bk.asarray(np.array(v), "float64", bk.native_device("cpu")) for v in ([[-1e3]], [[1e3]])
         ]
-        fn = local_sums_of(bk, "autodiff", "sigmoid", "bce", None, masked=True)
+        fn = local_sums_of(bk, StepSpec("autodiff", masked=True))
         total, grads = fn(tuple(params), *args)
         total, grads = bk.to_numpy(total), [bk.to_numpy(g) for g in grads]
     assert np.isclose(total, 2 * np.log(2))  # the two real rows at p = 1/2
@@ -286,7 +286,7 @@ def test_torch_ranks_take_the_single_device_minibatches(tmp_path):
 
 
 def test_a_last_batch_smaller_than_the_replicas_is_refused():
-    from xptrain.train import replica_minibatches
+    from xptrain.placement import replica_minibatches
 
     problem = data.load("linear:1001,5,3")
     replicas = _Replicas(count=2, here=1, even=False, first=0)

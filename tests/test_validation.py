@@ -11,8 +11,9 @@ from helpers import xptrain as cli
 
 import xptrain
 from xptrain import backends
+from xptrain.api import train_problem
 from xptrain.data import load, split
-from xptrain.train import Options, train_problem
+from xptrain.options import Options
 
 DATA = load("blobs:300,5,3")
 EPOCHS, LR, SPLIT = 8, 0.5, 0.25
@@ -77,10 +78,10 @@ def test_resume_keeps_the_validation_history_and_refuses_another_split():
     assert resumed.val_losses == whole.val_losses and resumed.losses == whole.losses
     assert resumed.val_accuracy == whole.val_accuracy
     for other in (0.5, None):
-        with pytest.raises(xptrain.InvalidInput, match="same --val-split"):
+        with pytest.raises(xptrain.InvalidInput, match="same val_split"):
             options = Options(epochs=EPOCHS, val_split=other)
             train_problem(DATA, bk, "cpu", options, start=saved[-1])
-    with pytest.raises(xptrain.InvalidInput, match="same --seed"):
+    with pytest.raises(xptrain.InvalidInput, match="same seed"):
         options = Options(epochs=EPOCHS, val_split=SPLIT, seed=2)
         train_problem(DATA, bk, "cpu", options, start=saved[-1])
 

@@ -1,0 +1,267 @@
+"""The public training API: :func:`train` (arrays in, a :class:`TrainResult` out) and
+:func:`train_problem` (a validated host problem on a resolved backend and device, with
+checkpoints). The options are :class:`xptrain.options.Options`; the loop, the steps and the
+placement on devices live in :mod:`xptrain.loop`, :mod:`xptrain.steps` and
+:mod:`xptrain.placement`."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import backends
+from .checkpoint import Checkpoint, check_compatible, fingerprint
+from .data import Problem, Scaling, feature_scaling, initial_params, make_problem, split
+from .data import standardize as scale_features
+from .errors import InvalidInput, TrainingDiverged
+from .loop import EpochCallback, History, metric_names
+from .options import Options
+from .placement import place
+from .runinfo import versions
+from .steps import Carry
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run produced, on the host, with everything needed to reproduce, compare and use it.
+
+    ``options`` are the run's :class:`~xptrain.options.Options`, each also readable as an
+    attribute (``result.lr``, ``result.hidden``, ...). ``params`` are the final parameters as
+    float64 host arrays, ``(W1, b1, ..., WL, bL)``; ``W`` and ``b`` are the output layer's (for
+    the seed's model, its only layer). ``scaling`` is the (mean, scale) the features were
+    standardised with (None without ``standardize``): apply it to new rows before the model.
+    ``seconds`` is the wall time of the epochs (compilation included, ending with a device
+    sync); moving the data to the device is not in it. ``block`` is the rows per block of the
+    one-pass gradient the run took (None: full batch).
+    """
+
+    options: Options
+    losses: list[float]
+    params: list[np.ndarray]
+    seconds: float
+    backend: str
+    device: str
+    device_name: str
+    val_losses: list[float] = field(default_factory=list)  # per epoch, with val_split
+    val_accuracy: list[float] = field(default_factory=list)
+    block: int | None = None
+    replicas: dict[str, Any] | None = None  # a data-parallel run's engine, devices, processes
+    scaling: Scaling | None = None
+    data: str | None = None  # what the data was called (a file, a generator), where known
+    versions: dict[str, str] = field(default_factory=dict)
+    precision: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        # the run's options read as attributes: result.dtype, result.epochs, ...
+        if name != "options" and name in Options.__dataclass_fields__:
+            return getattr(self.options, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def W(self) -> np.ndarray:
+        """The output layer's weights (H×1; D×1 for the seed's model)."""
+        return self.params[-2]
+
+    @property
+    def b(self) -> float:
+        """The output layer's bias."""
+        return float(self.params[-1].reshape(()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the ``--json`` file): where it ran, every option, the history,
+        the parameters and what decided the numbers (versions, precision settings)."""
+        record: dict[str, Any] = {
+            "backend": self.backend,
+            "device": self.device,
+            "device_name": self.device_name,
+            **self.options.to_json(),
+            "data": self.data,
+            "block": self.block,
+            "losses": self.losses,
+        }
+        if self.options.val_split is not None:
+            # a saturated validation loss is inf: null in the (strict) JSON
+            record["val_losses"] = [v if math.isfinite(v) else None for v in self.val_losses]
+            record["val_accuracy"] = self.val_accuracy
+        if self.replicas is not None:
+            record["replicas"] = self.replicas
+        record |= {"W": self.W.tolist(), "b": self.b, "params": [p.tolist() for p in self.params]}
+        if self.scaling is not None:
+            record["scaling"] = {
+                "mean": self.scaling[0].tolist(),
+                "scale": self.scaling[1].tolist(),
+            }
+        record["seconds"] = self.seconds
+        return record | {"versions": self.versions, "precision": self.precision}
+
+
+def train(
+    X: Any,
+    y: Any,
+    *,
+    backend: str = "numpy",
+    device: str | None = None,
+    W: Any = None,
+    b: Any = None,
+    on_epoch: EpochCallback | None = None,
+    **options: Any,
+) -> TrainResult:
+    """Train the seed's logistic regressor (or an MLP) on any backend; by default, the seed's
+    run exactly.
+
+    ``X`` (N×D) and ``y`` (N or N×1, 0/1) may be NumPy arrays or arrays of any backend; they
+    are validated on the host and moved to ``device`` as ``dtype``. Without ``W`` the seed's
+    rule draws it from ``seed``; ``b`` defaults to 0 (an MLP's layers are drawn from ``seed``,
+    Glorot-uniform). ``options`` are :class:`~xptrain.options.Options`' keywords — ``dtype``,
+    ``epochs``, ``lr``, ``seed``, ``jit``, ``grad``, ``optimizer``, ``model``, ``hidden``,
+    ``activation``, ``batch_size``, ``loss``, ``val_split``, ``standardize``, ``exact``,
+    ``block_rows``, ``data_parallel``, ``distributed`` — each documented there and checked
+    before any data is touched.
+
+    ``val_split`` holds that fraction of the rows out (drawn from ``seed``) and records their
+    loss and accuracy after every epoch's update (the training loss is the epoch's own, before
+    it). ``on_epoch(epoch, metrics)`` is called after every epoch with ``{"loss": ...}`` (and
+    ``val_loss``, ``val_accuracy``); this syncs the device each epoch. On the CPU, large
+    problems take the one-pass blocked gradient (X read once per epoch; the same numbers up to
+    rounding); ``exact`` keeps the seed's full-batch arithmetic.
+
+    ``data_parallel=N`` spreads the rows over N devices of this process (JAX: sharded, the
+    gradient sums added by ``psum``); ``distributed`` spreads them over every process of the
+    group already joined (torch.distributed's ranks, or JAX's processes after
+    ``jax.distributed.initialize``), each with its ``data_parallel`` devices (default 1). Every
+    process passes the whole problem and gets the same result; see :mod:`xptrain.parallel`.
+    """
+    checked = Options(**options)
+    bk = backends.get(backend)
+    device_name = bk.resolve_device(device)
+    problem = make_problem(*(backends.to_numpy(a) if a is not None else None for a in (X, y, W, b)))
+    return train_problem(problem, bk, device_name, checked, on_epoch=on_epoch)
+
+
+def run_meta(problem: Problem, bk: backends.Backend, options: Options) -> dict[str, Any]:
+    """What a checkpoint records of its run, to refuse resuming it as another run."""
+    return {"data": fingerprint(problem), "backend": bk.name, **options.to_json()}
+
+
+def training_rows(
+    problem: Problem, options: Options
+) -> tuple[Problem, Problem | None, Scaling | None]:
+    """The rows a run trains on, its held-out rows (None without ``val_split``) and, with
+    ``standardize``, the training rows' feature scaling (applied to both); a batch larger than
+    the training rows is refused."""
+    o, held_out, scaling = options, None, None
+    if o.val_split is not None:
+        problem, held_out = split(problem, o.val_split, o.seed)
+    if o.standardize:
+        scaling = feature_scaling(problem)
+        held_out = scale_features(held_out, scaling) if held_out is not None else None
+        problem = scale_features(problem, scaling)
+    if o.batch_size is not None and o.batch_size > len(problem.y):
+        raise InvalidInput(
+            f"the batch size {o.batch_size} is larger than the {len(problem.y)} training "
+            "samples; use at most that, or leave it out for full batch"
+        )
+    return problem, held_out, scaling
+
+
+def _to_host(bk: backends.Backend, arrays: tuple[Any, ...]) -> list[np.ndarray]:
+    return [bk.to_numpy(a).astype(np.float64) for a in arrays]
+
+
+def train_problem(
+    problem: Problem,
+    bk: backends.Backend,
+    device: str,
+    options: Options,
+    *,
+    on_epoch: EpochCallback | None = None,
+    start: Checkpoint | None = None,
+    checkpoint_every: int | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    data: str | None = None,
+) -> TrainResult:
+    """Train a validated host problem on a backend and device already resolved.
+
+    ``start`` resumes from a checkpoint (of any backend): its parameters, optimizer state, epoch
+    count and history. ``on_checkpoint`` receives a :class:`Checkpoint` every
+    ``checkpoint_every`` epochs and at the end. ``data`` names the data for the record.
+    """
+    o = options
+    # the data's fingerprint reads all of X: only for checkpoints, which need it
+    meta = run_meta(problem, bk, o) if start is not None or on_checkpoint is not None else {}
+    rows, held_out, scaling = training_rows(problem, o)
+    params0, past, start_epoch = _starting_point(start, problem, rows, held_out, o)
+
+    def checkpoint(done: int, carry: Carry, history: History) -> None:
+        params, state = carry
+        whole = {k: past[k] + history[k] for k in history}
+        on_checkpoint(Checkpoint(done, _to_host(bk, params), whole, meta, _to_host(bk, state)))
+
+    replicas = None
+    if o.data_parallel is not None or o.distributed:
+        replicas = bk.replicas(o.data_parallel or 1, o.distributed, device)
+    # Everything on the device happens inside the scope (JAX's x64 holds only there).
+    with bk.float_scope(o.dtype):
+        state0 = start.state if start is not None else None
+        run = place(rows, bk, device, o, params0, state0, held_out, replicas)
+        began = time.perf_counter()
+        carry, history = run.fit(
+            epochs=o.epochs,
+            start_epoch=start_epoch,
+            on_epoch=on_epoch,
+            checkpoint_every=checkpoint_every,
+            on_checkpoint=checkpoint if on_checkpoint else None,
+        )
+        bk.sync(carry[0][0])
+        seconds = time.perf_counter() - began
+        final = _to_host(bk, carry[0])
+        precision = bk.precision(o.dtype)
+    _check_finite(final, o.epochs)
+    history = {k: past[k] + history[k] for k in history}
+    return TrainResult(
+        options=o,
+        losses=history["loss"],
+        params=final,
+        seconds=seconds,
+        backend=bk.name,
+        device=device,
+        device_name=bk.device_name(device),
+        val_losses=history.get("val_loss", []),
+        val_accuracy=history.get("val_accuracy", []),
+        block=run.block,
+        replicas=replicas.record() if replicas is not None else None,
+        scaling=scaling,
+        data=data,
+        versions=versions(bk),
+        precision=precision,
+    )
+
+
+def _starting_point(
+    start: Checkpoint | None,
+    whole: Problem,
+    rows: Problem,
+    held_out: Problem | None,
+    options: Options,
+) -> tuple[list[np.ndarray], History, int]:
+    """The parameters, the history so far and the first epoch: a checkpoint's (checked
+    against the whole problem and these options), or new parameters drawn from the seed."""
+    if start is not None:
+        check_compatible(start, whole, options)
+        return start.params, start.history, start.epoch
+    params = initial_params(rows, options.hidden, options.seed)
+    return params, {name: [] for name in metric_names(held_out is not None)}, 0
+
+
+def _check_finite(params: list[np.ndarray], epochs: int) -> None:
+    if not all(np.isfinite(p).all() for p in params):
+        raise TrainingDiverged(
+            f"the parameters became inf or NaN by epoch {epochs - 1} although the loss stayed "
+            "finite; try a smaller learning rate",
+            epochs - 1,
+        )

@@ -1,0 +1,130 @@
+"""``xptrain check``: every reference problem on every backend × device × dtype × gradient
+engine × mode, against the float64 reference; exit 1 with a one-line summary on any failure."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from .. import backends, check, problems
+from ..errors import InvalidInput
+from ..files import json_writer, write_all
+from ..plot import agreement_figure, figure_writer
+from .common import add_list, add_timeout, check_outputs, listed
+
+DESCRIPTION = (
+    "Run every reference problem on every backend × device × dtype × gradient engine × mode, "
+    "twice, and compare each with the float64 NumPy reference. Exit code 0 when all pass, 1 "
+    "when any fails, 2 for bad input."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``check``'s options: what to combine, how to spread, the outputs."""
+    add_list(
+        parser,
+        "--backends",
+        "NAME",
+        "built-in backends or importable Array API modules (default: every built-in backend "
+        "that starts here)",
+    )
+    add_list(parser, "--devices", "DEV", "cpu, cuda (every GPU) or cuda:N (default: all)")
+    add_list(parser, "--dtypes", "DTYPE", "float64, float32 (default: both)")
+    add_list(
+        parser,
+        "--problems",
+        "NAME",
+        f"{', '.join(problems.PROBLEMS)} (default: all whose data is installed)",
+    )
+    parser.add_argument(
+        "--data-parallel",
+        type=int,
+        metavar="N",
+        help="spread every configuration's rows over N devices of this process (jax; others "
+        "are skipped)",
+    )
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="under torchrun: every configuration spread over the processes of the group "
+        "(one --backends: torch or jax); rank 0 prints and writes",
+    )
+    add_timeout(parser)
+    parser.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="also check data-parallel runs, each in processes of its own: jax over 2 emulated "
+        "CPU devices and over 2 processes, torch over 2 gloo ranks (torchrun)",
+    )
+    parser.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="draw relative error per epoch")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The agreement table; exit 1 with a one-line summary on any failure."""
+    check_outputs(args)
+    if args.data_parallel is not None and args.data_parallel < 1:
+        raise InvalidInput(f"--data-parallel must be ≥ 1 devices, got {args.data_parallel}")
+    if args.scale_out and (args.distributed or args.data_parallel is not None):
+        raise InvalidInput("--scale-out launches its own data-parallel checks: give it alone")
+    devices = listed(args.devices, "--devices")
+    if args.scale_out and devices and set(devices) != {"cpu"}:
+        raise InvalidInput("--scale-out runs on this machine's CPU: drop --devices, or it")
+    if not args.distributed:
+        return _check_and_report(args, processes=None, main=True)
+    named = listed(args.backends, "--backends") or []
+    if len(named) != 1:
+        raise InvalidInput("--distributed checks one backend: give --backends torch or jax")
+    with backends.process_group(named[0], args.distributed_timeout) as joined:
+        return _check_and_report(args, processes=joined.size, main=joined.rank == 0)
+
+
+def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: bool) -> int:
+    """Plan and run the check (every process of a group runs every configuration, in the same
+    order); ``main`` prints the table and writes the outputs."""
+    problem_names = listed(args.problems, "--problems")
+    backend_names = listed(args.backends, "--backends")
+    dtypes = listed(args.dtypes, "--dtypes")
+    configs, skipped = check.plan(
+        problem_names,
+        backend_names,
+        listed(args.devices, "--devices"),
+        dtypes,
+        args.data_parallel,
+        processes,
+    )
+    report = check.run(configs, skipped, progress_bar=not args.quiet and main)
+    if args.scale_out:
+        with tempfile.TemporaryDirectory(prefix="xptrain-scale-out-") as directory:
+            names = [backends.canonical_name(n) for n in backend_names or []]
+            check.scale_out(
+                report, problem_names, names, dtypes, args.distributed_timeout, Path(directory)
+            )
+    elif processes is None and args.data_parallel is None:
+        report.notes.append(
+            "data-parallel runs (JAX devices and processes, torch ranks): not checked here; "
+            "add --scale-out"
+        )
+    if not main:
+        return 0 if report.passed else 1
+    return _report(args, report)
+
+
+def _report(args: argparse.Namespace, report: check.Report) -> int:
+    """Write --json and --plot, then print the table and the summary line."""
+    outputs = []
+    if args.json is not None:
+        outputs.append((args.json, json_writer(report.to_dict())))
+    if args.plot is not None:
+        outputs.append((args.plot, figure_writer(agreement_figure(report))))
+    write_all(outputs)  # before printing: a closed stdout must not lose the report
+    print(check.format_table(report))
+    line = check.summary(report)
+    print(line)
+    if not report.passed:
+        print(f"xptrain check: {line}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,218 @@
+"""``xptrain train``: one run on one backend, printed as the seed prints it; every run option
+is a flag derived from :mod:`xptrain.options`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+
+from .. import backends, checkpoint, options
+from ..api import TrainResult, train_problem
+from ..data import load
+from ..errors import InvalidInput
+from ..files import check_output_dir, json_writer, write_all
+from ..loop import EpochCallback
+from ..plot import figure_writer, loss_figure
+from ..terminal import progress
+from .common import add_timeout, arg, check_outputs
+
+DESCRIPTION = (
+    "Train on one backend. With no options: the seed's run, printed as the seed prints it."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``train``'s flags: where to run, the run options, the data, the outputs."""
+    parser.add_argument(
+        "--backend", default="numpy", help=f"one of {', '.join(backends.SPECS)} (default numpy)"
+    )
+    parser.add_argument(
+        "--device", help="cpu, cuda (alias gpu) or cuda:N (default: the backend's default device)"
+    )
+    parser.add_argument(
+        "--data",
+        default="seed",
+        metavar="PATH|seed",
+        help="seed, linear:N,D[,S], blobs:N,D[,S], breast_cancer, digits, a .npz "
+        "(X, y, optional W, b) or .csv (label last), or a folder of X.npy and y.npy (X "
+        "memory-mapped)",
+    )
+    options.add_flags(parser, arg)
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --backend dask: compute on the dask.distributed scheduler at "
+        "tcp://HOST:PORT (it must answer, with a worker, within --scheduler-timeout)",
+    )
+    parser.add_argument(
+        "--scheduler-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for the scheduler and a worker (default 10)",
+    )
+    add_timeout(parser)
+    parser.add_argument("--json", metavar="PATH", help="write the result as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="draw the loss curve (png, svg, pdf, ...)")
+    parser.add_argument("--quiet", action="store_true", help="print nothing per epoch")
+    parser.add_argument("--checkpoint-dir", metavar="DIR", help="save checkpoints (.npz) here")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="K",
+        help="save every K epochs (default: at the end only)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the latest checkpoint in --checkpoint-dir (on any "
+        "backend) up to --epochs in all",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check everything, train, then write the outputs together."""
+    run_options = options.from_flags(args)
+    check_outputs(args)
+    start, save = _checkpointing(args)
+    if run_options.distributed:  # before the backend's first use: JAX joins before computing
+        group = backends.process_group(args.backend, args.distributed_timeout)
+        with group as joined:  # rank 0 prints and writes; the ranks step alike (fit's lockstep)
+            main = joined.rank == 0
+            return _train_and_write(args, run_options, start, save if main else None, main=main)
+    return _train_and_write(args, run_options, start, save, main=True)
+
+
+def _train_and_write(
+    args: argparse.Namespace,
+    run_options: options.Options,
+    start: checkpoint.Checkpoint | None,
+    save: Callable[[checkpoint.Checkpoint], None] | None,
+    *,
+    main: bool,
+) -> int:
+    """Train, then write the outputs together (``main``: the process that prints and writes;
+    the others of a process group train silently)."""
+    bk = backends.get(args.backend)
+    if args.scheduler is not None and not bk.caps.scheduler:
+        raise InvalidInput("--scheduler is for --backend dask (a dask.distributed cluster)")
+    if not args.scheduler_timeout > 0:
+        raise InvalidInput(f"--scheduler-timeout must be > 0, got {args.scheduler_timeout}")
+    device = bk.resolve_device(args.device)
+    problem = load(args.data)
+    cluster = (
+        bk.scheduler(args.scheduler, args.scheduler_timeout)
+        if args.scheduler is not None
+        else contextlib.nullcontext()
+    )
+    first = start.epoch if start else 0
+    printer = _epoch_printer(args, run_options.epochs, first) if main else contextlib.nullcontext()
+    with cluster, printer as on_epoch:
+        result = train_problem(
+            problem,
+            bk,
+            device,
+            run_options,
+            on_epoch=on_epoch,
+            start=start,
+            checkpoint_every=args.checkpoint_every,
+            on_checkpoint=save,
+            data=str(args.data),
+        )
+    if main:
+        _write(args, result)
+    return 0
+
+
+def _write(args: argparse.Namespace, result: TrainResult) -> None:
+    """The --json record and the --plot figure, written together."""
+    outputs = []
+    if args.json is not None:
+        outputs.append((args.json, json_writer(result.to_dict())))
+    if args.plot is not None:
+        figure = loss_figure(result.losses, _title(result))
+        outputs.append((args.plot, figure_writer(figure)))
+    write_all(outputs)
+
+
+def _checkpointing(
+    args: argparse.Namespace,
+) -> tuple[checkpoint.Checkpoint | None, Callable[[checkpoint.Checkpoint], None] | None]:
+    """The checkpoint to resume from (if any) and the function that saves new ones."""
+    if args.checkpoint_dir is None:
+        if args.resume or args.checkpoint_every is not None:
+            raise InvalidInput("--resume and --checkpoint-every need --checkpoint-dir DIR")
+        return None, None
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise InvalidInput(f"--checkpoint-every must be ≥ 1, got {args.checkpoint_every}")
+    directory = check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
+    latest = checkpoint.latest(directory) if directory.is_dir() else None
+    if latest is not None and not args.resume:
+        raise InvalidInput(
+            f"--checkpoint-dir {str(directory)!r} already holds another run's checkpoints; "
+            "add --resume to continue it, or give an empty folder"
+        )
+    # a group's other ranks read the same (shared) folder; rank 0 alone says what it found
+    rank0 = not (args.distributed and os.environ.get("RANK", "0") != "0")
+    if latest is None and args.resume and rank0:
+        print(
+            f"xptrain train: no checkpoint in {str(directory)!r} yet; starting from epoch 0",
+            file=sys.stderr,
+        )
+    start = checkpoint.load(latest) if latest is not None else None
+
+    def save(ckpt: checkpoint.Checkpoint) -> None:
+        directory.mkdir(exist_ok=True)
+        checkpoint.save(checkpoint.path_for(directory, ckpt.epoch), ckpt)
+
+    return start, save
+
+
+@contextlib.contextmanager
+def _epoch_printer(
+    args: argparse.Namespace, epochs: int, first: int
+) -> Iterator[EpochCallback | None]:
+    """The seed's line per epoch on stdout and, when stderr is a terminal, a progress bar with
+    the live loss under them; nothing at all with --quiet."""
+    if args.quiet:
+        yield None
+        return
+    bar = progress(None, "xptrain train", unit="epoch", total=epochs, initial=first)
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        _print(bar, _epoch_line(epoch, metrics))
+        bar.set_postfix_str(f"loss {metrics['loss']:.6g}", refresh=False)
+        bar.update(1)
+
+    try:
+        yield on_epoch
+    finally:
+        bar.close()
+
+
+def _epoch_line(epoch: int, metrics: dict[str, float]) -> str:
+    # 12 significant digits: how the seed's Python printed its floats.
+    line = f"Epoch: {epoch} Loss: {metrics['loss']:.12g}"
+    if "val_loss" in metrics:
+        line += f" Val loss: {metrics['val_loss']:.12g}"
+        line += f" Val accuracy: {metrics['val_accuracy']:.4f}"
+    return line
+
+
+def _print(bar: object, line: str) -> None:
+    """A line on stdout (above the progress bar, when there is one)."""
+    try:
+        if bar.disable:
+            print(line)
+        else:
+            bar.write(line, file=sys.stdout)
+    except BrokenPipeError:  # `xptrain train --json r.json | head`: the run goes on
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _title(result: TrainResult) -> str:
+    mode = ("jit" if result.jit else "eager") + f", {result.grad}"
+    return f"{result.backend} on {result.device} ({result.dtype}, {mode})"

@@ -1,0 +1,190 @@
+"""The epoch loop, written once for every backend: full batch, minibatches, fused compiled
+stretches of epochs, validation after each epoch, checkpoints, callbacks and the history.
+
+:func:`fit` is the low-level API under :func:`xptrain.train`: it runs a step built by
+:mod:`xptrain.steps` on data placed by :mod:`xptrain.placement`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from . import backends
+from .errors import TrainingDiverged
+from .steps import Carry, Step
+
+# Without a per-epoch callback, losses stay on the device and are checked this many at a time:
+# one host round trip per block instead of one per epoch.
+_CHECK_EVERY = 64
+# A fused run (JAX's lax.scan) is checked this many epochs at a time: a run that diverges early
+# stops within this many epochs, and a run compiles at most two lengths (this and the rest).
+_FUSED_EPOCHS = 1024
+
+History = dict[str, list[float]]  # per epoch: "loss", and "val_loss", "val_accuracy"
+EpochCallback = Callable[[int, dict[str, float]], None]  # (epoch, {"loss": ..., ...})
+
+
+@dataclass(frozen=True)
+class Minibatches:
+    """Minibatch epochs: rows taken in the order ``order(epoch)`` gives (a device index array,
+    drawn on the host), ``size`` at a time. A data-parallel run has ``shares(epoch)`` instead:
+    for each batch, this process's rows of it on its replicas, the step for the batch's size,
+    and that size (see :func:`replica_minibatches`)."""
+
+    order: Callable[[int], Any] | None
+    size: int
+    shares: Callable[[int], Iterator[tuple[Any, Any, Step, int]]] | None = None
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Held-out rows, evaluated after every epoch by ``run(params, X, y)`` (see
+    :func:`make_evaluate`)."""
+
+    run: Callable
+    X: Any
+    y: Any
+
+
+def metric_names(validation: bool) -> tuple[str, ...]:
+    """The history's columns: the training loss, and the validation loss and accuracy."""
+    return ("loss", "val_loss", "val_accuracy") if validation else ("loss",)
+
+
+def fit(
+    step: Step,
+    carry: Carry,
+    X: Any,
+    y: Any,
+    bk: backends.Backend,
+    *,
+    epochs: int,
+    start_epoch: int = 0,
+    on_epoch: EpochCallback | None = None,
+    checkpoint_every: int | None = None,
+    on_checkpoint: Callable[[int, Carry, History], None] | None = None,
+    batches: Minibatches | None = None,
+    validation: Validation | None = None,
+    fused: Callable[[int], Callable] | None = None,
+    lockstep: bool = False,
+) -> tuple[Carry, History]:
+    """Run epochs ``start_epoch`` to ``epochs - 1``; return the final carry (parameters and
+    optimizer state) and the history of those epochs on the host: ``{"loss": [...]}``, plus
+    ``val_loss`` and ``val_accuracy`` with ``validation`` (evaluated after each epoch's update).
+    ``on_epoch(epoch, metrics)`` gets each epoch's numbers as a dict; ``on_checkpoint(done,
+    carry, history)`` is called every ``checkpoint_every`` epochs and at the end.
+
+    Full batch by default (the seed). With ``batches``, each epoch steps once per minibatch;
+    its loss is the mean of the batch losses weighted by batch size. ``fused(k)`` (see
+    :func:`make_fused`) runs k full-batch epochs in one compiled call: without ``on_epoch`` the
+    whole run (up to 1024 epochs a call), or each stretch between checkpoints, is one call and
+    one host transfer. ``lockstep`` (a process of a data-parallel group): the stretches of
+    epochs run depend on ``epochs`` and ``checkpoint_every`` alone, never on which callbacks
+    this process has, so every process runs the same compiled calls and collectives;
+    ``on_epoch`` then hears of each stretch's epochs after it.
+
+    Stops with :class:`TrainingDiverged` naming the first epoch whose loss is NaN or inf.
+    """
+    names = metric_names(validation is not None)
+    history: History = {name: [] for name in names}
+    every = checkpoint_every if on_checkpoint is not None or lockstep else None
+    live = on_epoch is not None and not lockstep  # an epoch a call, each reported at once
+    use_fused = fused is not None and not live and batches is None
+    epoch = start_epoch
+    while epoch < epochs:
+        stop = _stretch_end(epoch, epochs, every, live, use_fused)
+        if use_fused:
+            extra = () if validation is None else (validation.X, validation.y)
+            carry, metrics = fused(stop - epoch)(carry, X, y, *extra)
+        else:
+            carry, metrics = _epochs(step, carry, X, y, bk, range(epoch, stop), batches, validation)
+        _record(bk.to_numpy(metrics).tolist(), epoch, names, history, on_epoch)
+        epoch = stop
+        if on_checkpoint is not None and (epoch == epochs or _due(epoch, every)):
+            on_checkpoint(epoch, carry, history)
+    return carry, history
+
+
+def _due(epoch: int, every: int | None) -> bool:
+    """Whether a checkpoint falls after ``epoch`` epochs (one every ``every``)."""
+    return bool(every) and epoch % every == 0
+
+
+def _stretch_end(epoch: int, epochs: int, every: int | None, live: bool, fused: bool) -> int:
+    """Where the stretch of epochs run from ``epoch`` before the host looks ends: after one
+    epoch when each is reported live; else at the next checkpoint (every ``every``), at most
+    a block of losses (or a fused call's length) later."""
+    if live:
+        return epoch + 1
+    stop = epochs if every is None else min(epochs, (epoch // every + 1) * every)
+    return min(stop, epoch + (_FUSED_EPOCHS if fused else _CHECK_EVERY))
+
+
+def _epochs(
+    step: Step,
+    carry: Carry,
+    X: Any,
+    y: Any,
+    bk: backends.Backend,
+    epochs: range,
+    batches: Minibatches | None,
+    validation: Validation | None,
+) -> tuple[Carry, Any]:
+    """Epochs one call at a time; their metrics stacked on the device, one row per epoch."""
+    xp, per_epoch = bk.xp, []
+    for epoch in epochs:
+        if batches is None:
+            carry, loss = step(carry, X, y)
+        else:
+            carry, loss = _minibatch_epoch(step, carry, X, y, xp, batches, epoch)
+        if validation is not None:
+            metrics = validation.run(carry[0], validation.X, validation.y)
+            loss = xp.concat([xp.reshape(loss, (1,)), metrics])
+        carry, loss = bk.settle((carry, loss))  # a lazy library: not a graph over every epoch
+        per_epoch.append(loss)
+    metrics = xp.stack(per_epoch)
+    return carry, metrics if validation is not None else xp.reshape(metrics, (-1, 1))
+
+
+def _record(
+    metrics: list[list[float]],
+    first: int,
+    names: tuple[str, ...],
+    history: History,
+    on_epoch: EpochCallback | None,
+) -> None:
+    """Host rows of metrics into the history (and ``on_epoch``); divergence stops the run."""
+    for epoch, values in enumerate(metrics, start=first):
+        if not math.isfinite(values[0]):
+            raise TrainingDiverged(
+                f"the loss became {values[0]} at epoch {epoch}; try a smaller learning rate",
+                epoch,
+            )
+        metrics = dict(zip(names, values, strict=True))
+        for name, value in metrics.items():
+            history[name].append(value)
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+
+
+def _minibatch_epoch(
+    step: Step, carry: Carry, X: Any, y: Any, xp: Any, batches: Minibatches, epoch: int
+) -> tuple[Carry, Any]:
+    if batches.shares is not None:  # data-parallel: each batch spread over the replicas
+        total, n = 0, 0
+        for X_part, y_part, batch_step, size in batches.shares(epoch):
+            carry, loss = batch_step(carry, X_part, y_part)
+            total, n = total + loss * size, n + size
+        return carry, total / n
+    n, size = X.shape[0], batches.size
+    order = batches.order(epoch)
+    X, y = xp.take(X, order, axis=0), xp.take(y, order, axis=0)
+    total = 0
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        carry, loss = step(carry, X[start:stop, ...], y[start:stop, ...])
+        total = total + loss * (stop - start)
+    return carry, total / n

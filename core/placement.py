@@ -1,0 +1,178 @@
+"""Putting a run on its device, or spread over replicas (data-parallel): the data, the starting
+parameters and optimizer state, the held-out rows, the minibatch order, and the step chosen
+and built for them. :func:`place` is the low-level API under :func:`xptrain.train` (``xptrain
+bench`` times what it places, so it measures what ``train`` runs)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import backends
+from .data import Problem, batch_order
+from .errors import InvalidInput
+from .loop import History, Minibatches, Validation, fit
+from .options import OptionError, Options
+from .parallel import Replicas, local_problem
+from .steps import (
+    Carry,
+    Step,
+    StepSpec,
+    choose_block,
+    initial_carry,
+    make_evaluate,
+    make_fused,
+    make_step,
+)
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A run placed on its device: data, starting carry and the step built (compiled) for it,
+    as :func:`place` makes them; :meth:`fit` runs epochs."""
+
+    bk: backends.Backend
+    X: Any
+    y: Any
+    carry: Carry
+    step: Step
+    block: int | None  # rows per block of the one-pass gradient; None: full batch
+    batches: Minibatches | None = None
+    validation: Validation | None = None
+    fused: Callable[[int], Callable] | None = None
+    lockstep: bool = False  # one process of a data-parallel group (see fit)
+
+    def fit(self, carry: Carry | None = None, **options: Any) -> tuple[Carry, History]:
+        """:func:`xptrain.loop.fit` from ``carry`` (default: the starting one); ``options``
+        are fit's."""
+        start = self.carry if carry is None else carry
+        extra = {"batches": self.batches, "validation": self.validation, "fused": self.fused}
+        extra["lockstep"] = self.lockstep
+        return fit(self.step, start, self.X, self.y, self.bk, **extra, **options)
+
+
+def _putter(bk: backends.Backend, device: str, dtype: str, replicas: Replicas | None) -> Callable:
+    """``put(host_array, shard=False)``: onto the device, or onto this process's replicas (its
+    rows spread over them with ``shard``, else the whole array on each)."""
+    if replicas is None:
+        dev = bk.native_device(device)
+        return lambda a, shard=False: bk.asarray(a, dtype, dev)
+    return lambda a, shard=False: replicas.put(a, dtype, shard=shard)
+
+
+def place(
+    problem: Problem,
+    bk: backends.Backend,
+    device: str,
+    options: Options,
+    params: list[np.ndarray],
+    state: list[np.ndarray] | None = None,
+    held_out: Problem | None = None,
+    replicas: Replicas | None = None,
+) -> Placed:
+    """Move a host problem, its starting parameters (and optimizer ``state``, when resuming)
+    and ``held_out`` validation rows to ``device``, choose the gradient path and build the
+    step; wait until the transfer is done. With ``replicas``, this process's rows are spread
+    over its replicas and everything else is put on each. Call it inside
+    ``bk.float_scope(options.dtype)``."""
+    o = options
+    n, d = problem.X.shape
+    problem, masked, per_replica = _rows_here(problem, bk, o, replicas)
+    put = _putter(bk, device, o.dtype, replicas)
+    spread_batches = replicas is not None and o.batch_size is not None
+    X, y = (None, None) if spread_batches else (put(problem.X, True), put(problem.y, True))
+    on_device = tuple(put(p) for p in params)
+    if state is None:
+        carry = initial_carry(bk, on_device, o.optimizer)
+    else:
+        carry = (on_device, tuple(put(s) for s in state))
+    block = choose_block(bk, device, o, per_replica, d)
+    spec = StepSpec.of(o, block=block, total_rows=n if replicas else None, masked=masked)
+    step = make_step(bk, spec, o.jit, replicas)
+    batches = _minibatches(problem, bk, device, o, replicas)
+    validation = None
+    if held_out is not None:
+        evaluate = make_evaluate(bk, o.jit, o.activation, o.loss)
+        validation = Validation(evaluate, put(held_out.X), put(held_out.y))
+    fused = None
+    if o.jit and bk.caps.scan:
+        fused = functools.partial(make_fused, bk, spec, replicas, held_out is not None)
+    for array in (X, y, *carry[0]):  # transfers may be asynchronous (JAX): finish them here
+        if array is not None:
+            bk.sync(array)
+    lockstep = replicas is not None
+    return Placed(bk, X, y, carry, step, block, batches, validation, fused, lockstep)
+
+
+def _rows_here(
+    problem: Problem, bk: backends.Backend, options: Options, replicas: Replicas | None
+) -> tuple[Problem, bool, int]:
+    """This process's rows (padded where replicas must be even), whether any replica's rows
+    were padded, and the rows one step of one replica sees (what the block size is for)."""
+    o = options
+    if replicas is None:
+        return problem, False, o.batch_size or problem.X.shape[0]
+    if bk.caps.replicas_jit_only and not o.jit:
+        raise OptionError(
+            lambda s: (
+                f"{bk.name} runs a data-parallel step compiled only (shard_map): add "
+                f"{s('jit', True)}"
+            )
+        )
+    if o.batch_size is not None:  # with minibatches each batch is spread instead (shares)
+        return problem, False, o.batch_size
+    problem, masked = local_problem(problem, replicas)
+    return problem, masked, len(problem.y) // replicas.here
+
+
+def _minibatches(
+    problem: Problem,
+    bk: backends.Backend,
+    device: str,
+    options: Options,
+    replicas: Replicas | None,
+) -> Minibatches | None:
+    """The run's minibatches (None: full batch): the order drawn on the host each epoch."""
+    o, n = options, len(problem.y)
+    if o.batch_size is None:
+        return None
+    if replicas is not None:
+        return replica_minibatches(problem, bk, o, replicas)
+    dev = bk.native_device(device)
+    return Minibatches(
+        lambda epoch: bk.asarray(batch_order(n, o.seed, epoch), "int32", dev), o.batch_size
+    )
+
+
+def replica_minibatches(
+    problem: Problem, bk: backends.Backend, options: Options, replicas: Replicas
+) -> Minibatches:
+    """The minibatches of a data-parallel run, the single-device run's batches exactly: every
+    process draws the same order on the host (:func:`xptrain.data.batch_order`), and each
+    batch's rows are spread over the replicas as a full-batch run's are (padded where they
+    must be even), each process copying only its share; the batch's step divides by the
+    batch's rows (at most two sizes: ``batch_size`` and the last batch's)."""
+    o, n = options, len(problem.y)
+    size, last = o.batch_size, n % o.batch_size
+    if size < replicas.count or 0 < last < replicas.count:
+        what = f"a batch of {size}" if size < replicas.count else f"the last batch ({n} mod {size})"
+        raise InvalidInput(
+            f"{what} has fewer rows than the {replicas.count} replicas: choose a batch size of "
+            f"at least {replicas.count} whose last batch is empty or at least that"
+        )
+    put = functools.partial(replicas.put, dtype=o.dtype, shard=True)
+
+    def shares(epoch: int) -> Iterator[tuple[Any, Any, Step, int]]:
+        order = batch_order(n, o.seed, epoch)
+        for start in range(0, n, size):
+            batch = order[start : start + size]
+            mine, masked = local_problem(Problem(problem.X[batch], problem.y[batch]), replicas)
+            spec = StepSpec.of(o, total_rows=len(batch), masked=masked)
+            step = make_step(bk, spec, o.jit, replicas)  # cached: 2 sizes at most
+            yield put(mine.X), put(mine.y), step, len(batch)
+
+    return Minibatches(None, size, shares)

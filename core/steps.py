@@ -1,0 +1,235 @@
+"""Building a run's epoch step, once per configuration: the gradient engine (analytic backprop,
+the one-pass blocked sums, the backend's autodiff, or a data-parallel replica's sums), the
+optimizer's update, and compilation (``jit``; a whole stretch of epochs as one compiled scan).
+
+A step maps ``((params, optimizer_state), X, y)`` to ``((params, optimizer_state), loss)``. It is
+built from a frozen :class:`StepSpec` and cached, so the same configuration gets the same
+function object and compiled steps (jax.jit, torch.compile) are reused, not recompiled. This is
+the low-level API under :func:`xptrain.train`; :mod:`xptrain.placement` chooses the spec.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import backends
+from .grad import PAD_LABEL, bce_grads, block_rows, blocked_loss_and_grads, blocked_sums
+from .loss import loss_from_logits, loss_sum
+from .model import Params, forward, logits, sigmoid
+from .optim import OPTIMIZERS, Optimizer, State
+from .options import Options
+from .parallel import Replicas, reduced_loss_and_grads
+
+Carry = tuple[Params, State]  # (parameters, optimizer state)
+Step = Callable[[Carry, Any, Any], tuple[Carry, Any]]
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """Everything a step is built from (the key of the step caches).
+
+    ``block``: rows per block of the one-pass gradient (analytic only; None: full batch).
+    A data-parallel step (built with replicas) divides its replicas' summed loss and gradients
+    by ``total_rows``, the global number of rows; ``masked`` leaves padding rows out."""
+
+    grad: str = "analytic"
+    lr: float = 1.0
+    optimizer: str = "sgd"
+    activation: str = "sigmoid"
+    loss: str = "bce"
+    block: int | None = None
+    total_rows: int | None = None
+    masked: bool = False
+
+    @classmethod
+    def of(cls, options: Options, **where: Any) -> StepSpec:
+        """The spec of a run with ``options``; ``where``: block, total_rows, masked."""
+        o = options
+        return cls(o.grad, o.lr, o.optimizer, o.activation, o.loss, **where)
+
+
+def update_step(xp: Any, lr: float, optimizer: Optimizer, loss_and_grads: Callable) -> Step:
+    """One epoch: ``loss_and_grads(params, X, y) -> (loss, grads)``, then the optimizer's
+    update. Every gradient engine (analytic, one-pass, autodiff) is one such function."""
+
+    def step(carry: Carry, X: Any, y: Any) -> tuple[Carry, Any]:
+        params, state = carry
+        value, grads = loss_and_grads(params, X, y)
+        return optimizer.update(xp, params, tuple(grads), state, lr), value
+
+    return step
+
+
+def analytic_loss_and_grads(xp: Any, activation: str, loss: str) -> Callable:
+    """Analytic backprop (the seed's ``dz = A - y`` and below), full batch, exactly as the
+    seed computes it."""
+
+    def loss_and_grads(params: Params, X: Any, y: Any) -> tuple[Any, Params]:
+        outputs = forward(xp, params, X, activation)
+        A = sigmoid(xp, outputs[-1])
+        value = loss_from_logits(xp, loss, y, outputs[-1], A)
+        return value, bce_grads(xp, params, outputs, A, y, activation)
+
+    return loss_and_grads
+
+
+def blocked_loss_and_grads_of(bk: backends.Backend, spec: StepSpec) -> Callable:
+    """The one-pass blocked gradient (:func:`xptrain.grad.blocked_loss_and_grads`): the same
+    loss and gradients, X read once, ``spec.block`` rows at a time, the loop over blocks run by
+    the backend's ``fold``, its row groups spread over the backend's ``workers``."""
+
+    def loss_and_grads(params: Params, X: Any, y: Any) -> tuple[Any, Params]:
+        return blocked_loss_and_grads(
+            bk.xp, params, X, y, spec.activation, spec.loss, spec.block, bk.fold, bk.spread,
+            bk.workers,
+        )  # fmt: skip
+
+    return loss_and_grads
+
+
+def autodiff_loss_and_grads(
+    xp: Any, activation: str, loss: str, value_and_grad: Callable
+) -> Callable:
+    """The backend's automatic differentiation of the same loss."""
+
+    def loss_fn(params: Params, X: Any, y: Any) -> Any:
+        z = logits(xp, params, X, activation)
+        return loss_from_logits(xp, loss, y, z, sigmoid(xp, z))
+
+    return value_and_grad(loss_fn)
+
+
+def local_sums_of(bk: backends.Backend, spec: StepSpec) -> Callable:
+    """``(params, X, y) -> (loss sum, gradient sums)`` over one replica's rows, for a
+    data-parallel step: the one-pass analytic sums (one block of every row without
+    ``spec.block``), or the backend's autodiff of the summed loss. ``spec.masked`` leaves
+    padding rows out."""
+    xp, activation, loss = bk.xp, spec.activation, spec.loss
+    if spec.grad == "autodiff":
+
+        def summed(params: Params, X: Any, y: Any) -> Any:
+            z = logits(xp, params, X, activation)
+            keep = None
+            if spec.masked:  # padding rows: logit 0, so no inf whose zero cotangent is NaN
+                keep = y != PAD_LABEL
+                z = xp.where(keep, z, xp.zeros_like(z))
+            return loss_sum(xp, loss, y, z, sigmoid(xp, z), keep)
+
+        return bk.value_and_grad(summed)
+
+    def sums(params: Params, X: Any, y: Any) -> tuple[Any, Params]:
+        block = spec.block or X.shape[0]
+        return blocked_sums(
+            xp, params, X, y, activation, loss, block, bk.fold, bk.spread, bk.workers,
+            spec.masked,
+        )  # fmt: skip
+
+    return sums
+
+
+def _loss_and_grads(bk: backends.Backend, spec: StepSpec, replicas: Replicas | None) -> Callable:
+    """The gradient engine ``spec`` asks for (on ``replicas``: their reduced sums)."""
+    if replicas is not None:
+        if spec.total_rows is None:
+            raise ValueError("a data-parallel step needs the global number of rows")
+        return reduced_loss_and_grads(local_sums_of(bk, spec), replicas.reduce, spec.total_rows)
+    if spec.grad == "autodiff":
+        return autodiff_loss_and_grads(bk.xp, spec.activation, spec.loss, bk.value_and_grad)
+    if spec.block is not None:
+        return blocked_loss_and_grads_of(bk, spec)
+    return analytic_loss_and_grads(bk.xp, spec.activation, spec.loss)
+
+
+@functools.lru_cache(maxsize=64)
+def make_step(
+    bk: backends.Backend, spec: StepSpec, jit: bool = False, replicas: Replicas | None = None
+) -> Step:
+    """The epoch step for ``spec``, built once (the same function object on every run, so
+    compiled steps are reused); ``jit`` compiles it. With ``replicas``, a data-parallel step:
+    each replica's sums added over the replicas and divided by ``spec.total_rows``."""
+    step = update_step(
+        bk.xp, spec.lr, OPTIMIZERS[spec.optimizer], _loss_and_grads(bk, spec, replicas)
+    )
+    if replicas is not None:
+        step = replicas.wrap(step)
+    return bk.jit(step) if jit else step
+
+
+def initial_carry(bk: backends.Backend, params: Params, optimizer: str = "sgd") -> Carry:
+    """What a step carries from epoch to epoch, at the start: the parameters and the
+    optimizer's initial state."""
+    return params, OPTIMIZERS[optimizer].init(bk.xp, params)
+
+
+def evaluate(xp: Any, params: Params, X: Any, y: Any, activation: str, loss: str) -> Any:
+    """``[loss, accuracy]`` of ``params`` on (``X``, ``y``), one device array: the loss as
+    training computes it, the accuracy with a logit > 0 read as class 1."""
+    z = logits(xp, params, X, activation)
+    value = loss_from_logits(xp, loss, y, z, sigmoid(xp, z))
+    hits = xp.astype((z > 0) == (y > 0.5), z.dtype)
+    return xp.stack([value, xp.mean(hits)])
+
+
+@functools.lru_cache(maxsize=64)
+def make_evaluate(bk: backends.Backend, jit: bool, activation: str, loss: str) -> Callable:
+    """:func:`evaluate` for a configuration as ``(params, X, y) -> [loss, accuracy]``, built
+    once (compiled once with ``jit``)."""
+
+    def run(params: Params, X: Any, y: Any) -> Any:
+        return evaluate(bk.xp, params, X, y, activation, loss)
+
+    return bk.jit(run) if jit else run
+
+
+@functools.lru_cache(maxsize=64)
+def make_fused(
+    bk: backends.Backend,
+    spec: StepSpec,
+    replicas: Replicas | None,
+    validation: bool,
+    length: int,
+) -> Callable:
+    """``length`` full-batch epochs as one compiled call (the backend's ``scan`` under its
+    ``jit``): ``(carry, X, y[, X_val, y_val]) -> (carry, metrics)``, one metrics row per epoch
+    (the loss, and with ``validation`` the held-out loss and accuracy), built and compiled
+    once per length."""
+    xp = bk.xp
+    step = make_step(bk, spec, False, replicas)
+
+    def run(carry: Carry, X: Any, y: Any, *held_out: Any) -> tuple[Carry, Any]:
+        def epoch(c: Carry) -> tuple[Carry, Any]:
+            c, value = step(c, X, y)
+            row = xp.reshape(value, (1,))
+            if validation:
+                metrics = evaluate(xp, c[0], *held_out, spec.activation, spec.loss)
+                row = xp.concat([row, metrics])
+            return c, row
+
+        return bk.scan(epoch, carry, length)
+
+    return bk.jit(run)
+
+
+def choose_block(bk: backends.Backend, device: str, options: Options, n: int, d: int) -> int | None:
+    """Rows per block of the one-pass gradient for ``n`` rows (per step) of ``d`` features, or
+    None for the full-batch path: with ``exact`` (the seed's arithmetic), autodiff, off the
+    CPU (GPU memory needs no cache blocking), on a chunked library (Dask: its graph already
+    reads a chunk at a time), under torch.compile, on JAX without jit, and where one block
+    would hold every row. ``options.block_rows`` is used as given."""
+    o = options
+    if o.block_rows is not None:
+        return o.block_rows if o.block_rows < n else None
+    if o.exact or o.grad != "analytic" or device != "cpu" or bk.caps.chunked:
+        return None
+    if o.jit != bk.caps.scan:
+        # JAX without jit would trace and compile its fori_loop anew every epoch (~0.25 s);
+        # a jit without a loop primitive (torch.compile) would unroll the loop over blocks
+        return None
+    itemsize = backends.itemsize(o.dtype)
+    # JAX's fold is a compiled loop (cheap iterations, L2-sized blocks); eager libraries pay
+    # a call per operation per block, so their blocks are larger (see block_rows)
+    rows = block_rows(n, d, itemsize, compiled=bk.caps.scan)
+    return rows if rows < n else None
