@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from . import backends
+from .backends import Backend, to_numpy
+from .backends import get as backend_named
 from .checkpoint import Checkpoint, check_compatible, fingerprint
 from .data import Problem, Scaling, feature_scaling, initial_params, make_problem, split
 from .data import standardize as scale_features
@@ -137,13 +138,13 @@ def train(
     process passes the whole problem and gets the same result; see :mod:`xptrain.parallel`.
     """
     checked = Options(**options)
-    bk = backends.get(backend)
+    bk = backend_named(backend)
     device_name = bk.resolve_device(device)
-    problem = make_problem(*(backends.to_numpy(a) if a is not None else None for a in (X, y, W, b)))
+    problem = make_problem(*(to_numpy(a) if a is not None else None for a in (X, y, W, b)))
     return train_problem(problem, bk, device_name, checked, on_epoch=on_epoch)
 
 
-def run_meta(problem: Problem, bk: backends.Backend, options: Options) -> dict[str, Any]:
+def run_meta(problem: Problem, bk: Backend, options: Options) -> dict[str, Any]:
     """What a checkpoint records of its run, to refuse resuming it as another run."""
     return {"data": fingerprint(problem), "backend": bk.name, **options.to_json()}
 
@@ -169,13 +170,13 @@ def training_rows(
     return problem, held_out, scaling
 
 
-def _to_host(bk: backends.Backend, arrays: tuple[Any, ...]) -> list[np.ndarray]:
+def _to_host(bk: Backend, arrays: tuple[Any, ...]) -> list[np.ndarray]:
     return [bk.to_numpy(a).astype(np.float64) for a in arrays]
 
 
 def train_problem(
     problem: Problem,
-    bk: backends.Backend,
+    bk: Backend,
     device: str,
     options: Options,
     *,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import backends
+from .backends import Backend
 from .errors import TrainingDiverged
 from .steps import Carry, Step
 
@@ -59,7 +59,7 @@ def fit(
     carry: Carry,
     X: Any,
     y: Any,
-    bk: backends.Backend,
+    bk: Backend,
     *,
     epochs: int,
     start_epoch: int = 0,
@@ -128,7 +128,7 @@ def _epochs(
     carry: Carry,
     X: Any,
     y: Any,
-    bk: backends.Backend,
+    bk: Backend,
     epochs: range,
     batches: Minibatches | None,
     validation: Validation | None,

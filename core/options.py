@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields, replace
 from numbers import Integral, Real
 from typing import Any
 
-from . import backends
+from .backends import DTYPES
 from .errors import InvalidInput
 from .loss import LOSSES
 from .model import ACTIVATIONS
@@ -167,8 +167,8 @@ class Options:
     refused before any data is touched) and normalised (``model`` and ``hidden`` settled)."""
 
     dtype: str = option(
-        "float64", "floating-point precision", one_of(backends.DTYPES, "dtype"),
-        flag="--dtype", parse=str, choices=backends.DTYPES,
+        "float64", "floating-point precision", one_of(DTYPES, "dtype"),
+        flag="--dtype", parse=str, choices=DTYPES,
     )  # fmt: skip
     epochs: int = option(
         20, "epochs to train", whole(1), flag="--epochs", parse=int, toml="train.epochs"

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backends
+from .backends import Backend
 from .data import Problem, batch_order
 from .errors import InvalidInput
 from .loop import History, Minibatches, Validation, fit
@@ -35,7 +35,7 @@ class Placed:
     """A run placed on its device: data, starting carry and the step built (compiled) for it,
     as :func:`place` makes them; :meth:`fit` runs epochs."""
 
-    bk: backends.Backend
+    bk: Backend
     X: Any
     y: Any
     carry: Carry
@@ -55,7 +55,7 @@ class Placed:
         return fit(self.step, start, self.X, self.y, self.bk, **extra, **options)
 
 
-def _putter(bk: backends.Backend, device: str, dtype: str, replicas: Replicas | None) -> Callable:
+def _putter(bk: Backend, device: str, dtype: str, replicas: Replicas | None) -> Callable:
     """``put(host_array, shard=False)``: onto the device, or onto this process's replicas (its
     rows spread over them with ``shard``, else the whole array on each)."""
     if replicas is None:
@@ -66,7 +66,7 @@ def _putter(bk: backends.Backend, device: str, dtype: str, replicas: Replicas | 
 
 def place(
     problem: Problem,
-    bk: backends.Backend,
+    bk: Backend,
     device: str,
     options: Options,
     params: list[np.ndarray],
@@ -109,7 +109,7 @@ def place(
 
 
 def _rows_here(
-    problem: Problem, bk: backends.Backend, options: Options, replicas: Replicas | None
+    problem: Problem, bk: Backend, options: Options, replicas: Replicas | None
 ) -> tuple[Problem, bool, int]:
     """This process's rows (padded where replicas must be even), whether any replica's rows
     were padded, and the rows one step of one replica sees (what the block size is for)."""
@@ -131,7 +131,7 @@ def _rows_here(
 
 def _minibatches(
     problem: Problem,
-    bk: backends.Backend,
+    bk: Backend,
     device: str,
     options: Options,
     replicas: Replicas | None,
@@ -149,7 +149,7 @@ def _minibatches(
 
 
 def replica_minibatches(
-    problem: Problem, bk: backends.Backend, options: Options, replicas: Replicas
+    problem: Problem, bk: Backend, options: Options, replicas: Replicas
 ) -> Minibatches:
     """The minibatches of a data-parallel run, the single-device run's batches exactly: every
     process draws the same order on the host (:func:`xptrain.data.batch_order`), and each

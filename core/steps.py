@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import backends
+from .backends import Backend, itemsize
 from .grad import PAD_LABEL, bce_grads, block_rows, blocked_loss_and_grads, blocked_sums
 from .loss import loss_from_logits, loss_sum
 from .model import Params, forward, logits, sigmoid
@@ -76,7 +76,7 @@ def analytic_loss_and_grads(xp: Any, activation: str, loss: str) -> Callable:
     return loss_and_grads
 
 
-def blocked_loss_and_grads_of(bk: backends.Backend, spec: StepSpec) -> Callable:
+def blocked_loss_and_grads_of(bk: Backend, spec: StepSpec) -> Callable:
     """The one-pass blocked gradient (:func:`xptrain.grad.blocked_loss_and_grads`): the same
     loss and gradients, X read once, ``spec.block`` rows at a time, the loop over blocks run by
     the backend's ``fold``, its row groups spread over the backend's ``workers``."""
@@ -102,7 +102,7 @@ def autodiff_loss_and_grads(
     return value_and_grad(loss_fn)
 
 
-def local_sums_of(bk: backends.Backend, spec: StepSpec) -> Callable:
+def local_sums_of(bk: Backend, spec: StepSpec) -> Callable:
     """``(params, X, y) -> (loss sum, gradient sums)`` over one replica's rows, for a
     data-parallel step: the one-pass analytic sums (one block of every row without
     ``spec.block``), or the backend's autodiff of the summed loss. ``spec.masked`` leaves
@@ -130,7 +130,7 @@ def local_sums_of(bk: backends.Backend, spec: StepSpec) -> Callable:
     return sums
 
 
-def _loss_and_grads(bk: backends.Backend, spec: StepSpec, replicas: Replicas | None) -> Callable:
+def _loss_and_grads(bk: Backend, spec: StepSpec, replicas: Replicas | None) -> Callable:
     """The gradient engine ``spec`` asks for (on ``replicas``: their reduced sums)."""
     if replicas is not None:
         if spec.total_rows is None:
@@ -145,7 +145,7 @@ def _loss_and_grads(bk: backends.Backend, spec: StepSpec, replicas: Replicas | N
 
 @functools.lru_cache(maxsize=64)
 def make_step(
-    bk: backends.Backend, spec: StepSpec, jit: bool = False, replicas: Replicas | None = None
+    bk: Backend, spec: StepSpec, jit: bool = False, replicas: Replicas | None = None
 ) -> Step:
     """The epoch step for ``spec``, built once (the same function object on every run, so
     compiled steps are reused); ``jit`` compiles it. With ``replicas``, a data-parallel step:
@@ -158,7 +158,7 @@ def make_step(
     return bk.jit(step) if jit else step
 
 
-def initial_carry(bk: backends.Backend, params: Params, optimizer: str = "sgd") -> Carry:
+def initial_carry(bk: Backend, params: Params, optimizer: str = "sgd") -> Carry:
     """What a step carries from epoch to epoch, at the start: the parameters and the
     optimizer's initial state."""
     return params, OPTIMIZERS[optimizer].init(bk.xp, params)
@@ -174,7 +174,7 @@ def evaluate(xp: Any, params: Params, X: Any, y: Any, activation: str, loss: str
 
 
 @functools.lru_cache(maxsize=64)
-def make_evaluate(bk: backends.Backend, jit: bool, activation: str, loss: str) -> Callable:
+def make_evaluate(bk: Backend, jit: bool, activation: str, loss: str) -> Callable:
     """:func:`evaluate` for a configuration as ``(params, X, y) -> [loss, accuracy]``, built
     once (compiled once with ``jit``)."""
 
@@ -186,7 +186,7 @@ def make_evaluate(bk: backends.Backend, jit: bool, activation: str, loss: str) -
 
 @functools.lru_cache(maxsize=64)
 def make_fused(
-    bk: backends.Backend,
+    bk: Backend,
     spec: StepSpec,
     replicas: Replicas | None,
     validation: bool,
@@ -213,7 +213,7 @@ def make_fused(
     return bk.jit(run)
 
 
-def choose_block(bk: backends.Backend, device: str, options: Options, n: int, d: int) -> int | None:
+def choose_block(bk: Backend, device: str, options: Options, n: int, d: int) -> int | None:
     """Rows per block of the one-pass gradient for ``n`` rows (per step) of ``d`` features, or
     None for the full-batch path: with ``exact`` (the seed's arithmetic), autodiff, off the
     CPU (GPU memory needs no cache blocking), on a chunked library (Dask: its graph already
@@ -228,8 +228,7 @@ def choose_block(bk: backends.Backend, device: str, options: Options, n: int, d:
         # JAX without jit would trace and compile its fori_loop anew every epoch (~0.25 s);
         # a jit without a loop primitive (torch.compile) would unroll the loop over blocks
         return None
-    itemsize = backends.itemsize(o.dtype)
     # JAX's fold is a compiled loop (cheap iterations, L2-sized blocks); eager libraries pay
     # a call per operation per block, so their blocks are larger (see block_rows)
-    rows = block_rows(n, d, itemsize, compiled=bk.caps.scan)
+    rows = block_rows(n, d, itemsize(o.dtype), compiled=bk.caps.scan)
     return rows if rows < n else None
