@@ -306,6 +306,11 @@ def launcher_env() -> LauncherEnv | None:
     missing = [name for name, v in values.items() if not v]
     if missing:
         raise InvalidInput(f"--distributed: the launcher did not set {', '.join(missing)}")
+    return _launcher(values)
+
+
+def _launcher(values: dict[str, Any]) -> LauncherEnv:
+    """The launcher's variables, every one set, checked."""
     try:
         port, size, rank = (int(values[k]) for k in ("MASTER_PORT", "WORLD_SIZE", "RANK"))
     except ValueError:

@@ -112,10 +112,7 @@ class DaskBackend(Backend):
         connected it is sent to the workers once, here, not with every epoch's graph."""
         want = np.dtype(dtype)
         if is_dask_array(a):
-            x = a if a.dtype == want else a.astype(want)
-            if x.ndim == 2 and len(x.chunks[1]) > 1:  # a chunk holds whole rows
-                x = x.rechunk({1: -1})
-            return x
+            return _whole_rows(a if a.dtype == want else a.astype(want))
         host = np.asarray(a)
         if host.dtype.kind not in "biuf":
             raise InvalidInput(f"dask: cannot make {dtype} from dtype {host.dtype}")
@@ -123,19 +120,23 @@ class DaskBackend(Backend):
             return da.from_array(host.astype(want))
         row_bytes = want.itemsize * int(np.prod(host.shape[1:], dtype=np.int64))
         chunks = (self.rows_per_chunk(host.shape[0], row_bytes), *host.shape[1:])
-        if is_memmap(a) and self.client is None:
+        if self.client is not None:
+            return self._scattered(host, want, chunks[0])
+        if is_memmap(a):
             # on disk: stays there, each chunk read (and converted) by the task that needs it
             x = da.from_array(Copying(array=a), chunks=chunks, asarray=False, fancy=False)
             return x if x.dtype == want else x.astype(want)
-        if self.client is None:
-            return da.from_array(host.astype(want, copy=False), chunks=chunks)
-        # Sent to the workers once, here, a chunk at a time, not inside every epoch's graph (a
-        # memory map too: pickled, it is its data; open_array's files go as their path).
+        return da.from_array(host.astype(want, copy=False), chunks=chunks)
+
+    def _scattered(self, host: np.ndarray, want: np.dtype, rows: int) -> Any:
+        """``host`` sent to the cluster's workers once, here, a chunk at a time, not inside
+        every epoch's graph (a memory map too: pickled, it is its data; open_array's files go
+        as their path)."""
         # hash=False: equal data sent again (b = 0 in every run) must not reuse a key that the
         # last run's futures are releasing (FutureCancelledError: lost dependencies).
         parts = [
-            host[start : start + chunks[0]].astype(want, copy=False)
-            for start in range(0, host.shape[0], chunks[0])
+            host[start : start + rows].astype(want, copy=False)
+            for start in range(0, host.shape[0], rows)
         ]
         futures = self.client.scatter(parts, hash=False)
         return da.concatenate(
@@ -267,6 +268,11 @@ class DaskBackend(Backend):
             yield client
         finally:
             self.disconnect()
+
+
+def _whole_rows(x: Any) -> Any:
+    """A 2-D dask array rechunked so each chunk holds whole rows (columns in one chunk)."""
+    return x.rechunk({1: -1}) if x.ndim == 2 and len(x.chunks[1]) > 1 else x
 
 
 def _scheduler_chosen() -> bool:

@@ -6,10 +6,11 @@ placement on devices live in :mod:`xptrain.loop`, :mod:`xptrain.steps` and
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -142,6 +143,23 @@ def train(
     device_name = bk.resolve_device(device)
     problem = make_problem(*(to_numpy(a) if a is not None else None for a in (X, y, W, b)))
     return train_problem(problem, bk, device_name, checked, on_epoch=on_epoch)
+
+
+def _with_options_signature(fn: Callable) -> None:
+    """``fn``'s signature shows every option as a keyword (``help(xptrain.train)``, IDEs),
+    taken from :class:`Options` instead of written out a second time."""
+    own = inspect.signature(fn)
+    fixed = [p for p in own.parameters.values() if p.kind != p.VAR_KEYWORD]
+    keywords = [
+        inspect.Parameter(
+            f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type
+        )
+        for f in fields(Options)
+    ]
+    fn.__signature__ = own.replace(parameters=[*fixed, *keywords])
+
+
+_with_options_signature(train)
 
 
 def run_meta(problem: Problem, bk: Backend, options: Options) -> dict[str, Any]:

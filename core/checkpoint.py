@@ -111,14 +111,13 @@ def _from_arrays(arrays: dict[str, np.ndarray], source: str) -> Checkpoint:
 def _check_consistent(ckpt: Checkpoint, epoch: np.ndarray) -> None:
     """Refuse a checkpoint whose epoch, history, parameters and metadata do not agree."""
     lengths = {len(v) for v in ckpt.history.values()}
-    finite = np.isfinite(ckpt.losses).all() and all(
-        np.isfinite(a).all() for a in (*ckpt.params, *ckpt.state)
-    )
+    finite = all(np.isfinite(a).all() for a in (ckpt.losses, *ckpt.params, *ckpt.state))
     shaped = len(ckpt.params) % 2 == 0 and all(p.ndim == 2 for p in ckpt.params)
-    if ckpt.epoch < 1 or lengths != {ckpt.epoch} or not shaped or not finite or not ckpt.meta:
+    consistent = ckpt.epoch >= 1 and lengths == {ckpt.epoch} and shaped
+    if not (consistent and finite and ckpt.meta):
         raise InvalidInput(
             f"{ckpt.source}: inconsistent checkpoint (epoch {epoch}, {len(ckpt.losses)} "
-            f"losses, {len(ckpt.params)} parameter arrays, finite: {bool(finite)}, "
+            f"losses, {len(ckpt.params)} parameter arrays, finite: {finite}, "
             f"metadata: {bool(ckpt.meta)})"
         )
 
@@ -165,8 +164,19 @@ def check_compatible(ckpt: Checkpoint, problem: Problem, options: Options) -> No
                     f"{before.get(name)}; resume with the same {s(name)}"
                 )
             )
-    d = problem.X.shape[1]
-    sizes = [d, *options.hidden, 1]
+    _check_shapes(ckpt, problem, options, where)
+    if ckpt.epoch >= options.epochs:
+        raise OptionError(
+            lambda s: (
+                f"{where}checkpoint already holds {ckpt.epoch} epochs; ask for more than "
+                f"that with {s('epochs')}"
+            )
+        )
+
+
+def _check_shapes(ckpt: Checkpoint, problem: Problem, options: Options, where: str) -> None:
+    """Refuse parameters or optimizer state of other shapes than this data and model make."""
+    sizes = [problem.X.shape[1], *options.hidden, 1]
     shapes = [s for a, b in itertools.pairwise(sizes) for s in ((a, b), (1, b))]
     if [p.shape for p in ckpt.params] != shapes:
         raise InvalidInput(f"{where}checkpoint parameters do not fit this data and model")
@@ -175,13 +185,6 @@ def check_compatible(ckpt: Checkpoint, problem: Problem, options: Options) -> No
         raise InvalidInput(
             f"{where}checkpoint's optimizer state does not fit the "
             f"{options.optimizer} optimizer and this model"
-        )
-    if ckpt.epoch >= options.epochs:
-        raise OptionError(
-            lambda s: (
-                f"{where}checkpoint already holds {ckpt.epoch} epochs; ask for more than "
-                f"that with {s('epochs')}"
-            )
         )
 
 

@@ -165,11 +165,16 @@ def _load_folder(path: Path) -> Problem:
         raise InvalidInput(
             f"{files['X']}: needs a non-empty 2-D numeric array, got {X.dtype} {X.shape}"
         )
+    _check_finite_in_chunks(X)
+    return Problem(X, _labels(y, X.shape[0]))
+
+
+def _check_finite_in_chunks(X: np.ndarray) -> None:
+    """Refuse NaN or inf in a (memory-mapped) X, read :data:`CHECK_BYTES` at a time."""
     rows = max(1, CHECK_BYTES // (X.shape[1] * X.dtype.itemsize))
     for start in range(0, X.shape[0], rows):
         if not np.isfinite(X[start : start + rows]).all():
             raise InvalidInput(f"X holds NaN or inf (from row {start}); clean the data first")
-    return Problem(X, _labels(y, X.shape[0]))
 
 
 def _numeric(name: str, a: Any) -> np.ndarray:

@@ -90,9 +90,10 @@ def fit(
     """
     names = metric_names(validation is not None)
     history: History = {name: [] for name in names}
+    # stretches end at checkpoints; and, in a group, wherever any process's would
     every = checkpoint_every if on_checkpoint is not None or lockstep else None
     live = on_epoch is not None and not lockstep  # an epoch a call, each reported at once
-    use_fused = fused is not None and not live and batches is None
+    use_fused = _fuses(fused, live, batches)
     epoch = start_epoch
     while epoch < epochs:
         stop = _stretch_end(epoch, epochs, every, live, use_fused)
@@ -103,14 +104,19 @@ def fit(
             carry, metrics = _epochs(step, carry, X, y, bk, range(epoch, stop), batches, validation)
         _record(bk.to_numpy(metrics).tolist(), epoch, names, history, on_epoch)
         epoch = stop
-        if on_checkpoint is not None and (epoch == epochs or _due(epoch, every)):
+        if on_checkpoint is not None and _due(epoch, epochs, every):
             on_checkpoint(epoch, carry, history)
     return carry, history
 
 
-def _due(epoch: int, every: int | None) -> bool:
-    """Whether a checkpoint falls after ``epoch`` epochs (one every ``every``)."""
-    return bool(every) and epoch % every == 0
+def _due(epoch: int, epochs: int, every: int | None) -> bool:
+    """Whether a checkpoint falls after ``epoch`` epochs: one every ``every``, and the last."""
+    return epoch == epochs or (bool(every) and epoch % every == 0)
+
+
+def _fuses(fused: Callable | None, live: bool, batches: Minibatches | None) -> bool:
+    """Whether stretches of epochs run as one compiled call: full batch, nothing live."""
+    return fused is not None and not live and batches is None
 
 
 def _stretch_end(epoch: int, epochs: int, every: int | None, live: bool, fused: bool) -> int:

@@ -85,27 +85,44 @@ def place(
     put = _putter(bk, device, o.dtype, replicas)
     spread_batches = replicas is not None and o.batch_size is not None
     X, y = (None, None) if spread_batches else (put(problem.X, True), put(problem.y, True))
-    on_device = tuple(put(p) for p in params)
-    if state is None:
-        carry = initial_carry(bk, on_device, o.optimizer)
-    else:
-        carry = (on_device, tuple(put(s) for s in state))
+    carry = _start_carry(bk, put, params, state, o.optimizer)
     block = choose_block(bk, device, o, per_replica, d)
     spec = StepSpec.of(o, block=block, total_rows=n if replicas else None, masked=masked)
     step = make_step(bk, spec, o.jit, replicas)
     batches = _minibatches(problem, bk, device, o, replicas)
-    validation = None
-    if held_out is not None:
-        evaluate = make_evaluate(bk, o.jit, o.activation, o.loss)
-        validation = Validation(evaluate, put(held_out.X), put(held_out.y))
+    validation = _validation(bk, o, put, held_out)
     fused = None
     if o.jit and bk.caps.scan:
         fused = functools.partial(make_fused, bk, spec, replicas, held_out is not None)
-    for array in (X, y, *carry[0]):  # transfers may be asynchronous (JAX): finish them here
-        if array is not None:
-            bk.sync(array)
+    # transfers may be asynchronous (JAX): finish them here
+    for array in (a for a in (X, y, *carry[0]) if a is not None):
+        bk.sync(array)
     lockstep = replicas is not None
     return Placed(bk, X, y, carry, step, block, batches, validation, fused, lockstep)
+
+
+def _start_carry(
+    bk: Backend,
+    put: Callable,
+    params: list[np.ndarray],
+    state: list[np.ndarray] | None,
+    optimizer: str,
+) -> Carry:
+    """The parameters on the device, with the optimizer's state (new, or resumed)."""
+    on_device = tuple(put(p) for p in params)
+    if state is None:
+        return initial_carry(bk, on_device, optimizer)
+    return on_device, tuple(put(s) for s in state)
+
+
+def _validation(
+    bk: Backend, options: Options, put: Callable, held_out: Problem | None
+) -> Validation | None:
+    """The held-out rows on the device, with their (compiled) evaluation."""
+    if held_out is None:
+        return None
+    evaluate = make_evaluate(bk, options.jit, options.activation, options.loss)
+    return Validation(evaluate, put(held_out.X), put(held_out.y))
 
 
 def _rows_here(

@@ -90,22 +90,7 @@ def agreement_figure(report: Any) -> Any:
     names = list(dict.fromkeys(row.problem for row in report.rows))
     fig, axes = plt.subplots(1, len(names), figsize=(max(8, 6 * len(names)), 4.5), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
-        rows = [row for row in report.rows if row.problem == name and row.rel_err]
-        floor = 1e-18
-        for row in rows:
-            errors = [max(e, floor) if e == e else float("nan") for e in row.rel_err]
-            style = "-" if row.dtype == "float64" else "--"
-            label = f"{row.backend}/{row.device} {row.dtype} {row.grad} {row.mode}"
-            ax.plot(errors, style, linewidth=1, label=label)
-        for dtype in sorted({row.dtype for row in rows}):
-            tol = next(row.loss_tol for row in rows if row.dtype == dtype)
-            ax.plot(tol, color="black", linestyle=":", linewidth=1)
-            ax.annotate(f"{dtype} tolerance", (0, tol[0]), fontsize=7, va="bottom")
-        ax.set_yscale("log")
-        ax.set_title(f"{name}: relative loss error vs float64 reference")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("|loss - reference| / reference")
-        ax.grid(alpha=0.3, which="both")
+        _agreement_panel(ax, name, [row for row in report.rows if row.problem == name])
     handles, labels = axes[0][0].get_legend_handles_labels()
     ncol = 3 if len(names) == 1 else 4
     fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
@@ -113,33 +98,63 @@ def agreement_figure(report: Any) -> Any:
     return fig
 
 
+def _agreement_panel(ax: Any, name: str, rows: list[Any]) -> None:
+    """One problem's panel: each configuration's relative error per epoch, each dtype's
+    tolerance dotted."""
+    rows = [row for row in rows if row.rel_err]
+    for row in rows:
+        style = "-" if row.dtype == "float64" else "--"
+        label = f"{row.backend}/{row.device} {row.dtype} {row.grad} {row.mode}"
+        ax.plot(_floored(row.rel_err), style, linewidth=1, label=label)
+    for dtype in sorted({row.dtype for row in rows}):
+        tol = next(row.loss_tol for row in rows if row.dtype == dtype)
+        ax.plot(tol, color="black", linestyle=":", linewidth=1)
+        ax.annotate(f"{dtype} tolerance", (0, tol[0]), fontsize=7, va="bottom")
+    ax.set_yscale("log")
+    ax.set_title(f"{name}: relative loss error vs float64 reference")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("|loss - reference| / reference")
+    ax.grid(alpha=0.3, which="both")
+
+
+def _floored(errors: list[float], floor: float = 1e-18) -> list[float]:
+    """Errors for a log axis: exact agreement (0) drawn at ``floor``; NaN kept."""
+    return [max(e, floor) if e == e else float("nan") for e in errors]
+
+
+def best_cpu_times(records: list[dict[str, Any]]) -> dict[tuple[int, int], float]:
+    """The fastest CPU epoch (seconds) of each size (N, D) among finished bench records."""
+    best: dict[tuple[int, int], float] = {}
+    for r in records:
+        if r["status"] == "ok" and r["device"] == "cpu":
+            size = (r["n"], r["d"])
+            best[size] = min(best.get(size, math.inf), r["epoch_s"])
+    return best
+
+
+def _speedups(
+    runs: list[dict[str, Any]], best_cpu: dict[tuple[int, int], float]
+) -> tuple[list[int], list[float]]:
+    """N and the speedup over the best CPU epoch of the same size, where there is one."""
+    paired = [r for r in runs if (r["n"], r["d"]) in best_cpu]
+    return [r["n"] for r in paired], [best_cpu[(r["n"], r["d"])] / r["epoch_s"] for r in paired]
+
+
 def bench_figure(records: list[dict[str, Any]]) -> Any:
     """Seconds per epoch against N (log-log), and speedup over the best CPU configuration
     against N, one line per backend/device/mode (and D)."""
     plt = _pyplot()
     ok = [r for r in records if r["status"] == "ok"]
-    best_cpu: dict[tuple[int, int], float] = {}
-    for r in ok:
-        if r["device"] == "cpu":
-            size = (r["n"], r["d"])
-            best_cpu[size] = min(best_cpu.get(size, float("inf")), r["epoch_s"])
+    best_cpu = best_cpu_times(ok)
     lines: dict[str, list[dict[str, Any]]] = {}
-    for r in ok:
+    for r in sorted(ok, key=lambda r: r["n"]):
         lines.setdefault(f"{r['backend']}/{r['device']} {r['mode']} D={r['d']}", []).append(r)
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     for label, runs in sorted(lines.items()):
-        runs.sort(key=lambda r: r["n"])
-        n = [r["n"] for r in runs]
         style = "-" if runs[0]["device"] == "cpu" else "--"
-        left.plot(n, [r["epoch_s"] for r in runs], style, marker="o", markersize=3, label=label)
-        paired = [r for r in runs if (r["n"], r["d"]) in best_cpu]
-        right.plot(
-            [r["n"] for r in paired],
-            [best_cpu[(r["n"], r["d"])] / r["epoch_s"] for r in paired],
-            style,
-            marker="o",
-            markersize=3,
-        )
+        n, seconds = [r["n"] for r in runs], [r["epoch_s"] for r in runs]
+        left.plot(n, seconds, style, marker="o", markersize=3, label=label)
+        right.plot(*_speedups(runs, best_cpu), style, marker="o", markersize=3)
     left.set(
         xscale="log",
         yscale="log",

@@ -47,22 +47,19 @@ def pytest_collection_modifyitems(
     if not names:
         return
     from xptrain import check
-    from xptrain.errors import InvalidInput, XptrainError
+    from xptrain.commands.common import listed
+    from xptrain.errors import XptrainError
 
-    def listed(option: str, value: str | None) -> list[str] | None:
-        if value is None:
-            return None
-        names = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
-        if not names:
-            raise InvalidInput(f"{option} needs at least one name")
-        return names
+    def option(name: str) -> list[str] | None:
+        value = config.getoption(name)
+        return None if value is None else listed([value], name)
 
     try:
         configs, _ = check.plan(
-            listed("--xptrain-problems", config.getoption("--xptrain-problems")),
-            listed(_OPTION, ",".join(names)),
+            option("--xptrain-problems"),
+            listed(names, _OPTION),
             None,
-            listed("--xptrain-dtypes", config.getoption("--xptrain-dtypes")),
+            option("--xptrain-dtypes"),
         )
     except XptrainError as err:
         raise pytest.UsageError(f"{_OPTION}: {err}") from None

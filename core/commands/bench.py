@@ -91,24 +91,8 @@ def _spread_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Time, append records as they come, then the table and crossover."""
-    defaults = bench.QUICK if args.quick else bench.DEFAULTS
-    sizes = args.sizes or defaults["sizes"]
-    if args.sweep:
-        sizes = [(n, d) for d in args.dims for n in bench.SWEEP_N]
     check_outputs(args)
-    modes = listed(args.modes, "--modes") or ["eager", "jit"]
-    if set(modes) - {"eager", "jit"}:
-        raise InvalidInput(f"unknown mode in {modes}; use eager and/or jit")
-    # every plan of this run: sizes, dtype, epochs, modes, paths; backends and devices vary
-    plan = functools.partial(
-        bench.plan,
-        dtype=args.dtype,
-        sizes=sizes,
-        epochs=defaults["epochs"] if args.epochs is None else args.epochs,
-        repeat=defaults["repeat"] if args.repeat is None else args.repeat,
-        modes=modes,
-        paths=listed(args.paths, "--paths") or ["fast"],
-    )
+    plan = _planner(args)
     spread, counts = _spread(args)
     named, devices = listed(args.backends, "--backends"), listed(args.devices, "--devices")
     if spread == "scale-out":
@@ -120,6 +104,30 @@ def run(args: argparse.Namespace) -> int:
     with backends.process_group(named[0], args.distributed_timeout) as joined:
         configs = plan(named, devices, spread="processes", counts=(joined.size,))
         return _bench(args, configs, main=joined.rank == 0)
+
+
+def _planner(args: argparse.Namespace) -> functools.partial:
+    """``bench.plan`` with what every plan of this run shares (sizes, dtype, epochs, modes,
+    paths); the backends, devices and spread vary."""
+    defaults = bench.QUICK if args.quick else bench.DEFAULTS
+    sizes = _sweep(args.dims) if args.sweep else args.sizes
+    modes = listed(args.modes, "--modes") or ["eager", "jit"]
+    if set(modes) - {"eager", "jit"}:
+        raise InvalidInput(f"unknown mode in {modes}; use eager and/or jit")
+    return functools.partial(
+        bench.plan,
+        dtype=args.dtype,
+        sizes=sizes or defaults["sizes"],
+        epochs=defaults["epochs"] if args.epochs is None else args.epochs,
+        repeat=defaults["repeat"] if args.repeat is None else args.repeat,
+        modes=modes,
+        paths=listed(args.paths, "--paths") or ["fast"],
+    )
+
+
+def _sweep(dims: tuple[int, ...]) -> list[tuple[int, int]]:
+    """--sweep's sizes: every N of the sweep for each D."""
+    return [(n, d) for d in dims for n in bench.SWEEP_N]
 
 
 def _spread(args: argparse.Namespace) -> tuple[str, tuple[int, ...]]:

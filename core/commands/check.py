@@ -66,13 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """The agreement table; exit 1 with a one-line summary on any failure."""
     check_outputs(args)
-    if args.data_parallel is not None and args.data_parallel < 1:
-        raise InvalidInput(f"--data-parallel must be ≥ 1 devices, got {args.data_parallel}")
-    if args.scale_out and (args.distributed or args.data_parallel is not None):
-        raise InvalidInput("--scale-out launches its own data-parallel checks: give it alone")
-    devices = listed(args.devices, "--devices")
-    if args.scale_out and devices and set(devices) != {"cpu"}:
-        raise InvalidInput("--scale-out runs on this machine's CPU: drop --devices, or it")
+    _check_spread(args)
     if not args.distributed:
         return _check_and_report(args, processes=None, main=True)
     named = listed(args.backends, "--backends") or []
@@ -80,6 +74,17 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput("--distributed checks one backend: give --backends torch or jax")
     with backends.process_group(named[0], args.distributed_timeout) as joined:
         return _check_and_report(args, processes=joined.size, main=joined.rank == 0)
+
+
+def _check_spread(args: argparse.Namespace) -> None:
+    """Refuse data-parallel options that cannot go together."""
+    if args.data_parallel is not None and args.data_parallel < 1:
+        raise InvalidInput(f"--data-parallel must be ≥ 1 devices, got {args.data_parallel}")
+    if args.scale_out and (args.distributed or args.data_parallel is not None):
+        raise InvalidInput("--scale-out launches its own data-parallel checks: give it alone")
+    devices = listed(args.devices, "--devices")
+    if args.scale_out and devices and set(devices) != {"cpu"}:
+        raise InvalidInput("--scale-out runs on this machine's CPU: drop --devices, or it")
 
 
 def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: bool) -> int:

@@ -8,6 +8,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from .. import backends, checkpoint, options
 from ..api import TrainResult, train_problem
@@ -149,6 +150,18 @@ def _checkpointing(
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise InvalidInput(f"--checkpoint-every must be ≥ 1, got {args.checkpoint_every}")
     directory = check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
+    start = _resumed(args, directory)
+
+    def save(ckpt: checkpoint.Checkpoint) -> None:
+        directory.mkdir(exist_ok=True)
+        checkpoint.save(checkpoint.path_for(directory, ckpt.epoch), ckpt)
+
+    return start, save
+
+
+def _resumed(args: argparse.Namespace, directory: Path) -> checkpoint.Checkpoint | None:
+    """The latest checkpoint in ``directory`` to resume from (None: start afresh); a folder
+    holding another run's checkpoints is refused without --resume."""
     latest = checkpoint.latest(directory) if directory.is_dir() else None
     if latest is not None and not args.resume:
         raise InvalidInput(
@@ -162,13 +175,7 @@ def _checkpointing(
             f"xptrain train: no checkpoint in {str(directory)!r} yet; starting from epoch 0",
             file=sys.stderr,
         )
-    start = checkpoint.load(latest) if latest is not None else None
-
-    def save(ckpt: checkpoint.Checkpoint) -> None:
-        directory.mkdir(exist_ok=True)
-        checkpoint.save(checkpoint.path_for(directory, ckpt.epoch), ckpt)
-
-    return start, save
+    return checkpoint.load(latest) if latest is not None else None
 
 
 @contextlib.contextmanager
