@@ -149,7 +149,7 @@ def test_one_pass_and_exact_paths_within_the_model(backend, dtype, mode, path):
     """The one-pass blocked gradient (here 512 rows a block, on any device) and the seed's
     full-batch arithmetic both reproduce the float64 reference within the tolerance model."""
     backend.require(mode=mode)
-    how = {"block": 512} if path == "one-pass" else {"exact": True}
+    how = {"block_rows": 512} if path == "one-pass" else {"exact": True}
     result = backend.train(ONE_PASS.X, ONE_PASS.y, epochs=10, lr=0.5, dtype=dtype, mode=mode, **how)
     assert result.block == (512 if path == "one-pass" else None)
     ref = reference_run(ONE_PASS, epochs=10, lr=0.5)
@@ -179,9 +179,9 @@ def test_the_machine_chooses_one_pass_only_where_it_helps():
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"block": 0}, "whole number ≥ 1"),
-        ({"block": 64, "exact": True}, "needs the one-pass"),
-        ({"block": 64, "grad": "autodiff"}, "needs the one-pass"),
+        ({"block_rows": 0}, "whole number ≥ 1"),
+        ({"block_rows": 64, "exact": True}, "needs the one-pass"),
+        ({"block_rows": 64, "grad": "autodiff"}, "needs the one-pass"),
     ],
 )
 def test_bad_block_options(options, message):

@@ -196,7 +196,7 @@ out = []
 for dtype in ("float64", "float32"):
     for grad in ("analytic", "autodiff"):
         for model in ({}, {"hidden": (8,), "activation": "tanh", "loss": "bce-logits"}):
-            extras = [{}, {"batch_size": 64}] + ([{"block": 128}] if grad == "analytic" else [])
+            extras = [{}, {"batch_size": 64}] + ([{"block_rows": 128}] if grad == "analytic" else [])
             for extra in extras:
                 r = xptrain.train(problem.X, problem.y, backend="jax", dtype=dtype, epochs=30,
                                   lr=0.5, jit=True, grad=grad, data_parallel=2, **model, **extra)
@@ -223,7 +223,7 @@ def test_jax_over_two_devices_matches_one_device():
     for record in records:
         assert record["replicas"]["replicas"] == 2 and record["replicas"]["processes"] == 1
         options = {k: tuple(v) if k == "hidden" else v for k, v in record["options"].items()}
-        options.pop("block", None)
+        options.pop("block_rows", None)
         _agrees(record, _reference(record["dtype"], **options), record.get("batch_size"))
 
 
