@@ -21,6 +21,7 @@ what finished.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -34,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backends, launch
+from . import backends, launch, matrix
 from .data import Problem, linear
 from .errors import InvalidInput, XptrainError
 from .options import Options
@@ -111,13 +112,30 @@ def plan(
 ) -> list[BenchConfig]:
     """Every backend × device × mode × size to time (jit only where the backend has it), with
     the rows spread over each of ``counts`` replicas of kind ``spread`` (see BenchConfig)."""
-    if dtype not in backends.DTYPES:
-        raise InvalidInput(f"unknown dtype {dtype!r}; choose from {', '.join(backends.DTYPES)}")
+    matrix.check_dtypes([dtype])
     if epochs < 1 or repeat < 1:
         raise InvalidInput("--epochs and --repeat must be ≥ 1")
-    names = list(backend_names) if backend_names else backends.available()
-    bks = list({bk.name: bk for bk in map(backends.get, names)}.values())
-    keep = backends.device_filter(devices)
+    # as the backends declare their spreads: this plan is also made before a launch; `grad` is
+    # every run's, not an axis of the matrix (a backend without it records its refusal)
+    how = matrix.Spread(spread) if spread else None
+    cells, _ = matrix.plan(backend_names, devices, [dtype], ["analytic"], modes, spread=how)
+    _check_paths(paths, spread)
+    counts = counts if spread else (1,)
+    configs = [
+        BenchConfig(
+            c.backend.name, c.device, dtype, c.mode, grad, n, d, epochs, repeat, path, spread, k
+        )
+        for (n, d), c, path, k in itertools.product(sizes, cells, paths, counts)
+    ]
+    if not configs and spread:
+        raise InvalidInput(f"nothing to benchmark: none of these backends spreads over {spread}")
+    if not configs:
+        raise InvalidInput("nothing to benchmark: no backend, device and size left to combine")
+    return configs
+
+
+def _check_paths(paths: Sequence[str], spread: str) -> None:
+    """Refuse an unknown path or spread, and the exact path spread."""
     wrong = set(paths) - {"fast", "exact"}
     if wrong:
         raise InvalidInput(f"unknown path {sorted(wrong)[0]!r}; use fast and/or exact")
@@ -128,24 +146,6 @@ def plan(
             "--paths exact is the seed's single-device arithmetic: data-parallel runs take the "
             "fast path only"
         )
-    configs = [
-        BenchConfig(bk.name, device, dtype, mode, grad, n, d, epochs, repeat, path, spread, count)
-        for n, d in sizes
-        for bk in bks
-        if not spread or spread in bk.caps.spreads
-        for device in bk.devices()
-        if keep(device)
-        for mode in modes
-        if (mode == "eager" or bk.caps.jit)
-        and not (spread and mode == "eager" and bk.caps.replicas_jit_only)
-        for path in paths
-        for count in (counts if spread else (1,))
-    ]
-    if not configs and spread:
-        raise InvalidInput(f"nothing to benchmark: none of these backends spreads over {spread}")
-    if not configs:
-        raise InvalidInput("nothing to benchmark: no backend, device and size left to combine")
-    return configs
 
 
 def _timed(fn: Callable[[], Any], sync: Callable[[Any], None]) -> tuple[float, Any]:
@@ -350,23 +350,21 @@ def _start_line(f: Any) -> None:
             f.write("\n")
 
 
-# What --scale-out runs, each in processes of its own (under torchrun for "processes").
-SCALE_OUT = (("jax", "devices"), ("jax", "processes"), ("torch", "processes"), ("dask", "workers"))
-
-
 def scale_out(
     counts: Sequence[int],
     backend_names: Sequence[str] | None,
     common: Sequence[str],
 ) -> tuple[list[tuple[str, str]], list[str]]:
-    """Time every configuration on 1, 2, ... (``counts``) replicas: JAX over emulated CPU
-    devices and over processes, torch over gloo ranks (under torchrun), dask over LocalCluster
-    workers; each an ``xptrain bench`` of its own, with ``common`` options (sizes, dtype, out,
-    ...) so every record lands in the same file. Returns the (backend, spread) pairs that ran,
-    and a note for each that could not."""
+    """Time every configuration on 1, 2, ... (``counts``) replicas of each engine of
+    ``launch.SCALE_OUT``: JAX over emulated CPU devices and over processes, torch over gloo
+    ranks (under torchrun), dask over LocalCluster workers; each an ``xptrain bench`` of its
+    own, with ``common`` options (sizes, dtype, out, ...) so every record lands in the same
+    file. Returns the (backend, spread) pairs that ran, and a note for each that could not."""
     ran, notes = [], []
-    wanted = {backends.canonical_name(n) for n in backend_names or [n for n, _ in SCALE_OUT]}
-    for name, spread in SCALE_OUT:
+    every = [engine.backend for engine in launch.SCALE_OUT]
+    wanted = {backends.canonical_name(n) for n in backend_names or every}
+    for engine in launch.SCALE_OUT:
+        name, spread = engine.backend, engine.spread
         if name not in wanted:
             continue
         reason = launch.unavailable(name, spread)
@@ -374,13 +372,7 @@ def scale_out(
             notes.append(f"{name} over {spread}: {reason}")
             continue
         args = ["bench", "--backends", name, "--devices", "cpu", *common]
-        if spread == "processes":
-            launched = [launch.run_xptrain([*args, "--distributed"], processes=k) for k in counts]
-        else:
-            flag = "--data-parallel" if spread == "devices" else "--workers"
-            each = [flag, ",".join(map(str, counts))]
-            devices = max(counts) if spread == "devices" else None
-            launched = [launch.run_xptrain([*args, *each], cpu_devices=devices)]
+        launched = [each.run([*args, *each.options]) for each in engine.launches(counts)]
         notes += [f"{name} over {spread}: {launch.failure(d)}" for d in launched if d.returncode]
         ran.append((name, spread))
     return ran, notes
@@ -486,27 +478,20 @@ def crossover(records: Sequence[dict[str, Any]]) -> list[str]:
     gpu = {(r["backend"], r["device"], r["mode"]) for r in ok if r["device"] != "cpu"}
     if not gpu:
         return ["crossover: no GPU configurations in these records"]
-    lines = []
-    for backend, device, mode in sorted(gpu):
-        runs = sorted(
-            (
-                r
-                for r in ok
-                if (r["backend"], r["device"], r["mode"]) == (backend, device, mode)
-                and (r["n"], r["d"]) in best_cpu
-            ),
-            key=lambda r: (r["d"], r["n"]),
-        )
-        wins = [r for r in runs if r["epoch_s"] < best_cpu[(r["n"], r["d"])]]
-        first = f"N={wins[0]['n']} (D={wins[0]['d']})" if wins else "never, in these sizes"
-        if runs:
-            last = runs[-1]
-            speedup = best_cpu[(last["n"], last["d"])] / last["epoch_s"]
-            at_largest = f"{speedup:.3g}x at N={last['n']}, D={last['d']}"
-        else:
-            at_largest = "no CPU run of the same sizes"
-        lines.append(
-            f"crossover: {backend}/{device} {mode} beats the best CPU configuration "
-            f"from {first}; {at_largest}"
-        )
-    return lines
+    return [_crossover(key, ok, best_cpu) for key in sorted(gpu)]
+
+
+def _crossover(key: tuple[str, str, str], ok: list[dict], best_cpu: dict) -> str:
+    """The crossover line of one GPU configuration (backend, device, mode)."""
+    same = (r for r in ok if (r["backend"], r["device"], r["mode"]) == key)
+    runs = sorted((r for r in same if (r["n"], r["d"]) in best_cpu), key=lambda r: (r["d"], r["n"]))
+    wins = [r for r in runs if r["epoch_s"] < best_cpu[(r["n"], r["d"])]]
+    first = f"N={wins[0]['n']} (D={wins[0]['d']})" if wins else "never, in these sizes"
+    if runs:
+        last = runs[-1]
+        speedup = best_cpu[(last["n"], last["d"])] / last["epoch_s"]
+        at_largest = f"{speedup:.3g}x at N={last['n']}, D={last['d']}"
+    else:
+        at_largest = "no CPU run of the same sizes"
+    where = f"{key[0]}/{key[1]} {key[2]}"
+    return f"crossover: {where} beats the best CPU configuration from {first}; {at_largest}"

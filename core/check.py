@@ -4,6 +4,7 @@ engine × mode, each run twice, compared with the float64 reference under one to
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backends, launch, problems
+from . import backends, launch, matrix, problems
 from .api import TrainResult, train_problem
 from .conformance import MODEL, compare, tolerance
 from .data import Problem
@@ -137,90 +138,43 @@ def plan(
     ``data_parallel`` (devices per process) or ``processes`` (the size of the joined group),
     every configuration spreads its rows so, and backends that cannot are skipped.
     """
-    skipped: list[str] = []
     dtypes = list(dtypes or backends.DTYPES)
-    for dtype in dtypes:
-        if dtype not in backends.DTYPES:
-            raise InvalidInput(f"unknown dtype {dtype!r}; choose from {', '.join(backends.DTYPES)}")
-    chosen = [problems.get(name) for name in problem_names] if problem_names else None
-    for problem in chosen or ():
-        _data(problem.name)  # data named but missing: refused now, not after other configs ran
-    if chosen is None:
-        chosen = []
-        for problem in problems.PROBLEMS.values():
-            try:
-                _data(problem.name)
-            except InvalidInput as err:
-                skipped.append(f"problem {problem.name}: {err}")
-                continue
-            chosen.append(problem)
-    bks, unavailable = select_backends(backend_names)
-    skipped += unavailable
-    keep = backends.device_filter(devices)
-    configs = []
-    for bk in bks:
-        for device in bk.devices():
-            if not keep(device):
-                continue
-            modes = _modes(bk, device, data_parallel, processes, skipped)
-            for problem in chosen:
-                for dtype in dtypes:
-                    for grad in ("analytic", "autodiff") if bk.caps.autodiff else ("analytic",):
-                        for mode in modes:
-                            configs.append(
-                                Config(
-                                    problem.name,
-                                    bk.name,
-                                    device,
-                                    dtype,
-                                    grad,
-                                    mode,
-                                    data_parallel,
-                                    processes,
-                                )
-                            )
+    matrix.check_dtypes(dtypes)
+    chosen, skipped = _problems(problem_names)
+    spread = None
+    if data_parallel is not None or processes is not None:  # asked here, of each backend
+        kind = "devices" if processes is None else "processes"
+        spread = matrix.Spread(kind, (data_parallel or 1, processes is not None))
+    # every grad and mode each backend has; every problem of a device before the next device
+    cells = matrix.combinations(backend_names, devices, dtypes, spread=spread, skipped=skipped)
+    configs = [
+        Config(problem.name, *where, cell.dtype, cell.grad, cell.mode, data_parallel, processes)
+        for where, group in itertools.groupby(cells, lambda cell: (cell.backend.name, cell.device))
+        for problem, cell in itertools.product(chosen, list(group))
+    ]
     if not configs:
         raise InvalidInput("nothing to check: no backend, device and problem left to combine")
     return configs, skipped
 
 
-def _modes(
-    bk: backends.Backend,
-    device: str,
-    data_parallel: int | None,
-    processes: int | None,
-    skipped: list[str],
-) -> tuple[str, ...]:
-    """The modes to check ``bk`` on ``device`` in: eager, and jit where it compiles; spread
-    over ``data_parallel`` devices (and the joined ``processes``) only where it can, with a
-    note in ``skipped`` for what it cannot."""
-    modes = ("eager", "jit") if bk.caps.jit else ("eager",)
-    if data_parallel is None and processes is None:
-        return modes
-    try:
-        bk.replicas(data_parallel or 1, processes is not None, device)
-    except XptrainError as err:
-        skipped.append(f"{bk.name}/{device}: {err}")
-        return ()
-    if bk.caps.replicas_jit_only:
-        skipped.append(f"{bk.name}/{device} eager: a data-parallel step runs compiled only")
-        return ("jit",)
-    return modes
-
-
-def select_backends(names: Sequence[str] | None) -> tuple[list[backends.Backend], list[str]]:
-    """The backends named, each of which must start here (aliases such as np and numpy name one
-    backend, taken once); or, with no names, every built-in backend that starts here, and why
-    each other one does not."""
+def _problems(names: Sequence[str] | None) -> tuple[list[problems.ReferenceProblem], list[str]]:
+    """The problems named, whose data must be here (refused now, not after other configurations
+    ran); or every problem whose data is here, and why each other one is not."""
     if names:
-        return list({bk.name: bk for bk in map(backends.get, names)}.values()), []
-    found, skipped = [], []
-    for name in backends.names():
+        named = [problems.get(name) for name in names]
+        for problem in named:
+            _data(problem.name)  # named but its data missing: refused before anything runs
+        return named, []
+    chosen: list[problems.ReferenceProblem] = []
+    skipped: list[str] = []
+    for problem in problems.PROBLEMS.values():
         try:
-            found.append(backends.get(name))
-        except XptrainError as err:
-            skipped.append(str(err))
-    return found, skipped
+            _data(problem.name)
+        except InvalidInput as err:
+            skipped.append(f"problem {problem.name}: {err}")
+            continue
+        chosen.append(problem)
+    return chosen, skipped
 
 
 @functools.lru_cache(maxsize=8)
@@ -270,15 +224,6 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
     return row, {"versions": first.versions, "precision": first.precision}
 
 
-# What --scale-out adds, each in its own processes: (backend, CPU devices per process, processes
-# under torchrun, the check options that spread the rows).
-SCALE_OUT = (
-    ("jax", 2, None, ("--data-parallel", "2")),
-    ("jax", None, 2, ("--distributed",)),
-    ("torch", None, 2, ("--distributed",)),
-)
-
-
 def scale_out(
     report: Report,
     problem_names: Sequence[str] | None,
@@ -288,26 +233,27 @@ def scale_out(
     directory: Path,
 ) -> None:
     """Add data-parallel rows to ``report``: every problem and dtype on JAX over 2 emulated CPU
-    devices and over 2 processes, and on torch over 2 gloo ranks, each a ``xptrain check`` of
-    its own (under torchrun where it takes processes), its JSON report read back; only the
-    ``backend_names`` given, if any. A backend that is not here is skipped, saying so; a
-    launch that fails (or takes longer than ``launch.LAUNCH_TIMEOUT``) is a failed row.
-    ``timeout`` is the launched processes' ``--distributed-timeout``."""
-    for name, cpu_devices, processes, spread in SCALE_OUT:
-        if backend_names and name not in backend_names:
+    devices and over 2 processes, and on torch over 2 gloo ranks (``launch.SCALE_OUT``), each a
+    ``xptrain check`` of its own (under torchrun where it takes processes), its JSON report read
+    back; only the ``backend_names`` given, if any. A backend that is not here is skipped,
+    saying so; a launch that fails (or takes longer than ``launch.LAUNCH_TIMEOUT``) is a failed
+    row. ``timeout`` is the launched processes' ``--distributed-timeout``."""
+    for engine in launch.SCALE_OUT:
+        name, how = engine.backend, engine.spread
+        if not engine.check or (backend_names and name not in backend_names):
             continue
-        how = "processes" if processes else "devices"
         reason = launch.unavailable(name, how)
         if reason is not None:
             report.skipped.append(f"scale-out on {name} over {how}: {reason}")
             continue
+        [two] = engine.launches([2])
         out = directory / f"{name}-{how}.json"
-        args = ["check", "--backends", name, "--devices", "cpu", *spread, "--quiet"]
+        args = ["check", "--backends", name, "--devices", "cpu", *two.options, "--quiet"]
         args += ["--json", str(out), "--distributed-timeout", str(timeout)]
         args += [*_option("--problems", problem_names), *_option("--dtypes", dtypes)]
-        launched = launch.run_xptrain(args, processes=processes, cpu_devices=cpu_devices)
+        launched = two.run(args)
         if not out.is_file():
-            where = Config("all", name, "cpu", "-", "-", "-", cpu_devices, processes)
+            where = Config("all", name, "cpu", "-", "-", "-", two.cpu_devices, two.processes)
             report.rows.append(error_row(where, 0.0, InvalidInput(launch.failure(launched))))
             continue
         other = json.loads(out.read_text())

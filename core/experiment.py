@@ -8,7 +8,6 @@ first), under the tolerance model of :mod:`xptrain.conformance`.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import sys
@@ -18,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from . import backends, options
+from . import backends, matrix, options
 from .api import TrainResult, train_problem, training_rows
-from .check import Config, Report, Row, compared_row, error_row, select_backends
+from .check import Config, Report, Row, compared_row, error_row
 from .checkpoint import fingerprint
 from .conformance import tolerance
 from .data import Problem, load
@@ -147,28 +146,20 @@ def _plan(runs: dict[str, Any], name: str) -> tuple[list[Config], list[str]]:
     dtypes, grads, modes = (_names(runs, k) for k in ("dtypes", "grads", "modes"))
     for key, values, allowed in (
         ("dtypes", dtypes, backends.DTYPES),
-        ("grads", grads, ("analytic", "autodiff")),
-        ("modes", modes, ("eager", "jit")),
+        ("grads", grads, matrix.GRADS),
+        ("modes", modes, matrix.MODES),
     ):
         wrong = [v for v in values if v not in allowed]
         if wrong:
             raise InvalidInput(
                 f"[runs] {key}: unknown {wrong[0]!r}; choose from {', '.join(allowed)}"
             )
-    bks, skipped = select_backends(_names(runs, "backends"))
-    keep = backends.device_filter(_names(runs, "devices"))
-    configs = [Config(name, *REFERENCE)]
-    for bk in bks:
-        devices = [d for d in bk.devices() if keep(d)]
-        for device, dtype, grad, mode in itertools.product(devices, dtypes, grads, modes):
-            config = Config(name, bk.name, device, dtype, grad, mode)
-            if grad == "autodiff" and not bk.caps.autodiff:
-                skipped.append(f"{_label(config)}: {bk.name} has no automatic differentiation")
-            elif mode == "jit" and not bk.caps.jit:
-                skipped.append(f"{_label(config)}: {bk.name} has no jit compiler")
-            elif config not in configs:
-                configs.append(config)
-    return configs, skipped
+    cells, skipped = matrix.plan(
+        _names(runs, "backends"), _names(runs, "devices"), dtypes, grads, modes
+    )
+    ran = [Config(name, *REFERENCE)]  # first: every other run is compared with it
+    ran += [Config(name, c.backend.name, c.device, c.dtype, c.grad, c.mode) for c in cells]
+    return list(dict.fromkeys(ran)), skipped  # the reference once, though also asked for
 
 
 def _label(config: Config) -> str:

@@ -13,11 +13,53 @@ import socket
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from . import backends
+from . import backends, matrix
 from .errors import InvalidInput, XptrainError
 
 LAUNCH_TIMEOUT = 3600.0  # seconds a launched check or bench may take in all
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One launch of xptrain: the options that spread its rows, and what it starts."""
+
+    options: tuple[str, ...]
+    processes: int | None = None  # under torchrun
+    cpu_devices: int | None = None  # emulated JAX CPU devices per process
+
+    def run(self, args: Sequence[str]) -> subprocess.CompletedProcess:
+        """:func:`run_xptrain` of ``args`` (which hold :attr:`options`) so launched."""
+        return run_xptrain(args, processes=self.processes, cpu_devices=self.cpu_devices)
+
+
+@dataclass(frozen=True)
+class ScaleOut:
+    """One data-parallel engine that ``--scale-out`` launches in processes of its own."""
+
+    backend: str
+    spread: str  # "devices" (emulated JAX CPU devices), "processes" (torchrun), "workers" (dask)
+    option: str  # the check or bench option that spreads the rows so
+    check: bool = True  # check --scale-out checks it too (bench times every one)
+
+    def launches(self, counts: Sequence[int]) -> list[Launch]:
+        """The launches that spread the rows over each of ``counts`` replicas: one per count for
+        a process group (its size is torchrun's); one for every count of devices (emulating as
+        many CPU devices as the most of them) or workers."""
+        if self.spread == "processes":
+            return [Launch((self.option,), processes=k) for k in counts]
+        cpu_devices = max(counts) if self.spread == "devices" else None
+        return [Launch((self.option, ",".join(map(str, counts))), cpu_devices=cpu_devices)]
+
+
+# What check --scale-out and bench --scale-out launch, in this order.
+SCALE_OUT = (
+    ScaleOut("jax", "devices", "--data-parallel"),
+    ScaleOut("jax", "processes", "--distributed"),
+    ScaleOut("torch", "processes", "--distributed"),
+    ScaleOut("dask", "workers", "--workers", check=False),
+)
 
 
 def free_port() -> int:
@@ -107,8 +149,9 @@ def unavailable(backend: str, spread: str) -> str | None:
         bk = backends.get(backend)
     except XptrainError as err:
         return str(err)
-    if spread not in bk.caps.spreads:
-        return f"{backend} does not spread rows over {spread}"
+    reason = matrix.cannot_spread(bk, spread)
+    if reason is not None:
+        return reason
     if spread == "processes" and importlib.util.find_spec("torch") is None:
         return "processes are started by torchrun, which comes with torch: pip install torch"
     return None

@@ -196,7 +196,8 @@ out = []
 for dtype in ("float64", "float32"):
     for grad in ("analytic", "autodiff"):
         for model in ({}, {"hidden": (8,), "activation": "tanh", "loss": "bce-logits"}):
-            extras = [{}, {"batch_size": 64}] + ([{"block_rows": 128}] if grad == "analytic" else [])
+            one_pass = [{"block_rows": 128}] if grad == "analytic" else []
+            extras = [{}, {"batch_size": 64}, *one_pass]
             for extra in extras:
                 r = xptrain.train(problem.X, problem.y, backend="jax", dtype=dtype, epochs=30,
                                   lr=0.5, jit=True, grad=grad, data_parallel=2, **model, **extra)
