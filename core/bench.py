@@ -41,7 +41,7 @@ from .errors import InvalidInput, XptrainError
 from .options import Options
 from .placement import place
 from .runinfo import versions
-from .terminal import align, progress
+from .terminal import progress
 
 LR = 0.1  # small enough that no size of linear:N,D saturates the seed's BCE in float32
 DEFAULTS = {"sizes": [(65536, 64)], "epochs": 10, "repeat": 5}
@@ -163,13 +163,12 @@ def read_rate(bk: backends.Backend, X: Any, repeat: int = 3) -> float:
 
 
 def _nbytes(X: Any) -> int:
-    return math.prod(X.shape) * (8 if "64" in str(X.dtype) else 4)
+    return math.prod(X.shape) * (8 if "64" in str(X.dtype) else 4)  # any library's dtype
 
 
-def measure(config: BenchConfig, problem: Problem) -> dict[str, Any]:
-    """Time one configuration; the record's metrics (no status)."""
-    bk = backends.get(config.backend)
-    options = Options(
+def _options(config: BenchConfig) -> Options:
+    """The run options a configuration times."""
+    return Options(
         dtype=config.dtype,
         lr=LR,
         jit=config.mode == "jit",
@@ -178,6 +177,12 @@ def measure(config: BenchConfig, problem: Problem) -> dict[str, Any]:
         data_parallel=config.replicas if config.spread == "devices" else None,
         distributed=config.spread == "processes",
     )
+
+
+def measure(config: BenchConfig, problem: Problem) -> dict[str, Any]:
+    """Time one configuration; the record's metrics (no status)."""
+    bk = backends.get(config.backend)
+    options = _options(config)
     replicas = None
     if config.spread in ("devices", "processes"):
         replicas = bk.replicas(options.data_parallel or 1, options.distributed, config.device)
@@ -187,23 +192,32 @@ def measure(config: BenchConfig, problem: Problem) -> dict[str, Any]:
             lambda: place(problem, bk, config.device, options, params, replicas=replicas),
             lambda _: None,
         )  # place waits for the transfer
-        X, carry = run.X, run.carry
 
         def epochs() -> tuple[Any, Any]:
-            return run.fit(carry, epochs=config.epochs)  # ends with a host transfer
+            return run.fit(run.carry, epochs=config.epochs)  # ends with a host transfer
 
-        first_s, _ = _timed(epochs, lambda out: bk.sync(out[0][0][0]))  # compiles, warms up
-        _timed(epochs, lambda out: bk.sync(out[0][0][0]))
-        per_run = [
-            _timed(epochs, lambda out: bk.sync(out[0][0][0]))[0] for _ in range(config.repeat)
-        ]
-        per_epoch = [seconds / config.epochs for seconds in per_run]
-        own_gbps = read_rate(bk, X) / 1e9 if replicas is None else None
-        precision = bk.precision(config.dtype)
-        threads = bk.threads()
-        device_name = bk.device_name(config.device)
+        def timed() -> float:
+            return _timed(epochs, lambda out: bk.sync(out[0][0][0]))[0]
+
+        first_s = timed()  # compiles, warms up
+        timed()
+        per_run = [timed() for _ in range(config.repeat)]
+        own_gbps = read_rate(bk, run.X) / 1e9 if replicas is None else None
+        about = {
+            "precision": bk.precision(config.dtype),
+            "versions": versions(bk),
+            "threads": bk.threads(),
+            "device_name": bk.device_name(config.device),
+        }
+    per_epoch = [seconds / config.epochs for seconds in per_run]
     epoch_s = statistics.median(per_epoch)
-    nbytes = config.n * config.d * (8 if config.dtype == "float64" else 4)  # all of X
+    itemsize = backends.itemsize(config.dtype)
+    nbytes = config.n * config.d * itemsize  # all of X
+    spread = {"replicas_record": None, "allreduce_bytes": None}
+    if replicas is not None:
+        # what one all-reduce adds each epoch: the loss and every gradient, one buffer
+        allreduce = (1 + sum(p.size for p in params)) * itemsize
+        spread = {"replicas_record": replicas.record(), "allreduce_bytes": allreduce}
     return {
         "transfer_s": transfer_s,
         "compile_s": max(0.0, first_s - statistics.median(per_run)),  # the first run's extra
@@ -215,15 +229,8 @@ def measure(config: BenchConfig, problem: Problem) -> dict[str, Any]:
         "bytes_per_epoch": nbytes,
         "gbps": nbytes / epoch_s / 1e9,
         "own_read_gbps": own_gbps,
-        "replicas_record": replicas.record() if replicas is not None else None,
-        # what one all-reduce adds each epoch: the loss and every gradient, one buffer
-        "allreduce_bytes": (1 + sum(p.size for p in params)) * (nbytes // (config.n * config.d))
-        if replicas is not None
-        else None,
-        "precision": precision,
-        "versions": versions(bk),
-        "threads": threads,
-        "device_name": device_name,
+        **spread,
+        **about,
     }
 
 
@@ -317,21 +324,7 @@ def run(
             size = (config.n, config.d)
             if size not in data:
                 data = {size: bench_problem(*size)}  # one size in memory at a time
-            record = {
-                **asdict(config),
-                "lr": LR,
-                "host": platform.node(),
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
-            try:
-                record |= measure(config, data[size])
-                record["status"] = "ok"
-            except KeyboardInterrupt:
-                raise
-            except Exception as err:  # recorded, and the sweep goes on
-                if config.spread == "processes" and not isinstance(err, XptrainError):
-                    raise  # a process group out of step (a lost rank): the rest would wait
-                record["status"] = _status(err)
+            record = _record(config, data[size])
             _attach_bound(record, bounds, todo, config, data[size])
             if f is not None:
                 f.write(json.dumps(record, allow_nan=False) + "\n")
@@ -339,6 +332,26 @@ def run(
                 os.fsync(f.fileno())
             written.append(record)
     return written
+
+
+def _record(config: BenchConfig, problem: Problem) -> dict[str, Any]:
+    """One configuration's record: what it is, where and when, and its timings or why not."""
+    record = {
+        **asdict(config),
+        "lr": LR,
+        "host": platform.node(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    try:
+        record |= measure(config, problem)
+        record["status"] = "ok"
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:  # recorded, and the sweep goes on
+        if config.spread == "processes" and not isinstance(err, XptrainError):
+            raise  # a process group out of step (a lost rank): the rest would wait
+        record["status"] = _status(err)
+    return record
 
 
 def _start_line(f: Any) -> None:
@@ -406,92 +419,3 @@ def _attach_bound(
     record["bound_gbps"], record["bound_by"] = bounds[key]
     ok = record.get("status") == "ok" and record["bound_gbps"]
     record["ratio_to_bound"] = record["gbps"] / record["bound_gbps"] if ok else None
-
-
-_COLUMNS = (
-    "backend",
-    "device",
-    "mode",
-    "path",
-    "N",
-    "D",
-    "epoch ms",
-    "min-max ms",
-    "Msamples/s",
-    "GB/s",
-    "bound",
-    "ratio",
-    "compile s",
-    "transfer s",
-    "status",
-)
-
-
-def format_table(records: Sequence[dict[str, Any]]) -> str:
-    """The records as a table, then a crossover line per GPU backend."""
-    lines = [_COLUMNS]
-    for r in records:
-        ok = r["status"] == "ok"
-        spread = ""
-        if r.get("spread"):  # ×2 devices, ×1 device
-            kind = r["spread"][:-1] if r["replicas"] == 1 else r["spread"]
-            spread = f" ×{r['replicas']} {kind}"
-        lines.append(
-            (
-                r["backend"],
-                r["device"] + spread,
-                r["mode"],
-                _path(r),
-                str(r["n"]),
-                str(r["d"]),
-                f"{r['epoch_s'] * 1e3:.3g}" if ok else "-",
-                f"{r['epoch_s_min'] * 1e3:.3g}-{r['epoch_s_max'] * 1e3:.3g}" if ok else "-",
-                f"{r['samples_per_s'] / 1e6:.3g}" if ok else "-",
-                f"{r['gbps']:.3g}" if ok else "-",
-                f"{r['bound_gbps']:.3g}" if r.get("bound_gbps") else "-",
-                f"{r['ratio_to_bound']:.2f}" if r.get("ratio_to_bound") else "-",
-                f"{r['compile_s']:.3g}" if ok else "-",
-                f"{r['transfer_s']:.3g}" if ok else "-",
-                r["status"][:60],
-            )
-        )
-    out = align(lines)
-    out += ["", *crossover(records)]
-    return "\n".join(out)
-
-
-def _path(record: dict[str, Any]) -> str:
-    if record.get("path") == "exact":
-        return "exact"
-    return f"block {record['block']}" if record.get("block") else "full"
-
-
-def crossover(records: Sequence[dict[str, Any]]) -> list[str]:
-    """Per GPU configuration: the smallest N at which it beats the best CPU configuration, and
-    its speedup over that at the largest N both ran."""
-    ok = [r for r in records if r["status"] == "ok"]
-    best_cpu: dict[tuple[int, int], float] = {}
-    for r in ok:
-        if r["device"] == "cpu":
-            size = (r["n"], r["d"])
-            best_cpu[size] = min(best_cpu.get(size, math.inf), r["epoch_s"])
-    gpu = {(r["backend"], r["device"], r["mode"]) for r in ok if r["device"] != "cpu"}
-    if not gpu:
-        return ["crossover: no GPU configurations in these records"]
-    return [_crossover(key, ok, best_cpu) for key in sorted(gpu)]
-
-
-def _crossover(key: tuple[str, str, str], ok: list[dict], best_cpu: dict) -> str:
-    """The crossover line of one GPU configuration (backend, device, mode)."""
-    same = (r for r in ok if (r["backend"], r["device"], r["mode"]) == key)
-    runs = sorted((r for r in same if (r["n"], r["d"]) in best_cpu), key=lambda r: (r["d"], r["n"]))
-    wins = [r for r in runs if r["epoch_s"] < best_cpu[(r["n"], r["d"])]]
-    first = f"N={wins[0]['n']} (D={wins[0]['d']})" if wins else "never, in these sizes"
-    if runs:
-        last = runs[-1]
-        speedup = best_cpu[(last["n"], last["d"])] / last["epoch_s"]
-        at_largest = f"{speedup:.3g}x at N={last['n']}, D={last['d']}"
-    else:
-        at_largest = "no CPU run of the same sizes"
-    where = f"{key[0]}/{key[1]} {key[2]}"
-    return f"crossover: {where} beats the best CPU configuration from {first}; {at_largest}"

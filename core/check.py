@@ -360,26 +360,7 @@ _COLUMNS = (
 
 def format_table(report: Report) -> str:
     """The report as a table, one row per configuration, with the settings under it."""
-    lines = [_COLUMNS]
-    for row in report.rows:
-        lines.append(
-            (
-                row.problem,
-                row.backend,
-                row.device,
-                row.dtype,
-                row.grad,
-                f"{row.mode}, {row.config.spread}" if row.config.spread else row.mode,
-                _num(row.max_rel_err),
-                _num(row.max_ulp, ".1f"),
-                "none" if row.first_bad_epoch is None else str(row.first_bad_epoch),
-                _num(row.param_err),
-                {True: "yes", False: "NO", None: "-"}[row.repeatable],
-                _num(row.margin, ".2f"),
-                "PASS" if row.passed else "FAIL",
-            )
-        )
-    out = align(lines)
+    out = align([_COLUMNS, *(_table_row(row) for row in report.rows)])
     out += [f"  {row.config.label}: {row.error}" for row in report.rows if row.error]
     out.append("")
     out.append(f"{MODEL}; margin = largest error / its tolerance")
@@ -387,12 +368,38 @@ def format_table(report: Report) -> str:
     out.append("versions: " + ", ".join(f"{k} {v}" for k, v in report.versions.items()))
     devices = dict.fromkeys(f"{row.device} = {row.device_name}" for row in report.rows)
     out.append("devices: " + "; ".join(devices))
-    for backend, by_dtype in report.precision.items():
-        for dtype, settings in by_dtype.items():
-            extra = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "dtype")
-            out.append(f"precision: {backend} {dtype}: {extra or 'nothing to set'}")
+    out += _precision_lines(report.precision)
     out += [f"skipped: {note}" for note in report.skipped]
     return "\n".join(out)
+
+
+def _table_row(row: Row) -> tuple[str, ...]:
+    """One configuration's cells of the table."""
+    return (
+        row.problem,
+        row.backend,
+        row.device,
+        row.dtype,
+        row.grad,
+        f"{row.mode}, {row.config.spread}" if row.config.spread else row.mode,
+        _num(row.max_rel_err),
+        _num(row.max_ulp, ".1f"),
+        "none" if row.first_bad_epoch is None else str(row.first_bad_epoch),
+        _num(row.param_err),
+        {True: "yes", False: "NO", None: "-"}[row.repeatable],
+        _num(row.margin, ".2f"),
+        "PASS" if row.passed else "FAIL",
+    )
+
+
+def _precision_lines(precision: dict[str, dict[str, Any]]) -> list[str]:
+    """What each backend and dtype ran under (the settings that decide the numbers)."""
+    lines = []
+    for backend, by_dtype in precision.items():
+        for dtype, settings in by_dtype.items():
+            extra = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "dtype")
+            lines.append(f"precision: {backend} {dtype}: {extra or 'nothing to set'}")
+    return lines
 
 
 def summary(report: Report) -> str:

@@ -188,7 +188,7 @@ def run(
         f"here: N = {n_sum} (rows per sum), D = {width} (longest dot product), parameters "
         f"within tau·√{steps} ({steps} updates); reference: the float64 run on NumPy"
     )
-    reference: Reference | None = None
+    reference: Reference | None = None  # the first run's, once it is there
     data = fingerprint(problem)  # runs read back with --resume must be of this very data
     bar = progress(exp.runs, f"xptrain run {exp.name}", progress_bar)
     for config in bar:
@@ -196,30 +196,45 @@ def run(
         tol = tolerance(config.dtype, n_sum, width)
         record = _finished(folder, config, data) if resume else None
         if record is None:
-            try:
-                result = _train(exp, problem, config)
-            except Exception as err:  # a failing backend fails its row, not the experiment
-                row = error_row(config, tol, err)
-                if config == exp.runs[0]:
-                    raise InvalidInput(
-                        f"the float64 NumPy reference run failed: {row.error}"
-                    ) from None
-                record = {"run": None, "row": asdict(row)}
-            else:
-                if reference is None:
-                    reference = Reference(np.array(result.losses), result.params)
-                row = compared_row(config, result, reference, tol, steps=steps)
-                record = {"run": _run_record(result, data), "row": asdict(row)}
+            record = _new_record(exp, problem, config, (tol, steps), reference, data)
             atomic_write(run_path(folder, config), json_writer(record))
-        elif reference is None:
+        if reference is None:
             run_ = record["run"]
             reference = Reference(np.array(run_["losses"]), [np.array(p) for p in run_["params"]])
-        if record["run"] is not None:
-            report.versions.update(record["run"]["versions"])
-            where = f"{config.backend}/{config.device}"
-            report.precision.setdefault(where, {})[config.dtype] = record["run"]["precision"]
-        report.rows.append(Row(**record["row"]))
+        _add_row(report, config, record)
     return report
+
+
+def _new_record(
+    exp: Experiment,
+    problem: Problem,
+    config: Config,
+    model: tuple[float, int],
+    reference: Reference | None,
+    data: str,
+) -> dict[str, Any]:
+    """Run one configuration: its record (the run, and its row against ``reference``, or its
+    own when it is the reference); a failure is its row's, except the reference's own."""
+    tol, steps = model
+    try:
+        result = _train(exp, problem, config)
+    except Exception as err:  # a failing backend fails its row, not the experiment
+        row = error_row(config, tol, err)
+        if config == exp.runs[0]:
+            raise InvalidInput(f"the float64 NumPy reference run failed: {row.error}") from None
+        return {"run": None, "row": asdict(row)}
+    reference = reference or Reference(np.array(result.losses), result.params)
+    row = compared_row(config, result, reference, tol, steps=steps)
+    return {"run": _run_record(result, data), "row": asdict(row)}
+
+
+def _add_row(report: Report, config: Config, record: dict[str, Any]) -> None:
+    """A run's row into the report, with its versions and precision settings."""
+    if record["run"] is not None:
+        report.versions.update(record["run"]["versions"])
+        where = f"{config.backend}/{config.device}"
+        report.precision.setdefault(where, {})[config.dtype] = record["run"]["precision"]
+    report.rows.append(Row(**record["row"]))
 
 
 def _prepare(folder: Path, source: str, resume: bool) -> None:

@@ -122,16 +122,6 @@ def _floored(errors: list[float], floor: float = 1e-18) -> list[float]:
     return [max(e, floor) if e == e else float("nan") for e in errors]
 
 
-def best_cpu_times(records: list[dict[str, Any]]) -> dict[tuple[int, int], float]:
-    """The fastest CPU epoch (seconds) of each size (N, D) among finished bench records."""
-    best: dict[tuple[int, int], float] = {}
-    for r in records:
-        if r["status"] == "ok" and r["device"] == "cpu":
-            size = (r["n"], r["d"])
-            best[size] = min(best.get(size, math.inf), r["epoch_s"])
-    return best
-
-
 def _speedups(
     runs: list[dict[str, Any]], best_cpu: dict[tuple[int, int], float]
 ) -> tuple[list[int], list[float]]:
@@ -140,12 +130,11 @@ def _speedups(
     return [r["n"] for r in paired], [best_cpu[(r["n"], r["d"])] / r["epoch_s"] for r in paired]
 
 
-def bench_figure(records: list[dict[str, Any]]) -> Any:
+def bench_figure(records: list[dict[str, Any]], best_cpu: dict[tuple[int, int], float]) -> Any:
     """Seconds per epoch against N (log-log), and speedup over the best CPU configuration
     against N, one line per backend/device/mode (and D)."""
     plt = _pyplot()
     ok = [r for r in records if r["status"] == "ok"]
-    best_cpu = best_cpu_times(ok)
     lines: dict[str, list[dict[str, Any]]] = {}
     for r in sorted(ok, key=lambda r: r["n"]):
         lines.setdefault(f"{r['backend']}/{r['device']} {r['mode']} D={r['d']}", []).append(r)

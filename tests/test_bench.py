@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import NAMESPACES, require_backends, xptrain
 
-from xptrain import bench
+from xptrain import bench, bench_table
 
 FIELDS = {
     "backend",
@@ -168,7 +168,7 @@ def test_crossover_names_the_first_winning_size():
         rec("cupy", "cuda:0", 1000, 3e-4),
         rec("cupy", "cuda:0", 100000, 5e-4),
     ]
-    assert bench.crossover(rows) == [
+    assert bench_table.crossover(rows) == [
         "crossover: cupy/cuda:0 eager beats the best CPU configuration from N=100000 (D=64); "
         "10x at N=100000, D=64"
     ]

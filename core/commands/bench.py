@@ -8,7 +8,7 @@ import functools
 import sys
 from pathlib import Path
 
-from .. import backends, bench
+from .. import backends, bench, bench_table
 from ..errors import InvalidInput
 from ..files import write_all
 from ..options import positive_ints
@@ -194,9 +194,10 @@ def _report(args: argparse.Namespace, configs: list, interrupted: bool = False) 
     out = Path(args.out)
     wanted = {c.key() for c in configs}
     records = [r for r in bench.load_records(out) if bench.record_key(r) in wanted]
-    print(bench.format_table(records))
+    print(bench_table.format_table(records))
     if args.plot is not None and records:
-        write_all([(args.plot, figure_writer(bench_figure(records)))])
+        figure = bench_figure(records, bench_table.best_cpu_times(records))
+        write_all([(args.plot, figure_writer(figure))])
     if interrupted:
         print(
             f"xptrain bench: interrupted; {len(records)} of {len(configs)} configurations are "
