@@ -110,7 +110,7 @@ BAD = {
     "unknown key": ("[train]\nepoch = 5\n", "unknown key 'epoch' in [train]"),
     "bad epochs": ("[train]\nepochs = 'five'\n", "epochs must be a whole number"),
     "bad optimizer": ("[train]\noptimizer = 'rmsprop'\n", "unknown optimizer 'rmsprop'"),
-    "hidden on logistic": ("[model]\nkind = 'logistic'\nhidden = [4]\n", 'need kind = "mlp"'),
+    "hidden on logistic": ("[model]\nkind = 'logistic'\nhidden = [4]\n", 'need [model] kind = "mlp"'),
     "zero hidden": ("[model]\nkind = 'mlp'\nhidden = [0]\n", "hidden layer sizes"),
     "bad dtype": ("[runs]\ndtypes = ['float16']\n", "unknown 'float16'"),
     "bad backend": ("[runs]\nbackends = ['nosuchlib']\n", "nosuchlib"),

@@ -129,7 +129,7 @@ def test_fewer_rows_than_replicas_is_refused():
     ("options", "message"),
     [
         ({"data_parallel": 0}, "whole number ≥ 1"),
-        ({"distributed": True, "exact": True}, "--exact"),
+        ({"distributed": True, "exact": True}, "exact=True is the seed"),
     ],
 )
 def test_options_refuse_what_data_parallel_cannot_do(options, message):
