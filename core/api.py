@@ -21,6 +21,7 @@ from .checkpoint import Checkpoint, check_compatible, fingerprint
 from .data import Problem, Scaling, feature_scaling, initial_params, make_problem, split
 from .data import standardize as scale_features
 from .errors import InvalidInput, TrainingDiverged
+from .fitted import FittedModel
 from .loop import EpochCallback, History, metric_names
 from .options import Options
 from .placement import place
@@ -73,6 +74,23 @@ class TrainResult:
     def b(self) -> float:
         """The output layer's bias."""
         return float(self.params[-1].reshape(()))
+
+    @property
+    def fitted(self) -> FittedModel:
+        """The trained model, to apply to new rows or save (:class:`FittedModel`)."""
+        return FittedModel(self.params, self.options, self.scaling)
+
+    def predict(self, X: Any, **where: Any) -> np.ndarray:
+        """The class of every row of ``X`` (scaled as in training): 0 or 1."""
+        return self.fitted.predict(X, **where)
+
+    def predict_proba(self, X: Any, **where: Any) -> np.ndarray:
+        """The probability of class 1 for every row of ``X``."""
+        return self.fitted.predict_proba(X, **where)
+
+    def evaluate(self, X: Any, y: Any, **where: Any) -> dict[str, float]:
+        """``{"loss": ..., "accuracy": ...}`` of the trained model on labelled rows."""
+        return self.fitted.evaluate(X, y, **where)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``--json`` file): where it ran, every option, the history,

@@ -4,7 +4,6 @@ unpickling, so a run saved on one backend resumes on any other."""
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import numpy as np
 from .data import Problem
 from .errors import InvalidInput
 from .files import atomic_write, load_npz
+from .model import layer_shapes
 from .optim import OPTIMIZERS
 from .options import OptionError, Options
 
@@ -176,9 +176,7 @@ def check_compatible(ckpt: Checkpoint, problem: Problem, options: Options) -> No
 
 def _check_shapes(ckpt: Checkpoint, problem: Problem, options: Options, where: str) -> None:
     """Refuse parameters or optimizer state of other shapes than this data and model make."""
-    sizes = [problem.X.shape[1], *options.hidden, 1]
-    shapes = [s for a, b in itertools.pairwise(sizes) for s in ((a, b), (1, b))]
-    if [p.shape for p in ckpt.params] != shapes:
+    if [p.shape for p in ckpt.params] != layer_shapes(problem.X.shape[1], options.hidden):
         raise InvalidInput(f"{where}checkpoint parameters do not fit this data and model")
     expected = OPTIMIZERS[options.optimizer].init(xp_numpy, tuple(ckpt.params))
     if [s.shape for s in ckpt.state] != [e.shape for e in expected]:

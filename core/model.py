@@ -8,9 +8,17 @@ function here asks which library it runs on.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 Params = tuple[Any, ...]
+
+
+def layer_shapes(d_in: int, hidden: tuple[int, ...]) -> list[tuple[int, int]]:
+    """The shapes of ``(W1, b1, ..., WL, bL)`` for ``d_in`` features, these hidden layers and
+    one output."""
+    sizes = [d_in, *hidden, 1]
+    return [shape for a, b in itertools.pairwise(sizes) for shape in ((a, b), (1, b))]
 
 
 def sigmoid(xp: Any, z: Any) -> Any:

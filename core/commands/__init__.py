@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("check", "do the backends agree? every configuration against the float64 reference"),
     "bench": ("bench", "seconds per epoch on each backend × device × size, against a bound"),
     "run": ("run", "run an experiment file on several backends and compare them"),
+    "predict": ("predict", "apply a model saved by train --save-model to data, on any backend"),
     "backends": ("backends", "list backends, their versions and devices"),
 }
 

@@ -63,11 +63,11 @@ def add_timeout(parser: argparse.ArgumentParser) -> None:
 
 
 def check_outputs(args: argparse.Namespace) -> None:
-    """Refuse unusable output paths (--json, --out, --plot) before any work."""
+    """Refuse unusable output paths (--json, --out, --plot, --save-model) before any work."""
     files = {
-        flag: getattr(args, flag.lstrip("-"))
-        for flag in ("--json", "--out", "--plot")
-        if getattr(args, flag.lstrip("-"), None) is not None
+        flag: getattr(args, flag.lstrip("-").replace("-", "_"))
+        for flag in ("--json", "--out", "--plot", "--save-model")
+        if getattr(args, flag.lstrip("-").replace("-", "_"), None) is not None
     }
     for flag, path in files.items():
         check_writable(path, flag)

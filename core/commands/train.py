@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import backends, checkpoint, options
 from ..api import TrainResult, train_problem
-from ..data import load
+from ..data import Problem, load
 from ..errors import InvalidInput
 from ..files import check_output_dir, json_writer, write_all
 from ..loop import EpochCallback
@@ -58,7 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_timeout(parser)
     parser.add_argument("--json", metavar="PATH", help="write the result as JSON")
     parser.add_argument("--plot", metavar="PATH", help="draw the loss curve (png, svg, pdf, ...)")
-    parser.add_argument("--quiet", action="store_true", help="print nothing per epoch")
+    parser.add_argument(
+        "--save-model",
+        metavar="PATH",
+        help="write the trained model (.npz: parameters, options, feature scaling) for "
+        "`xptrain predict`",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="print nothing: no line per epoch, no summary"
+    )
     parser.add_argument("--checkpoint-dir", metavar="DIR", help="save checkpoints (.npz) here")
     parser.add_argument(
         "--checkpoint-every",
@@ -125,7 +133,21 @@ def _train_and_write(
         )
     if main:
         _write(args, result)
+        if not args.quiet:
+            print(_summary(result, problem), file=sys.stderr)
     return 0
+
+
+def _summary(result: TrainResult, problem: Problem) -> str:
+    """One line after training: the last loss, the accuracy on the data given, the time."""
+    scores = result.evaluate(problem.X, problem.y)
+    line = (
+        f"xptrain train: {len(result.losses)} epochs in {result.seconds:.3g} s; last loss "
+        f"{result.losses[-1]:.6g}; accuracy {scores['accuracy']:.4f} on all {len(problem.y)} rows"
+    )
+    if result.val_losses:
+        line += f" (held-out: {result.val_accuracy[-1]:.4f})"
+    return line
 
 
 def _write(args: argparse.Namespace, result: TrainResult) -> None:
@@ -136,6 +158,8 @@ def _write(args: argparse.Namespace, result: TrainResult) -> None:
     if args.plot is not None:
         figure = loss_figure(result.losses, _title(result))
         outputs.append((args.plot, figure_writer(figure)))
+    if args.save_model is not None:
+        outputs.append((args.save_model, result.fitted.writer()))
     write_all(outputs)
 
 
