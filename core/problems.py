@@ -19,47 +19,40 @@ class ReferenceProblem:
     """A named problem and how to train on it."""
 
     name: str
-    description: str
     make: Callable[[], Problem]
     epochs: int
     lr: float
     seed: int = 1
     hidden: tuple[int, ...] = ()  # no hidden layers: the seed's logistic regressor
     activation: str = "sigmoid"
+    # optional modules its data needs, by import name (the tests skip without them)
+    needs: tuple[str, ...] = ()
 
 
 PROBLEMS: dict[str, ReferenceProblem] = {
     p.name: p
     for p in (
-        ReferenceProblem(
-            "seed",
-            "the seed's 4×3 toy problem, 20 epochs, alpha 1",
-            lambda: load("seed"),
-            epochs=SEED_EPOCHS,
-            lr=SEED_LR,
-        ),
-        ReferenceProblem(
-            "synthetic",
-            "linear:10000,32 — Gaussian features, noisy linear labels",
-            lambda: load("linear:10000,32"),
-            epochs=50,
-            lr=0.5,
-        ),
+        # the seed's 4×3 toy problem, 20 epochs, alpha 1
+        ReferenceProblem("seed", lambda: load("seed"), epochs=SEED_EPOCHS, lr=SEED_LR),
+        # Gaussian features, noisy linear labels
+        ReferenceProblem("synthetic", lambda: load("linear:10000,32"), epochs=50, lr=0.5),
+        # scikit-learn's breast-cancer set (569×30), standardised
         ReferenceProblem(
             "breast_cancer",
-            "scikit-learn's breast-cancer set (569×30), standardised",
             lambda: standardize(load("breast_cancer")),
             epochs=50,
             lr=0.5,
+            needs=("sklearn",),
         ),
+        # the same, an MLP with 16 tanh hidden units
         ReferenceProblem(
             "breast_cancer_mlp",
-            "the same, an MLP with 16 tanh hidden units",
             lambda: standardize(load("breast_cancer")),
             epochs=50,
             lr=0.5,
             hidden=(16,),
             activation="tanh",
+            needs=("sklearn",),
         ),
     )
 }

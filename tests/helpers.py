@@ -23,17 +23,3 @@ def run_python(*args: str, cwd=None, extra_path=None, timeout: int = 600):
 def xptrain(*args: str, **kwargs) -> subprocess.CompletedProcess:
     """The ``xptrain`` command with ``args``."""
     return run_python("-m", "xptrain", *args, **kwargs)
-
-
-def require_backends(*names: str) -> None:
-    """Skip the test, saying why, unless every backend named loads here."""
-    import pytest
-
-    from xptrain import backends
-    from xptrain.errors import BackendUnavailable
-
-    for name in names:
-        try:
-            backends.get(name)
-        except BackendUnavailable as err:
-            pytest.skip(str(err))

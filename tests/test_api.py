@@ -136,8 +136,10 @@ def test_bad_device_names(spec):
         backends.canonical_device(spec)
 
 
+@pytest.mark.backends("torch")
 def test_torch_runs_ieee_matmuls_and_restores_the_users_setting():
-    torch = pytest.importorskip("torch")
+    import torch
+
     knob = torch.backends.cuda.matmul
     if not hasattr(knob, "fp32_precision"):  # torch < 2.9: the legacy global setting
         before = torch.get_float32_matmul_precision()
@@ -161,8 +163,10 @@ def test_torch_runs_ieee_matmuls_and_restores_the_users_setting():
         knob.fp32_precision = before
 
 
+@pytest.mark.backends("jax")
 def test_jax_x64_holds_for_the_run_only():
-    jax = pytest.importorskip("jax")
+    import jax
+
     result = xptrain.train(SEED_X, SEED_Y, backend="jax", dtype="float64")
     assert result.precision["jax_enable_x64"] is True
     assert result.precision["default_matmul_precision"] == "highest"

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import NAMESPACES, require_backends, xptrain
+from helpers import NAMESPACES, xptrain
 
 from xptrain import bench, bench_table
 
@@ -46,6 +46,7 @@ def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.needs("matplotlib")
 def test_quick_run_writes_every_field_for_every_backend(tmp_path):
     out, plot = tmp_path / "r.jsonl", tmp_path / "r.png"
     run = xptrain("bench", "--quick", "--quiet", "--out", str(out), "--plot", str(plot))
@@ -71,6 +72,7 @@ def test_quick_run_writes_every_field_for_every_backend(tmp_path):
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.backends("array_api_strict")
 def test_a_killed_sweep_resumes_without_redoing_anything(tmp_path):
     out = tmp_path / "sweep.jsonl"
     args = [
@@ -122,6 +124,7 @@ def test_a_killed_sweep_resumes_without_redoing_anything(tmp_path):
     assert again.returncode == 0 and out.stat().st_size == size
 
 
+@pytest.mark.needs("array_api_strict")  # oom_namespace wraps it
 def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path):
     out = tmp_path / "r.jsonl"
     run = xptrain(
@@ -186,7 +189,9 @@ def test_crossover_names_the_first_winning_size():
         (["--backends", "nosuchlib"], "unknown backend"),
         (["--devices", "tpu"], "unknown device"),
         (["--out", "no/such/dir/r.jsonl"], "does not exist"),
-        (["--plot", "r.pgf"], "cannot draw a plot"),
+        pytest.param(
+            ["--plot", "r.pgf"], "cannot draw a plot", marks=pytest.mark.needs("matplotlib")
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, tmp_path):
@@ -242,11 +247,11 @@ def test_old_records_read_as_one_device():
     assert bench.record_key(old)[-2:] == ("", 1)
 
 
+@pytest.mark.backends("torch", "jax", "dask")
 def test_scale_out_times_one_and_two_replicas(tmp_path):
     """--scale-out 1,2: torch over 1 and 2 gloo ranks (torchrun), dask over 1 and 2 LocalCluster
     workers, JAX over 1 and 2 emulated CPU devices and processes; every record in one file,
     written by one process each, with the all-reduce's size."""
-    require_backends("torch", "jax", "dask")
     out = tmp_path / "s.jsonl"
     args = ["--sizes", "4096x8", "--epochs", "2", "--repeat", "1", "--modes", "eager", "jit"]
     args += ["--backends", "torch", "jax", "dask", "--scale-out", "1,2", "--out", str(out)]

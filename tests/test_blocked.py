@@ -109,9 +109,9 @@ def test_float64_agreement_is_tight(backend):
     assert max(errors) < 1e-13
 
 
+@pytest.mark.backends("jax")
 def test_blocked_under_jax_jit():
     """Compiled with jax.jit (the loop a real lax.fori_loop): the same numbers as eager."""
-    pytest.importorskip("jax", reason="JAX is not installed")
     bk = backends.get("jax")
     X0, y0, params0 = _data((5, 3))
     with bk.float_scope("float64"):
@@ -134,8 +134,8 @@ def test_blocked_under_jax_jit():
 
 def _jaxpr_stats(fold: Any, n: int, block: int) -> tuple[int, set[str]]:
     """(number of top-level equations, primitive names at any depth) of the jitted blocked
-    gradient for n rows."""
-    jax = pytest.importorskip("jax", reason="JAX is not installed")
+    gradient for n rows (a test calling this declares it needs the jax backend)."""
+    import jax
     from jax.extend.core import jaxprs_in_params
 
     bk = backends.get("jax")
@@ -163,23 +163,19 @@ def _jaxpr_stats(fold: Any, n: int, block: int) -> tuple[int, set[str]]:
     return len(inner.eqns), names
 
 
-def _jax_fold() -> Any:
-    pytest.importorskip("jax", reason="JAX is not installed")
-    return backends.get("jax").fold
-
-
+@pytest.mark.backends("jax")
 def test_jax_fold_is_a_loop_not_unrolled():
-    fold = _jax_fold()
+    fold = backends.get("jax").fold
     small, names = _jaxpr_stats(fold, 10 * 8 + 3, 8)  # 10 blocks and a remainder
     large, _ = _jaxpr_stats(fold, 100 * 8 + 3, 8)  # 100 blocks and a remainder
     assert names & {"while", "scan"}, f"no loop primitive among {sorted(names)}"
     assert small == large, "the traced program grew with the number of blocks: unrolled"
 
 
+@pytest.mark.backends("jax")
 def test_python_fold_unrolls_under_jit():
     """The control for the test above: the plain Python loop is unrolled by tracing, so the
     program does grow with the number of blocks (the reason JAX overrides ``fold``)."""
-    pytest.importorskip("jax", reason="JAX is not installed")
     small, names = _jaxpr_stats(python_fold, 10 * 8 + 3, 8)
     large, _ = _jaxpr_stats(python_fold, 100 * 8 + 3, 8)
     assert large > small
@@ -276,10 +272,10 @@ def test_block_must_be_positive():
 
 
 @pytest.mark.slow
+@pytest.mark.backends("torch")
 def test_blocked_under_torch_compile():
     """torch.compile of the whole blocked gradient (its Python fold is unrolled into the graph:
     fine for a few blocks): the same numbers as eager."""
-    pytest.importorskip("torch", reason="torch is not installed")
     bk = backends.get("torch")
     X0, y0, params0 = _data(())
     with bk.float_scope("float64"):
@@ -346,16 +342,13 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.needs("fork")
 def test_numpy_row_groups_work_in_a_forked_child(tmp_path):
     """A child forked after a run has the parent's pool object but none of its threads: the
     backend makes a new pool there instead of waiting on the dead one forever. (In a fresh
     process: forking this one, which has JAX's threads, could deadlock for other reasons.)"""
-    import multiprocessing
-
     from helpers import run_python
 
-    if "fork" not in multiprocessing.get_all_start_methods():
-        pytest.skip("no fork on this platform")
     script = tmp_path / "forked.py"
     script.write_text(FORKED)
     run = run_python(str(script), timeout=120)

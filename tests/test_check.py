@@ -16,6 +16,8 @@ def check(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return xptrain("check", "--quiet", *args, **kwargs)
 
 
+@pytest.mark.needs("matplotlib")
+@pytest.mark.backends("array_api_strict")
 def test_check_passes_on_every_cpu_backend(tmp_path):
     out, plot = tmp_path / "check.json", tmp_path / "check.png"
     result = check("--problems", "seed", "synthetic", "--json", str(out), "--plot", str(plot))
@@ -52,6 +54,7 @@ def test_check_passes_on_every_cpu_backend(tmp_path):
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.backends("array_api_strict")
 def test_a_subset_by_backend_dtype_and_device():
     result = check(
         "--backends",
@@ -85,12 +88,14 @@ def test_names_are_listed_once_however_they_are_given():
     assert result.stdout.splitlines()[-1] == "PASS: all 1 configurations within tolerance"
 
 
+@pytest.mark.needs("array_api_strict")  # the namespaces in tests/namespaces wrap it
 def test_bring_your_own_namespace_passes():
     result = check("--backends", "good_namespace", "--problems", "seed", extra_path=NAMESPACES)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "good_namespace  default" in result.stdout
 
 
+@pytest.mark.needs("array_api_strict")
 @pytest.mark.parametrize("namespace", ["perturbed_exp", "silent_float32"])
 def test_a_wrong_namespace_fails_naming_the_first_bad_epoch(namespace, tmp_path):
     out = tmp_path / "r.json"
@@ -107,6 +112,7 @@ def test_a_wrong_namespace_fails_naming_the_first_bad_epoch(namespace, tmp_path)
     assert bad[0]["dtype"] == "float64" and bad[0]["first_bad_epoch"] == 0
 
 
+@pytest.mark.needs("array_api_strict")
 def test_train_accepts_an_own_namespace_too():
     result = xptrain("train", "--backend", "good_namespace", extra_path=NAMESPACES)
     assert result.returncode == 0, result.stderr
@@ -125,7 +131,9 @@ def test_train_accepts_an_own_namespace_too():
         (["--dtypes", "float16"], "unknown dtype"),
         (["--devices", "tpu"], "unknown device"),
         (["--devices", "cuda:3", "--backends", "numpy"], "nothing to check"),
-        (["--plot", "x.pgf"], "cannot draw a plot"),
+        pytest.param(
+            ["--plot", "x.pgf"], "cannot draw a plot", marks=pytest.mark.needs("matplotlib")
+        ),
         (["--json", "no/such/folder/r.json"], "does not exist"),
     ],
 )
@@ -159,6 +167,7 @@ def pytest_in(project: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.needs("array_api_strict")
 def test_plugin_runs_the_conformance_checks_in_another_project(tmp_path):
     project = _project(tmp_path, "good_namespace")
     result = pytest_in(project, "--xptrain-backend=mylib", "--xptrain-problems=seed", "-rA")
@@ -169,6 +178,7 @@ def test_plugin_runs_the_conformance_checks_in_another_project(tmp_path):
     assert "1 passed" in alone.stdout  # without the option the plugin adds nothing
 
 
+@pytest.mark.needs("array_api_strict")
 def test_plugin_fails_a_wrong_library_naming_the_epoch(tmp_path):
     project = _project(tmp_path, "perturbed_exp")
     result = pytest_in(project, "--xptrain-backend=mylib", "--xptrain-problems=seed")

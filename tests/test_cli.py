@@ -22,9 +22,14 @@ def test_no_options_prints_the_seed_exactly():
     assert run.stderr == ""
 
 
-@pytest.mark.parametrize("name", ["numpy", "torch", "jax", "array_api_strict"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.backends(n))
+        for n in ("numpy", "torch", "jax", "array_api_strict")
+    ],
+)
 def test_json_reproduces_the_seed_on_each_cpu_backend(name, tmp_path):
-    pytest.importorskip({"array_api_strict": "array_api_strict"}.get(name, name))
     out = tmp_path / "out.json"
     run = xptrain("train", "--backend", name, "--dtype", "float64", "--json", str(out))
     assert run.returncode == 0, run.stderr
@@ -54,13 +59,14 @@ def test_json_reproduces_the_seed_on_each_cpu_backend(name, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name != "out.json"]  # no temp files left
 
 
+@pytest.mark.backends("jax")
 def test_jax_records_x64(tmp_path):
-    pytest.importorskip("jax")
     out = tmp_path / "jax.json"
     assert xptrain("train", "--backend", "jax", "--quiet", "--json", str(out)).returncode == 0
     assert json.loads(out.read_text())["precision"]["jax_enable_x64"] is True
 
 
+@pytest.mark.needs("matplotlib")
 def test_quiet_plot_and_options(tmp_path):
     plot = tmp_path / "loss.png"
     run = xptrain(
@@ -250,7 +256,20 @@ BAD = {
 }
 
 
-@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+# refused by matplotlib's own list of the formats it writes
+NEEDS_MATPLOTLIB = {"pgf plot", "plot format"}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, marks=pytest.mark.needs("matplotlib"))
+        if case in NEEDS_MATPLOTLIB
+        else case
+        for case in BAD
+    ],
+    ids=list(BAD),
+)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, bad_files, tmp_path):
     args, message = BAD[case]
     args = [a.format(d=bad_files) for a in args]
@@ -325,8 +344,8 @@ def test_full_disk_on_stdout_is_one_line():
     assert len(run.stderr.splitlines()) == 1 and "No space left" in run.stderr
 
 
+@pytest.mark.backends("torch")
 def test_checkpoints_resume_on_another_backend(tmp_path):
-    pytest.importorskip("torch")
     ck = tmp_path / "ck"
     first = xptrain(
         "train", "--epochs", "7", "--checkpoint-dir", str(ck), "--checkpoint-every", "3"
@@ -348,13 +367,10 @@ def test_checkpoints_resume_on_another_backend(tmp_path):
     np.testing.assert_allclose(record["losses"], SEED_PRINTED_LOSSES, rtol=3e-12)
 
 
+@pytest.mark.needs("script")
 def test_a_terminal_gets_a_progress_bar_with_the_live_loss():
     """On a terminal (a pseudo-terminal made by `script`), a long run shows a bar with the live
     loss on stderr, under the seed's lines; piped, as everywhere above, only the lines."""
-    import shutil
-
-    if shutil.which("script") is None:
-        pytest.skip("util-linux `script` is not installed, so no pseudo-terminal to test with")
     run = subprocess.run(
         [
             "script",

@@ -20,7 +20,6 @@ SEED_BOUNDS = {"float64": 1e-12, "float32": 1e-6}
 
 
 def test_reproduces_seed(backend, dtype, grad, mode):
-    backend.require(grad, mode)
     result = backend.train(
         SEED_X,
         SEED_Y,
@@ -38,13 +37,21 @@ def test_reproduces_seed(backend, dtype, grad, mode):
     assert result.device == backend.device and result.dtype == dtype
 
 
-@pytest.mark.parametrize("problem", list(problems.PROBLEMS))
+# each reference problem, with what its data needs declared by the problem itself
+PROBLEMS = [
+    pytest.param(p.name, marks=pytest.mark.needs(*p.needs)) for p in problems.PROBLEMS.values()
+]
+# a second backend to resume on: it must load here
+SECOND = [
+    pytest.param(n, marks=pytest.mark.backends(n))
+    for n in ("numpy", "torch", "jax", "array_api_strict")
+]
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
 def test_reference_problems_within_the_tolerance_model(backend, problem, dtype, grad, mode):
     """What `xptrain check` runs, held to the same model: every epoch, the final parameters,
     and bitwise-identical repeated runs on CPU."""
-    backend.require(grad, mode)
-    if problem == "breast_cancer":
-        pytest.importorskip("sklearn", reason="breast_cancer ships with scikit-learn")
     config = check.Config(problem, backend.name, backend.device, dtype, grad, mode)
     row, _ = check.run_config(config)
     assert row.passed, check.describe_failure(row)
@@ -64,7 +71,6 @@ def test_runs_in_the_dtype_asked_for(backend):
 
 def test_every_step_computes_in_the_dtype_asked_for(backend, dtype, grad, mode):
     """Not only the inputs: the loss and the updated parameters of a step keep the dtype."""
-    backend.require(grad, mode)
     bk, jit = backend.impl, mode == "jit"
     with bk.float_scope(dtype):
         dev = bk.native_device(backend.device)
@@ -109,14 +115,11 @@ def test_long_runs_stay_within_the_model(backend):
         assert agreement.passed, (dtype, agreement.first_bad_epoch, agreement.max_rel_err)
 
 
-@pytest.mark.parametrize("second", ["numpy", "torch", "jax", "array_api_strict"])
+@pytest.mark.parametrize("second", SECOND)
 def test_resume_on_another_backend(backend, second):
     """Half the synthetic problem on one backend, checkpointed (host .npz), the rest on
     another: the whole sequence matches the uninterrupted reference within tolerance."""
-    try:
-        other = backends.get(second)
-    except xptrain.BackendUnavailable as err:
-        pytest.skip(str(err))
+    other = backends.get(second)
     spec = problems.get("synthetic")
     data = spec.make()
     saved = []
@@ -130,10 +133,10 @@ def test_resume_on_another_backend(backend, second):
     assert agreement.passed, agreement.first_bad_epoch
 
 
+@pytest.mark.needs("jit")
 def test_jit_stays_exact_when_the_shape_changes(backend):
     """A compiled step reused on a second problem size: torch.compile's dynamic shapes once made
     float64 CUDA runs float32-accurate (1/N passed as float32). Static shapes keep them exact."""
-    backend.require(mode="jit")
     for name in ("seed", "synthetic"):
         row, _ = check.run_config(
             check.Config(name, backend.name, backend.device, "float64", "analytic", "jit")
@@ -148,7 +151,6 @@ ONE_PASS = xptrain.data.load("linear:3000,8,4")  # 5 blocks of 512 rows and 440 
 def test_one_pass_and_exact_paths_within_the_model(backend, dtype, mode, path):
     """The one-pass blocked gradient (here 512 rows a block, on any device) and the seed's
     full-batch arithmetic both reproduce the float64 reference within the tolerance model."""
-    backend.require(mode=mode)
     how = {"block_rows": 512} if path == "one-pass" else {"exact": True}
     result = backend.train(ONE_PASS.X, ONE_PASS.y, epochs=10, lr=0.5, dtype=dtype, mode=mode, **how)
     assert result.block == (512 if path == "one-pass" else None)

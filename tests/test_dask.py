@@ -12,8 +12,6 @@ import time
 import numpy as np
 import pytest
 
-pytest.importorskip("dask.array", reason="dask is not installed: pip install 'xptrain[dask]'")
-
 import xptrain
 from xptrain import api, backends
 from xptrain.conformance import tolerance
@@ -22,6 +20,8 @@ from xptrain.errors import BackendUnavailable, InvalidInput
 from xptrain.loop import fit
 from xptrain.options import Options
 from xptrain.steps import StepSpec, initial_carry, make_step
+
+pytestmark = pytest.mark.backends("dask")
 
 
 @pytest.fixture
@@ -36,10 +36,10 @@ def bk():
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A LocalCluster in this process: 2 workers, 1 thread each, reached over TCP."""
-    distributed = pytest.importorskip(
-        "distributed", reason="dask.distributed is not installed: pip install 'xptrain[dask]'"
-    )
+    """A LocalCluster in this process: 2 workers, 1 thread each, reached over TCP (a test using
+    it declares it needs ``distributed``)."""
+    import distributed
+
     with distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
@@ -180,6 +180,7 @@ def test_lazy_linear_is_made_chunk_by_chunk(bk):
     assert set(labels) <= {0.0, 1.0}
 
 
+@pytest.mark.needs("distributed")
 def test_runs_on_a_local_cluster(bk, cluster):
     bk.chunk_rows = 4096
     p, sp = linear("20000,16"), seed_problem()
@@ -205,8 +206,10 @@ def test_an_unreachable_scheduler_fails_fast(bk):
     assert bk.client is None
 
 
+@pytest.mark.needs("distributed")
 def test_a_scheduler_without_workers_fails_fast(bk):
-    distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    import distributed
+
     with distributed.LocalCluster(
         n_workers=0, processes=False, protocol="tcp", dashboard_address=":0"
     ) as empty:
@@ -217,13 +220,14 @@ def test_a_scheduler_without_workers_fails_fast(bk):
     assert bk.client is None
 
 
+@pytest.mark.needs("distributed")
 @pytest.mark.parametrize("address", ["", "no port", "foo://127.0.0.1:1"])
 def test_a_malformed_address_is_refused(bk, address):
-    pytest.importorskip("distributed", reason="dask.distributed is not installed")
     with pytest.raises(InvalidInput, match="address"):
         bk.connect(address, timeout=2)
 
 
+@pytest.mark.needs("distributed")
 def test_cli_trains_on_a_cluster_and_refuses_bad_schedulers(cluster, tmp_path):
     """``xptrain train --backend dask --scheduler ADDRESS``: the seed's numbers computed on the
     cluster; an unreachable address or another backend is one line and exit code 2."""

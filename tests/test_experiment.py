@@ -42,6 +42,7 @@ def _write(tmp_path, text=EXPERIMENT, name="exp.toml"):
     return path
 
 
+@pytest.mark.needs("matplotlib")  # its losses.png and agreement.png
 def test_an_experiment_runs_every_installed_backend_into_one_folder(tmp_path):
     path = _write(tmp_path)
     run = xptrain("run", str(path), "--quiet", cwd=tmp_path)
@@ -94,6 +95,7 @@ def test_resume_reruns_only_what_is_missing(tmp_path):
     assert other.returncode == 2 and "another experiment" in other.stderr
 
 
+@pytest.mark.needs("array_api_strict")  # perturbed_exp wraps it
 def test_a_disagreeing_backend_fails_the_experiment(tmp_path):
     text = EXPERIMENT.replace('devices = ["cpu"]', 'backends = ["perturbed_exp"]')
     path = _write(tmp_path, text.replace('dtypes = ["float64", "float32"]', 'dtypes = ["float64"]'))
@@ -110,7 +112,10 @@ BAD = {
     "unknown key": ("[train]\nepoch = 5\n", "unknown key 'epoch' in [train]"),
     "bad epochs": ("[train]\nepochs = 'five'\n", "epochs must be a whole number"),
     "bad optimizer": ("[train]\noptimizer = 'rmsprop'\n", "unknown optimizer 'rmsprop'"),
-    "hidden on logistic": ("[model]\nkind = 'logistic'\nhidden = [4]\n", 'need [model] kind = "mlp"'),
+    "hidden on logistic": (
+        "[model]\nkind = 'logistic'\nhidden = [4]\n",
+        'need [model] kind = "mlp"',
+    ),
     "zero hidden": ("[model]\nkind = 'mlp'\nhidden = [0]\n", "hidden layer sizes"),
     "bad dtype": ("[runs]\ndtypes = ['float16']\n", "unknown 'float16'"),
     "bad backend": ("[runs]\nbackends = ['nosuchlib']\n", "nosuchlib"),

@@ -1,5 +1,6 @@
 """The fused training loop: on a backend with ``scan`` (JAX), ``jit`` runs the whole run (or each
-stretch between checkpoints) as one compiled call, with the same numbers as epoch-by-epoch."""
+stretch between checkpoints) as one compiled call, with the same numbers as epoch-by-epoch.
+Every test runs on each backend and device with ``scan``; the others are deselected."""
 
 from __future__ import annotations
 
@@ -9,32 +10,20 @@ import numpy as np
 import pytest
 
 import xptrain
-from xptrain import backends
 from xptrain.api import train_problem
 from xptrain.data import SEED_X, SEED_Y, load
 from xptrain.options import Options
 
-pytest.importorskip("jax", reason="the fused loop is JAX's (lax.scan)")
 steps = importlib.import_module("xptrain.steps")
 DATA = load("blobs:200,4,1")
-
-
-def _jax_devices():
-    return backends.get("jax").devices()
-
-
-@pytest.fixture(params=_jax_devices())
-def device(request):
-    return request.param
+pytestmark = pytest.mark.needs("scan", "jit")
 
 
 @pytest.mark.parametrize("grad", ["analytic", "autodiff"])
 @pytest.mark.parametrize("val_split", [None, 0.25])
-def test_fused_run_matches_epoch_by_epoch(device, grad, val_split):
+def test_fused_run_matches_epoch_by_epoch(backend, grad, val_split):
     options = dict(
-        backend="jax",
-        device=device,
-        jit=True,
+        mode="jit",
         grad=grad,
         epochs=30,
         lr=0.5,
@@ -44,9 +33,9 @@ def test_fused_run_matches_epoch_by_epoch(device, grad, val_split):
         optimizer="adam",
     )
     seen = []
-    stepwise = xptrain.train(DATA.X, DATA.y, on_epoch=lambda e, m: seen.append(e), **options)
+    stepwise = backend.train(DATA.X, DATA.y, on_epoch=lambda e, m: seen.append(e), **options)
     before = steps.make_fused.cache_info().misses
-    fused = xptrain.train(DATA.X, DATA.y, **options)
+    fused = backend.train(DATA.X, DATA.y, **options)
     after = steps.make_fused.cache_info()
     assert seen == list(range(30))  # the per-epoch run took the step-by-step path
     assert after.misses == before + 1  # ... and the plain one a single fused call of 30 epochs
@@ -56,20 +45,20 @@ def test_fused_run_matches_epoch_by_epoch(device, grad, val_split):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
-def test_fused_seed_run_is_the_seed(device):
-    result = xptrain.train(SEED_X, SEED_Y, backend="jax", device=device, jit=True)
+def test_fused_seed_run_is_the_seed(backend):
+    result = backend.train(SEED_X, SEED_Y, mode="jit")
     reference = xptrain.train(SEED_X, SEED_Y)
     np.testing.assert_allclose(result.losses, reference.losses, rtol=1e-14)
 
 
-def test_fused_divergence_names_the_epoch(device):
+def test_fused_divergence_names_the_epoch(backend):
     with pytest.raises(xptrain.TrainingDiverged, match="at epoch 1;") as info:
-        xptrain.train(SEED_X, SEED_Y, backend="jax", device=device, jit=True, lr=1e4)
+        backend.train(SEED_X, SEED_Y, mode="jit", lr=1e4)
     assert info.value.epoch == 1
 
 
-def test_fused_checkpoints_land_on_their_epochs_and_resume_exactly(device):
-    bk, saved = backends.get("jax"), []
+def test_fused_checkpoints_land_on_their_epochs_and_resume_exactly(backend):
+    bk, device, saved = backend.impl, backend.device, []
     options = Options(epochs=10, lr=0.5, jit=True)
     whole = train_problem(DATA, bk, device, options)
     train_problem(DATA, bk, device, options, checkpoint_every=4, on_checkpoint=saved.append)
@@ -79,13 +68,13 @@ def test_fused_checkpoints_land_on_their_epochs_and_resume_exactly(device):
     np.testing.assert_allclose(resumed.losses, whole.losses, rtol=1e-14)
 
 
-def test_long_fused_runs_are_checked_every_1024_epochs(device):
+def test_long_fused_runs_are_checked_every_1024_epochs(backend):
     """2500 epochs: calls of 1024, 1024 and 452 epochs (two compiled lengths), the same losses
     as epoch by epoch; a run diverging at epoch 1 of 3000 stops after the first call."""
     before = steps.make_fused.cache_info().misses
-    fused = xptrain.train(SEED_X, SEED_Y, backend="jax", device=device, jit=True, epochs=2500)
+    fused = backend.train(SEED_X, SEED_Y, mode="jit", epochs=2500)
     assert steps.make_fused.cache_info().misses - before <= 2
     reference = xptrain.train(SEED_X, SEED_Y, epochs=2500)
     np.testing.assert_allclose(fused.losses, reference.losses, rtol=1e-12)
     with pytest.raises(xptrain.TrainingDiverged, match="at epoch 1;"):
-        xptrain.train(SEED_X, SEED_Y, backend="jax", device=device, jit=True, lr=1e4, epochs=3000)
+        backend.train(SEED_X, SEED_Y, mode="jit", lr=1e4, epochs=3000)

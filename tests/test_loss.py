@@ -16,7 +16,6 @@ from xptrain.reference import reference_run
 
 
 def test_logits_form_is_the_seeds_loss(backend, grad, mode):
-    backend.require(grad, mode)
     result = backend.train(
         SEED_X,
         SEED_Y,

@@ -11,17 +11,15 @@ import xptrain
 from xptrain import backends
 from xptrain.api import train_problem
 from xptrain.conformance import compare, tolerance
-from xptrain.data import batch_order, initial_weights, load, standardize
+from xptrain.data import batch_order, initial_weights
 from xptrain.options import Options
 from xptrain.reference import Reference
 
-pytest.importorskip("sklearn", reason="the breast-cancer set ships with scikit-learn")
-DATA = standardize(load("breast_cancer"))
 EPOCHS, LR, BATCH = 6, 0.1, 100
 
 
-def _textbook(batch: int) -> Reference:
-    X, y = DATA.X, DATA.y
+def _textbook(breast_cancer, batch: int) -> Reference:
+    X, y = breast_cancer.X, breast_cancer.y
     n = len(y)
     W, b = initial_weights(X.shape[1], 1), np.zeros((1, 1))
     losses = []
@@ -38,18 +36,19 @@ def _textbook(batch: int) -> Reference:
     return Reference(np.array(losses), [W, b])
 
 
-def test_every_backend_sees_the_same_batches(backend, grad, mode):
-    backend.require(grad, mode)
+def test_every_backend_sees_the_same_batches(backend, grad, mode, breast_cancer):
     result = backend.train(
-        DATA.X,
-        DATA.y,
+        breast_cancer.X,
+        breast_cancer.y,
         epochs=EPOCHS,
         lr=LR,
         batch_size=BATCH,
         grad=grad,
         mode=mode,
     )
-    agreement = compare(result, _textbook(BATCH), tolerance("float64", *DATA.X.shape))
+    agreement = compare(
+        result, _textbook(breast_cancer, BATCH), tolerance("float64", *breast_cancer.X.shape)
+    )
     assert agreement.passed, (agreement.first_bad_epoch, agreement.max_rel_err)
 
 
@@ -61,25 +60,27 @@ def test_batch_order_is_a_seeded_permutation():
     assert not np.array_equal(a, batch_order(10, 2, 0))
 
 
-def test_one_batch_of_everything_is_full_batch_reordered():
-    full = xptrain.train(DATA.X, DATA.y, epochs=EPOCHS, lr=LR)
-    one = xptrain.train(DATA.X, DATA.y, epochs=EPOCHS, lr=LR, batch_size=len(DATA.y))
+def test_one_batch_of_everything_is_full_batch_reordered(breast_cancer):
+    full = xptrain.train(breast_cancer.X, breast_cancer.y, epochs=EPOCHS, lr=LR)
+    one = xptrain.train(
+        breast_cancer.X, breast_cancer.y, epochs=EPOCHS, lr=LR, batch_size=len(breast_cancer.y)
+    )
     ref = Reference(np.array(full.losses), full.params)
-    assert compare(one, ref, tolerance("float64", *DATA.X.shape)).passed
+    assert compare(one, ref, tolerance("float64", *breast_cancer.X.shape)).passed
 
 
-def test_minibatch_runs_resume_exactly_and_refuse_another_batch_size():
+def test_minibatch_runs_resume_exactly_and_refuse_another_batch_size(breast_cancer):
     bk, saved = backends.get("numpy"), []
     half = Options(epochs=3, lr=LR, batch_size=BATCH)
-    train_problem(DATA, bk, "cpu", half, on_checkpoint=saved.append)
+    train_problem(breast_cancer, bk, "cpu", half, on_checkpoint=saved.append)
     full = Options(epochs=EPOCHS, lr=LR, batch_size=BATCH)
     assert (
-        train_problem(DATA, bk, "cpu", full, start=saved[-1]).losses
-        == train_problem(DATA, bk, "cpu", full).losses
+        train_problem(breast_cancer, bk, "cpu", full, start=saved[-1]).losses
+        == train_problem(breast_cancer, bk, "cpu", full).losses
     )
     with pytest.raises(xptrain.InvalidInput, match="same batch_size"):
         train_problem(
-            DATA, bk, "cpu", Options(epochs=EPOCHS, lr=LR, batch_size=50), start=saved[-1]
+            breast_cancer, bk, "cpu", Options(epochs=EPOCHS, lr=LR, batch_size=50), start=saved[-1]
         )
 
 
@@ -96,14 +97,16 @@ def test_bad_batch_sizes(size, message):
     assert run.returncode == 2 and message in run.stderr and len(run.stderr.splitlines()) == 1
 
 
-def test_a_minibatch_resume_needs_the_same_seed():
+def test_a_minibatch_resume_needs_the_same_seed(breast_cancer):
     bk, saved = backends.get("numpy"), []
     train_problem(
-        DATA,
+        breast_cancer,
         bk,
         "cpu",
         Options(epochs=3, lr=LR, batch_size=BATCH, seed=5),
         on_checkpoint=saved.append,
     )
     with pytest.raises(xptrain.InvalidInput, match="same seed"):
-        train_problem(DATA, bk, "cpu", Options(epochs=6, lr=LR, batch_size=BATCH), start=saved[-1])
+        train_problem(
+            breast_cancer, bk, "cpu", Options(epochs=6, lr=LR, batch_size=BATCH), start=saved[-1]
+        )

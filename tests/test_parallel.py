@@ -16,10 +16,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import require_backends
 
 import xptrain
-from xptrain import backends, data, launch
+from xptrain import backends, data, launch, problems
 from xptrain.cli import main as cli
 from xptrain.conformance import compare, tolerance
 from xptrain.errors import InvalidInput
@@ -77,11 +76,12 @@ def test_padding_rows_add_nothing_to_the_sums(hidden, loss):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
 
 
-@pytest.mark.parametrize("name", ["jax", "torch"])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.backends(n)) for n in ("jax", "torch")]
+)
 def test_autodiff_through_a_saturated_padding_row_stays_finite(name):
     """A padding row (X = 0) whose logit saturates the seed's BCE (log(1 - A) = -inf) adds
     nothing, and no NaN, to autodiff's sums."""
-    require_backends(name)
     from xptrain.steps import StepSpec, local_sums_of
 
     bk = backends.get(name)
@@ -137,24 +137,31 @@ def test_options_refuse_what_data_parallel_cannot_do(options, message):
         Options(**options)
 
 
+def _on(backend: str, args: list[str], message: str):
+    """A case that runs on ``backend``: it must load here."""
+    return pytest.param(args, message, marks=pytest.mark.backends(backend))
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--data-parallel", "2"], "numpy has no data-parallel training"),
-        (["--backend", "torch", "--data-parallel", "2"], "one device per process"),
-        (["--backend", "dask", "--data-parallel", "2"], "dask spreads"),
-        (["--backend", "jax", "--jit", "--data-parallel", "64"], "xla_force_host_platform"),
-        (["--backend", "jax", "--data-parallel", "1"], "add --jit"),
+        _on("torch", ["--backend", "torch", "--data-parallel", "2"], "one device per process"),
+        _on("dask", ["--backend", "dask", "--data-parallel", "2"], "dask spreads"),
+        _on(
+            "jax",
+            ["--backend", "jax", "--jit", "--data-parallel", "64"],
+            "xla_force_host_platform",
+        ),
+        _on("jax", ["--backend", "jax", "--data-parallel", "1"], "add --jit"),
         (["--distributed"], "for --backend torch or jax"),
-        (["--backend", "torch", "--distributed"], "run it under torchrun"),
-        (["--backend", "jax", "--jit", "--distributed"], "run it under torchrun"),
+        _on("torch", ["--backend", "torch", "--distributed"], "run it under torchrun"),
+        _on("jax", ["--backend", "jax", "--jit", "--distributed"], "run it under torchrun"),
     ],
 )
 def test_cli_refusals_are_one_line(args, message, capsys, monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
-    backend = args[args.index("--backend") + 1] if "--backend" in args else "numpy"
-    require_backends(backend)
     assert cli(["train", "--quiet", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
@@ -206,10 +213,10 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.backends("jax")
 def test_jax_over_two_devices_matches_one_device():
     """Sharded over 2 emulated CPU devices (1001 rows: one padding row), every dtype,
     gradient engine, model and gradient path reproduces the single-device NumPy run."""
-    require_backends("jax")
     env = launch.cpu_devices_env(2)
     done = subprocess.run(
         [sys.executable, "-c", _JAX_MATRIX, DATA],
@@ -228,8 +235,8 @@ def test_jax_over_two_devices_matches_one_device():
         _agrees(record, _reference(record["dtype"], **options), record.get("batch_size"))
 
 
+@pytest.mark.backends("jax")
 def test_jax_cli_over_two_devices_prints_the_single_device_lines():
-    require_backends("jax")
     one = launch.run_xptrain(_train_args())
     two = launch.run_xptrain(
         _train_args("--backend", "jax", "--jit", "--data-parallel", "2"), cpu_devices=2
@@ -241,10 +248,10 @@ def test_jax_cli_over_two_devices_prints_the_single_device_lines():
 # -- process groups under torchrun ------------------------------------------------------------
 
 
+@pytest.mark.backends("torch")
 def test_torch_over_two_ranks_matches_one_process(tmp_path):
     """Two gloo ranks under torchrun, 1001 rows split 500/501: rank 0 alone prints the seed's
     lines and writes the JSON; the numbers are the single-process run's."""
-    require_backends("torch")
     out = tmp_path / "run.json"
     done = launch.run_xptrain(
         _train_args("--backend", "torch", "--distributed", "--json", str(out)), processes=2
@@ -263,8 +270,8 @@ def test_torch_over_two_ranks_matches_one_process(tmp_path):
     _agrees(record, _reference())
 
 
+@pytest.mark.backends("torch")
 def test_torch_ranks_compile_and_differentiate_an_mlp(tmp_path):
-    require_backends("torch")
     out = tmp_path / "run.json"
     mlp = ["--model", "mlp", "--hidden", "8", "--activation", "tanh", "--loss", "bce-logits"]
     args = ["--backend", "torch", "--distributed", "--jit", "--grad", "autodiff", *mlp]
@@ -275,10 +282,10 @@ def test_torch_ranks_compile_and_differentiate_an_mlp(tmp_path):
     )
 
 
+@pytest.mark.backends("torch")
 def test_torch_ranks_take_the_single_device_minibatches(tmp_path):
     """Minibatches over 2 ranks: each batch (the same order as one process draws) split over
     the ranks, 64 rows a batch and 41 in the last; adam; the single-process numbers."""
-    require_backends("torch")
     out = tmp_path / "run.json"
     args = ["--backend", "torch", "--distributed", "--batch-size", "64", "--optimizer", "adam"]
     done = launch.run_xptrain(_train_args(*args, "--json", str(out), "--quiet"), processes=2)
@@ -297,10 +304,10 @@ def test_a_last_batch_smaller_than_the_replicas_is_refused():
         replica_minibatches(problem, backends.get("numpy"), Options(batch_size=1), replicas)
 
 
+@pytest.mark.backends("jax", "torch")
 def test_jax_over_two_processes_matches_one_process(tmp_path):
     """JAX's own multi-process runtime (jax.distributed.initialize), started by torchrun; rank
     0 prints every epoch while rank 1 prints nothing, yet both run the same compiled steps."""
-    require_backends("jax", "torch")
     out = tmp_path / "run.json"
     done = launch.run_xptrain(
         _train_args("--backend", "jax", "--jit", "--distributed", "--json", str(out)),
@@ -313,8 +320,9 @@ def test_jax_over_two_processes_matches_one_process(tmp_path):
     _agrees(record, _reference())
 
 
+@pytest.mark.backends("torch")
+@pytest.mark.needs(*problems.get("breast_cancer").needs)
 def test_check_runs_distributed_under_torchrun(tmp_path):
-    require_backends("torch")
     out = tmp_path / "check.json"
     args = ["check", "--backends", "torch", "--distributed", "--problems", "seed", "breast_cancer"]
     done = launch.run_xptrain([*args, "--quiet", "--json", str(out)], processes=2)
@@ -339,8 +347,8 @@ def _rank(rank: int, port: int, *args: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.backends("torch")
 def test_a_rank_that_never_comes_is_a_one_line_error_after_the_timeout():
-    require_backends("torch")
     began = time.monotonic()
     alone = _rank(
         0,
@@ -358,8 +366,8 @@ def test_a_rank_that_never_comes_is_a_one_line_error_after_the_timeout():
     assert time.monotonic() - began < 30
 
 
+@pytest.mark.backends("torch")
 def test_a_lost_rank_stops_the_others_with_a_one_line_error():
-    require_backends("torch")
     port = launch.free_port()
     args = (
         "train",
@@ -383,9 +391,9 @@ def test_a_lost_rank_stops_the_others_with_a_one_line_error():
     assert err.count("\n") == 1 and "rank 0 stopped" in err, err
 
 
+@pytest.mark.backends("jax")
 def test_a_jax_process_that_never_comes_ends_the_run():
     """JAX ends the process itself (it cannot be caught): no hang, a non-zero exit."""
-    require_backends("jax")
     alone = _rank(
         0,
         launch.free_port(),
@@ -402,10 +410,10 @@ def test_a_jax_process_that_never_comes_ends_the_run():
     assert "DEADLINE_EXCEEDED" in err
 
 
+@pytest.mark.backends("jax")
 def test_a_lost_jax_process_ends_the_others():
     """A JAX process killed mid-run: the survivor ends (JAX's heartbeat, bounded by
     --distributed-timeout), with a non-zero exit, not a hang."""
-    require_backends("jax")
     port = launch.free_port()
     args = ("train", "--backend", "jax", "--jit", "--distributed", "--quiet")
     args += ("--epochs", "100000000", "--distributed-timeout", "5")

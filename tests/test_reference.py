@@ -55,20 +55,23 @@ def _mp_reference(problem, epochs, lr, digits=50):
     return [float(v) for v in losses]
 
 
+@pytest.mark.needs("mpmath")
 def test_reference_matches_50_digit_arithmetic_on_the_seed():
-    pytest.importorskip("mpmath")
     ref = reference_run(seed_problem())
     truth = np.array(_mp_reference(seed_problem(), 20, 1.0))
     assert np.max(np.abs(ref.losses - truth) / truth) < 4 * np.finfo(np.float64).eps
 
 
-@pytest.mark.parametrize("name", list(problems.PROBLEMS))
+@pytest.mark.skipif(
+    np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps,
+    reason="np.longdouble is plain float64 on this platform",
+)
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(p.name, marks=pytest.mark.needs(*p.needs)) for p in problems.PROBLEMS.values()],
+)
 def test_reference_matches_long_double(name):
     """The float64 reference against the same loop in np.longdouble (64-bit mantissa on x86)."""
-    if np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps:
-        pytest.skip("np.longdouble is plain float64 on this platform")
-    if name == "breast_cancer":
-        pytest.importorskip("sklearn")
     spec = problems.get(name)
     data = spec.make()
     ref = reference_run(data, spec.epochs, spec.lr)

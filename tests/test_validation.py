@@ -44,7 +44,6 @@ def test_split_is_seeded_disjoint_and_ordered():
 def test_validation_metrics_after_each_epoch(backend, dtype, mode):
     """Epoch k's validation numbers are those of the parameters after k+1 updates, on the
     held-out rows only: checked against a host computation from a run of k+1 epochs."""
-    backend.require(mode=mode)
     result = backend.train(
         DATA.X, DATA.y, epochs=EPOCHS, lr=LR, val_split=SPLIT, dtype=dtype, mode=mode
     )
