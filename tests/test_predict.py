@@ -45,11 +45,13 @@ def test_predictions_apply_the_runs_scaling(result):
     assert scores["loss"] == pytest.approx(by_hand, rel=1e-10)
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax", "array_api_strict"])
-def test_predictions_agree_on_every_backend(result, backend):
-    pytest.importorskip({"array_api_strict": "array_api_strict"}.get(backend, backend))
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.backends(n)) for n in ("torch", "jax", "array_api_strict")],
+)
+def test_predictions_agree_on_every_backend(result, name):
     np.testing.assert_allclose(
-        result.predict_proba(X, backend=backend), result.predict_proba(X), rtol=1e-13
+        result.predict_proba(X, backend=name), result.predict_proba(X), rtol=1e-13
     )
 
 
@@ -73,12 +75,11 @@ def test_bad_model_files_and_rows_are_refused(result, tmp_path):
         result.predict(np.full((2, 3), np.nan))
 
 
+@pytest.mark.needs("sklearn")
 def test_cli_saves_a_model_and_predicts_with_it(tmp_path):
     model, out = tmp_path / "m.npz", tmp_path / "p.csv"
     run = xptrain("train", "--data", "breast_cancer", "--standardize", "--loss", "bce-logits",
                   "--lr", "0.5", "--epochs", "20", "--save-model", str(model))  # fmt: skip
-    if "scikit-learn" in run.stderr:
-        pytest.skip("breast_cancer ships with scikit-learn")
     assert run.returncode == 0, run.stderr
     assert "20 epochs in" in run.stderr and "accuracy 0.9" in run.stderr  # the summary line
     predicted = xptrain("predict", "--model-file", str(model), "--data", "breast_cancer",
