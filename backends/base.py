@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from xptrain.errors import BackendUnavailable, InvalidInput
+from xptrain.errors import BackendUnavailable, InvalidInput, OptionError
 
 DTYPES = ("float64", "float32")
 _DEVICE_RE = re.compile(r"^(cpu|cuda|gpu)(?::(\d+))?$")
@@ -192,15 +192,20 @@ class Backend:
     # -- optional powers --------------------------------------------------------------------
     def jit(self, fn: Callable) -> Callable:
         """Compile ``fn``; backends without a compiler refuse."""
-        raise InvalidInput(
-            f"{self.name} has no jit compiler; use --backend jax or torch, or drop --jit"
+        raise OptionError(
+            lambda s: (
+                f"{self.name} has no jit compiler; use {s('backend', 'jax')} or torch, "
+                f"or drop {s('jit', True)}"
+            )
         )
 
     def value_and_grad(self, fn: Callable) -> Callable:
         """``fn(params, *args) -> loss`` to ``(params, *args) -> (loss, grads)``; or refuse."""
-        raise InvalidInput(
-            f"{self.name} has no automatic differentiation; use --grad analytic, "
-            "or --backend jax or torch"
+        raise OptionError(
+            lambda s: (
+                f"{self.name} has no automatic differentiation; use "
+                f"{s('grad', 'analytic')}, or {s('backend', 'jax')} or torch"
+            )
         )
 
     def fold(self, body: Callable[[Any, Any], Any], init: Any, count: int) -> Any:
@@ -226,9 +231,12 @@ class Backend:
         """An :class:`xptrain.parallel.Replicas` spreading a run's rows over ``devices`` of
         this process (and, with ``distributed``, over every process of the joined group), on
         ``device``'s kind; or refuse."""
-        raise InvalidInput(
-            f"{self.name} has no data-parallel training here; use --backend jax "
-            "(--data-parallel N, --distributed) or torch (--distributed under torchrun)"
+        raise OptionError(
+            lambda s: (
+                f"{self.name} has no data-parallel training here; use "
+                f"{s('backend', 'jax')} ({s('data_parallel')}=N, {s('distributed', True)}) or "
+                f"torch ({s('distributed', True)} under torchrun)"
+            )
         )
 
     def scan(self, fn: Callable[[Any], tuple[Any, Any]], carry: Any, length: int) -> Any:

@@ -156,6 +156,9 @@ def train(
     ``jax.distributed.initialize``), each with its ``data_parallel`` devices (default 1). Every
     process passes the whole problem and gets the same result; see :mod:`xptrain.parallel`.
     """
+    unknown = sorted(set(options) - set(Options.__dataclass_fields__))
+    if unknown:  # as Python says it, naming train() rather than Options
+        raise TypeError(f"train() got an unexpected keyword argument {unknown[0]!r}")
     checked = Options(**options)
     bk = backend_named(backend)
     device_name = bk.resolve_device(device)

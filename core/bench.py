@@ -159,11 +159,7 @@ def read_rate(bk: backends.Backend, X: Any, repeat: int = 3) -> float:
     """Bytes of X per second for the fastest of a few ``sum(X)`` reductions (after one warm-up)."""
     _timed(lambda: bk.xp.sum(X), bk.sync)
     best = min(_timed(lambda: bk.xp.sum(X), bk.sync)[0] for _ in range(repeat))
-    return _nbytes(X) / best
-
-
-def _nbytes(X: Any) -> int:
-    return math.prod(X.shape) * (8 if "64" in str(X.dtype) else 4)  # any library's dtype
+    return math.prod(X.shape) * bk.xp.finfo(X.dtype).bits // 8 / best
 
 
 def _options(config: BenchConfig) -> Options:

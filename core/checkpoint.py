@@ -14,11 +14,11 @@ import array_api_compat.numpy as xp_numpy
 import numpy as np
 
 from .data import Problem
-from .errors import InvalidInput
+from .errors import InvalidInput, OptionError
 from .files import atomic_write, load_npz
 from .model import layer_shapes
 from .optim import OPTIMIZERS
-from .options import OptionError, Options
+from .options import Options
 
 FORMAT = 1
 _VAL = ("val_loss", "val_accuracy")  # history beside the loss, with a validation split

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 from . import commands
 from .commands.common import Parser
-from .errors import XptrainError
-from .options import OptionError, cli_spelling
+from .errors import OptionError, XptrainError
+from .options import cli_spelling
 from .runinfo import xptrain_version
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import warnings
 from dataclasses import dataclass
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +77,8 @@ def batch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 def split(problem: Problem, fraction: float, seed: int) -> tuple[Problem, Problem]:
     """``(train, validation)``: ``round(fraction · N)`` rows for validation, drawn on the host
     from ``seed`` (its own stream, apart from the batch order's), both parts in their original
-    row order. The training part keeps the problem's W and b."""
-    check_fraction(fraction)
+    row order. The training part keeps the problem's W and b. (``fraction`` is checked as
+    an option, ``val_split``, before any data is split.)"""
     n = len(problem.y)
     n_val = round(fraction * n)
     if not 0 < n_val < n:
@@ -93,15 +92,6 @@ def split(problem: Problem, fraction: float, seed: int) -> tuple[Problem, Proble
     val[rng.choice(n, n_val, replace=False)] = True
     train = Problem(problem.X[~val], problem.y[~val], problem.W, problem.b)
     return train, Problem(problem.X[val], problem.y[val])
-
-
-def check_fraction(fraction: Any) -> float:
-    """A validation split's fraction, strictly between 0 and 1; refused otherwise."""
-    if isinstance(fraction, bool) or not isinstance(fraction, Real) or not 0 < fraction < 1:
-        raise InvalidInput(
-            f"the validation split must be a fraction between 0 and 1, got {fraction!r}"
-        )
-    return float(fraction)
 
 
 _VAL_STREAM = 1  # the validation rows' random stream, apart from batch_order's

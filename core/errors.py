@@ -1,5 +1,9 @@
 """The exception families a user can act on; the CLI prints each as one line and exits 2."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+
 
 class XptrainError(Exception):
     """Base of every error xptrain raises on purpose; its message says what to do."""
@@ -7,6 +11,29 @@ class XptrainError(Exception):
 
 class InvalidInput(XptrainError, ValueError):
     """Data, parameters, options or files that xptrain refuses to train on."""
+
+
+def python_spelling(name: str, value: object = ...) -> str:
+    """An option as a Python caller writes it: ``epochs``, ``exact=True``."""
+    return name if value is ... else f"{name}={value!r}"
+
+
+class OptionError(InvalidInput):
+    """A bad option, its message written once and spelled per surface: ``message`` is called
+    with a spelling function ``spell(name, value=...)`` (Python's, the command line's, an
+    experiment file's: see :mod:`xptrain.options`); ``str()`` is the Python spelling."""
+
+    def __init__(self, message: Callable[..., str]) -> None:
+        self.message = message
+        super().__init__(message(python_spelling))
+
+    def spelled(self, spell: Callable[..., str]) -> str:
+        """The message as a surface spells its options."""
+        return self.message(spell)
+
+    def __reduce__(self) -> tuple:
+        # the message function does not pickle: across processes, the Python spelling
+        return InvalidInput, (str(self),)
 
 
 class BackendUnavailable(XptrainError, RuntimeError):

@@ -169,11 +169,11 @@ def _record(
                 f"the loss became {values[0]} at epoch {epoch}; try a smaller learning rate",
                 epoch,
             )
-        metrics = dict(zip(names, values, strict=True))
-        for name, value in metrics.items():
+        named = dict(zip(names, values, strict=True))
+        for name, value in named.items():
             history[name].append(value)
         if on_epoch is not None:
-            on_epoch(epoch, metrics)
+            on_epoch(epoch, named)
 
 
 def _minibatch_epoch(

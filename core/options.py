@@ -17,8 +17,10 @@ from dataclasses import dataclass, field, fields, replace
 from numbers import Integral, Real
 from typing import Any
 
+import numpy as np
+
 from .backends import DTYPES
-from .errors import InvalidInput
+from .errors import InvalidInput, OptionError, python_spelling
 from .loss import LOSSES
 from .model import ACTIVATIONS
 from .optim import OPTIMIZERS
@@ -29,20 +31,6 @@ DEFAULT_HIDDEN = (16,)  # an MLP's hidden layers when none are given
 
 # How a surface spells an option (and, optionally, a value of it): see OptionError.
 Spelling = Callable[..., str]
-
-
-class OptionError(InvalidInput):
-    """A bad option value, its message written once and spelled per surface: ``message`` is
-    called with a spelling function ``spell(name, value=...)`` (see :func:`python_spelling`,
-    :func:`cli_spelling`, :func:`toml_spelling`); ``str()`` is the Python spelling."""
-
-    def __init__(self, message: Callable[[Spelling], str]) -> None:
-        self.message = message
-        super().__init__(message(python_spelling))
-
-    def spelled(self, spell: Spelling) -> str:
-        """The message as a surface spells its options."""
-        return self.message(spell)
 
 
 class Invalid(ValueError):
@@ -98,12 +86,12 @@ def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: None if value is None else check(value)
 
 
-def one_of(choices: Any, what: str) -> Callable[[Any], str]:
-    """One of ``choices`` (a ``what``: "optimizer", "loss", ...)."""
+def one_of(choices: Any) -> Callable[[Any], str]:
+    """One of ``choices`` (names)."""
 
     def check(value: Any) -> str:
-        if value not in choices:
-            raise Invalid(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
+        if not isinstance(value, str) or value not in choices:
+            raise Invalid(f"must be one of {', '.join(choices)}, not {value!r}")
         return value
 
     return check
@@ -126,10 +114,10 @@ def fraction(value: Any) -> float:
 
 
 def switch(value: Any) -> bool:
-    """True or False."""
-    if not isinstance(value, bool):
+    """True or False (NumPy's booleans too)."""
+    if not isinstance(value, (bool, np.bool_)):
         raise Invalid(f"must be true or false, got {value!r}")
-    return value
+    return bool(value)
 
 
 def layer_sizes(value: Any) -> tuple[int, ...]:
@@ -138,7 +126,7 @@ def layer_sizes(value: Any) -> tuple[int, ...]:
         raise Invalid(f"must be a list of hidden layer sizes, e.g. [32, 16], got {value!r}")
     sizes = tuple(value)
     if not all(_is_int(h) and h >= 1 for h in sizes):
-        raise Invalid(f"must be hidden layer sizes, whole numbers ≥ 1, got {sizes!r}")
+        raise Invalid(f"must be hidden layer sizes, whole numbers ≥ 1, got {value!r}")
     return tuple(int(h) for h in sizes)
 
 
@@ -167,7 +155,7 @@ class Options:
     refused before any data is touched) and normalised (``model`` and ``hidden`` settled)."""
 
     dtype: str = option(
-        "float64", "floating-point precision", one_of(DTYPES, "dtype"),
+        "float64", "floating-point precision", one_of(DTYPES),
         flag="--dtype", parse=str, choices=DTYPES,
     )  # fmt: skip
     epochs: int = option(
@@ -187,16 +175,16 @@ class Options:
     )
     grad: str = option(
         "analytic", "analytic backprop (the seed's) or the backend's autodiff",
-        one_of(GRADS, "gradient engine"), flag="--grad", parse=str, choices=GRADS,
+        one_of(GRADS), flag="--grad", parse=str, choices=GRADS,
     )  # fmt: skip
     optimizer: str = option(
         "sgd", "sgd (the seed's), momentum (0.9) or adam (0.9, 0.999, 1e-8)",
-        one_of(OPTIMIZERS, "optimizer"), flag="--optimizer", parse=str,
+        one_of(OPTIMIZERS), flag="--optimizer", parse=str,
         choices=tuple(OPTIMIZERS), toml="train.optimizer", resume=True,
     )  # fmt: skip
     model: str | None = option(
         None, "the seed's logistic regressor, or an MLP with hidden layers (default: an MLP "
-        "when hidden layers are given)", optional(one_of(MODELS, "model")),
+        "when hidden layers are given)", optional(one_of(MODELS)),
         flag="--model", parse=str, choices=MODELS, toml="model.kind",
     )  # fmt: skip
     hidden: tuple[int, ...] | None = option(
@@ -205,7 +193,7 @@ class Options:
         toml="model.hidden", resume=True,
     )  # fmt: skip
     activation: str = option(
-        "sigmoid", "the MLP's hidden activation", one_of(ACTIVATIONS, "activation"),
+        "sigmoid", "the MLP's hidden activation", one_of(ACTIVATIONS),
         flag="--activation", parse=str, choices=tuple(ACTIVATIONS), toml="model.activation",
         resume=True,
     )  # fmt: skip
@@ -216,7 +204,7 @@ class Options:
     )  # fmt: skip
     loss: str = option(
         "bce", "the seed's binary cross-entropy, or the same from logits (stable when "
-        "probabilities saturate)", one_of(LOSSES, "loss"),
+        "probabilities saturate)", one_of(LOSSES),
         flag="--loss", parse=str, choices=LOSSES, toml="train.loss", resume=True,
     )  # fmt: skip
     val_split: float | None = option(
@@ -256,7 +244,8 @@ class Options:
             except Invalid as err:
                 raise OptionError(lambda s, name=f.name, why=str(err): f"{s(name)} {why}") from None
             object.__setattr__(self, f.name, value)
-        model = self.model or ("mlp" if self.hidden else "logistic")
+        layers = self.hidden or self.activation != "sigmoid"  # what only an MLP has
+        model = self.model or ("mlp" if layers else "logistic")
         object.__setattr__(self, "model", model)
         for rule in RULES:
             rule(self)
@@ -265,7 +254,10 @@ class Options:
         )
 
     def replace(self, **changes: Any) -> Options:
-        """These options with ``changes`` (checked again)."""
+        """These options with ``changes`` (checked again); new hidden layers or activation
+        settle the model anew unless ``model`` is given too."""
+        if {"hidden", "activation"} & set(changes):
+            changes.setdefault("model", None)
         return replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
@@ -322,28 +314,21 @@ RULES: tuple[Callable[[Options], None], ...] = (
 
 # -- the surfaces' spellings ------------------------------------------------------------------
 
-_NO_VALUE = object()
 
-
-def python_spelling(name: str, value: Any = _NO_VALUE) -> str:
-    """``epochs``, ``exact=True``: as a keyword argument."""
-    return name if value is _NO_VALUE else f"{name}={value!r}"
-
-
-def cli_spelling(name: str, value: Any = _NO_VALUE) -> str:
+def cli_spelling(name: str, value: Any = ...) -> str:
     """``--epochs``, ``--exact``, ``--model mlp``: as the ``train`` command's flag."""
     spec = _SPECS.get(name)
     flag = spec.flag if spec and spec.flag else f"--{name.replace('_', '-')}"
-    return flag if value is _NO_VALUE or value is True else f"{flag} {value}"
+    return flag if value is ... or value is True else f"{flag} {value}"
 
 
-def toml_spelling(name: str, value: Any = _NO_VALUE) -> str:
+def toml_spelling(name: str, value: Any = ...) -> str:
     """``[train] epochs``, ``[model] kind = "mlp"``: as an experiment file's key."""
     where = _SPECS[name].toml if name in _SPECS else None
     if where is None:
         return python_spelling(name, value)
     section, key = where.split(".")
-    if value is _NO_VALUE:
+    if value is ...:
         return f"[{section}] {key}"
     shown = f'"{value}"' if isinstance(value, str) else str(value).lower()
     return f"[{section}] {key} = {shown}"

@@ -14,9 +14,9 @@ import numpy as np
 
 from .backends import Backend
 from .data import Problem, batch_order
-from .errors import InvalidInput
+from .errors import InvalidInput, OptionError
 from .loop import History, Minibatches, Validation, fit
-from .options import OptionError, Options
+from .options import Options
 from .parallel import Replicas, local_problem
 from .steps import (
     Carry,

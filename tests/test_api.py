@@ -66,7 +66,7 @@ def test_seed_changes_the_initial_weights():
         ({"lr": float("nan")}, "lr must be"),
         ({"lr": "1"}, "lr must be"),
         ({"dtype": "float16"}, "dtype"),
-        ({"grad": "numeric"}, "gradient engine"),
+        ({"grad": "numeric"}, "grad must be one of analytic, autodiff"),
         ({"backend": "tf"}, "unknown backend"),
         ({"device": "tpu"}, "unknown device"),
         ({"seed": -1}, "seed"),

@@ -19,7 +19,10 @@ def test_no_options_prints_the_seed_exactly():
     run = xptrain("train")
     assert run.returncode == 0, run.stderr
     assert run.stdout == SEED_OUTPUT
-    assert run.stderr == ""
+    # one summary line on stderr, stdout left exactly the seed's
+    summary = "xptrain train: 20 epochs in "
+    assert run.stderr.startswith(summary) and run.stderr.endswith("last loss 0.203407\n")
+    assert len(run.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize(

@@ -111,7 +111,7 @@ BAD = {
     "unknown section": ("[modle]\nkind = 'mlp'\n", "unknown section 'modle'"),
     "unknown key": ("[train]\nepoch = 5\n", "unknown key 'epoch' in [train]"),
     "bad epochs": ("[train]\nepochs = 'five'\n", "epochs must be a whole number"),
-    "bad optimizer": ("[train]\noptimizer = 'rmsprop'\n", "unknown optimizer 'rmsprop'"),
+    "bad optimizer": ("[train]\noptimizer = 'rmsprop'\n", "[train] optimizer must be one of sgd"),
     "hidden on logistic": (
         "[model]\nkind = 'logistic'\nhidden = [4]\n",
         'need [model] kind = "mlp"',

@@ -15,7 +15,8 @@ from xptrain import experiment, options
 from xptrain.api import train_problem
 from xptrain.cli import build_parser
 from xptrain.data import load
-from xptrain.options import OptionError, Options
+from xptrain.errors import OptionError
+from xptrain.options import Options
 
 DECLARED = [name for name, _, _ in options.declared()]
 
@@ -48,8 +49,13 @@ def test_model_and_hidden_settle_the_same_way_everywhere():
     assert Options(model="mlp").hidden == options.DEFAULT_HIDDEN
     with pytest.raises(OptionError, match=r"hidden and activation need model='mlp'"):
         Options(model="logistic", hidden=(4,))
+    assert Options(activation="tanh").hidden == options.DEFAULT_HIDDEN
     with pytest.raises(OptionError, match=r"need model='mlp'"):
-        Options(activation="tanh")
+        Options(model="logistic", activation="tanh")
+    # new layers settle the model anew; a model given stays
+    assert Options().replace(hidden=(4,)).model == "mlp"
+    with pytest.raises(OptionError, match=r"need model='mlp'"):
+        Options().replace(hidden=(4,), model="logistic")
 
 
 @pytest.mark.parametrize(
