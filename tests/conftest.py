@@ -8,10 +8,12 @@ What a test needs is declared, never checked in its body (SciPy-style):
                                           (a bool field of xptrain.backends.base.Capabilities)
   @pytest.mark.backends("jax", "torch")   built-in backends that must load here
 
-and the ``grad`` and ``mode`` fixtures need ``autodiff`` and ``jit`` of ``backend`` by
-themselves. A missing module, tool or backend skips the test, saying why; a combination that can
-never run (autodiff or jit on a backend without it, any other capability need the backend lacks)
-is deselected at collection, so the skips counted are only what this machine lacks.
+(parameters too: ``helpers.on_backends(...)``, ``helpers.reference_problems()``, whose problems
+declare what their data needs), and the ``grad`` and ``mode`` fixtures need ``autodiff`` and
+``jit`` of ``backend`` by themselves. A missing module, tool or backend skips the test, saying
+why; a combination that can never run (autodiff or jit on a backend without it, any other
+capability need the backend lacks) is deselected at collection, so the skips counted are only
+what this machine lacks.
 
 Environment:
   XPTRAIN_BACKENDS=numpy,jax      test only these backends (tox envs use this)

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from xptrain import problems
+
 NAMESPACES = Path(__file__).parent / "namespaces"  # array libraries for bring-your-own tests
 
 
@@ -23,3 +27,15 @@ def run_python(*args: str, cwd=None, extra_path=None, timeout: int = 600):
 def xptrain(*args: str, **kwargs) -> subprocess.CompletedProcess:
     """The ``xptrain`` command with ``args``."""
     return run_python("-m", "xptrain", *args, **kwargs)
+
+
+def on_backends(*names: str) -> list:
+    """``names`` as pytest parameters, each declaring that its built-in backend must load."""
+    return [pytest.param(name, marks=pytest.mark.backends(name)) for name in names]
+
+
+def reference_problems() -> list:
+    """The reference problems' names as pytest parameters, each declaring what its data needs."""
+    return [
+        pytest.param(p.name, marks=pytest.mark.needs(*p.needs)) for p in problems.PROBLEMS.values()
+    ]

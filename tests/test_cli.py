@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import xptrain
+from helpers import on_backends, xptrain
 
 from xptrain.reference import SEED_PRINTED_LOSSES
 
@@ -25,13 +25,7 @@ def test_no_options_prints_the_seed_exactly():
     assert len(run.stderr.splitlines()) == 1
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.backends(n))
-        for n in ("numpy", "torch", "jax", "array_api_strict")
-    ],
-)
+@pytest.mark.parametrize("name", on_backends("numpy", "torch", "jax", "array_api_strict"))
 def test_json_reproduces_the_seed_on_each_cpu_backend(name, tmp_path):
     out = tmp_path / "out.json"
     run = xptrain("train", "--backend", name, "--dtype", "float64", "--json", str(out))

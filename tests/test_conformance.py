@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import on_backends, reference_problems
 
 import xptrain
 from xptrain import backends, check, problems
@@ -37,18 +38,7 @@ def test_reproduces_seed(backend, dtype, grad, mode):
     assert result.device == backend.device and result.dtype == dtype
 
 
-# each reference problem, with what its data needs declared by the problem itself
-PROBLEMS = [
-    pytest.param(p.name, marks=pytest.mark.needs(*p.needs)) for p in problems.PROBLEMS.values()
-]
-# a second backend to resume on: it must load here
-SECOND = [
-    pytest.param(n, marks=pytest.mark.backends(n))
-    for n in ("numpy", "torch", "jax", "array_api_strict")
-]
-
-
-@pytest.mark.parametrize("problem", PROBLEMS)
+@pytest.mark.parametrize("problem", reference_problems())
 def test_reference_problems_within_the_tolerance_model(backend, problem, dtype, grad, mode):
     """What `xptrain check` runs, held to the same model: every epoch, the final parameters,
     and bitwise-identical repeated runs on CPU."""
@@ -115,7 +105,7 @@ def test_long_runs_stay_within_the_model(backend):
         assert agreement.passed, (dtype, agreement.first_bad_epoch, agreement.max_rel_err)
 
 
-@pytest.mark.parametrize("second", SECOND)
+@pytest.mark.parametrize("second", on_backends("numpy", "torch", "jax", "array_api_strict"))
 def test_resume_on_another_backend(backend, second):
     """Half the synthetic problem on one backend, checkpointed (host .npz), the rest on
     another: the whole sequence matches the uninterrupted reference within tolerance."""

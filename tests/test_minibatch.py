@@ -18,8 +18,8 @@ from xptrain.reference import Reference
 EPOCHS, LR, BATCH = 6, 0.1, 100
 
 
-def _textbook(breast_cancer, batch: int) -> Reference:
-    X, y = breast_cancer.X, breast_cancer.y
+def _textbook(data, batch: int) -> Reference:
+    X, y = data.X, data.y
     n = len(y)
     W, b = initial_weights(X.shape[1], 1), np.zeros((1, 1))
     losses = []

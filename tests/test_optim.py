@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import on_backends
 from helpers import xptrain as cli
 
 import xptrain
@@ -70,13 +71,7 @@ def test_the_optimizers_really_differ():
     assert len(set(runs.values())) == 3
 
 
-@pytest.mark.parametrize(
-    "second",
-    [
-        pytest.param(n, marks=pytest.mark.backends(n))
-        for n in ("numpy", "torch", "jax", "array_api_strict")
-    ],
-)
+@pytest.mark.parametrize("second", on_backends("numpy", "torch", "jax", "array_api_strict"))
 def test_adam_resumes_on_another_backend(backend, second):
     """Adam's moments and step count go into the checkpoint: the resumed run continues the
     uninterrupted one (bitwise on the same CPU backend, within tolerance on another)."""

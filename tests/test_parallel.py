@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers import on_backends
 
 import xptrain
 from xptrain import backends, data, launch, problems
@@ -76,9 +77,7 @@ def test_padding_rows_add_nothing_to_the_sums(hidden, loss):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.backends(n)) for n in ("jax", "torch")]
-)
+@pytest.mark.parametrize("name", on_backends("jax", "torch"))
 def test_autodiff_through_a_saturated_padding_row_stays_finite(name):
     """A padding row (X = 0) whose logit saturates the seed's BCE (log(1 - A) = -inf) adds
     nothing, and no NaN, to autodiff's sums."""

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import reference_problems
 
 from xptrain import problems
 from xptrain.conformance import compare, tolerance
@@ -66,10 +67,7 @@ def test_reference_matches_50_digit_arithmetic_on_the_seed():
     np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps,
     reason="np.longdouble is plain float64 on this platform",
 )
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(p.name, marks=pytest.mark.needs(*p.needs)) for p in problems.PROBLEMS.values()],
-)
+@pytest.mark.parametrize("name", reference_problems())
 def test_reference_matches_long_double(name):
     """The float64 reference against the same loop in np.longdouble (64-bit mantissa on x86)."""
     spec = problems.get(name)
