@@ -119,19 +119,37 @@ def _savez(path: str, arrays: dict[str, np.ndarray]) -> None:
 def load(path: str | Path) -> FittedModel:
     """A model file written by :meth:`FittedModel.save`; a clear error for anything else."""
     arrays = load_npz(path, "model file")
+    options = _options_of(arrays, path)
+    params, count = [], 0
+    while f"param_{count}" in arrays:
+        params.append(arrays[f"param_{count}"].astype(np.float64))
+        count += 1
+    scaling = (arrays["mean"], arrays["scale"]) if "mean" in arrays else None
+    _check_layers(params, options, scaling, path)
+    return FittedModel(params, options, scaling)
+
+
+def _options_of(arrays: dict[str, np.ndarray], path: str | Path) -> Options:
+    """The options a model file records; refused if it records none that check out."""
     try:
         meta = json.loads(str(arrays["meta"]))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"format {meta.get('format')}, expected {FORMAT}")
-        options = Options(**meta["options"])
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format') if isinstance(meta, dict) else '?'}")
+        return Options(**meta["options"])
     except (KeyError, ValueError, TypeError, InvalidInput) as err:
         raise InvalidInput(f"{path}: not an xptrain model file ({err})") from None
-    count = sum(1 for k in arrays if k.startswith("param_"))
-    params = [arrays[f"param_{i}"].astype(np.float64) for i in range(count)]
-    scaling = (arrays["mean"], arrays["scale"]) if "mean" in arrays else None
+
+
+def _check_layers(
+    params: list[np.ndarray], options: Options, scaling: Scaling | None, path: str | Path
+) -> None:
+    """Refuse parameters that do not make the model, or are not finite, or a scaling that
+    does not fit the first layer."""
     shapes = [p.shape for p in params]
-    if not params or params[0].ndim != 2 or shapes != layer_shapes(shapes[0][0], options.hidden):
+    d = shapes[0][0] if params and params[0].ndim == 2 else -1
+    if d < 1 or shapes != layer_shapes(d, options.hidden):
         raise InvalidInput(f"{path}: its parameters ({shapes}) do not make its model")
-    if scaling is not None and not scaling[0].shape == scaling[1].shape == (1, shapes[0][0]):
+    if not all(np.isfinite(p).all() for p in params):
+        raise InvalidInput(f"{path}: its parameters hold NaN or inf")
+    if scaling is not None and not scaling[0].shape == scaling[1].shape == (1, d):
         raise InvalidInput(f"{path}: its feature scaling does not fit its first layer")
-    return FittedModel(params, options, scaling)

@@ -69,6 +69,17 @@ def test_bad_model_files_and_rows_are_refused(result, tmp_path):
     np.savez(tmp_path / "other.npz", a=np.ones(3))
     with pytest.raises(xpt.InvalidInput, match="not an xptrain model file"):
         fitted.load(tmp_path / "other.npz")
+    good = tmp_path / "good.npz"
+    result.fitted.save(good)
+    arrays = dict(np.load(good, allow_pickle=False))
+    for name, bad, message in (
+        ("param_0", np.ones((4, 1)), "do not make its model"),
+        ("param_1", np.full((1, 1), np.nan), "NaN or inf"),
+        ("mean", np.ones((1, 2)), "scaling does not fit"),
+    ):
+        np.savez(tmp_path / "bad.npz", **{**arrays, name: bad})
+        with pytest.raises(xpt.InvalidInput, match=message):
+            fitted.load(tmp_path / "bad.npz")
     with pytest.raises(xpt.InvalidInput, match="rows of 3 features"):
         result.predict(X[:, :2])
     with pytest.raises(xpt.InvalidInput, match="NaN or inf"):
