@@ -73,7 +73,7 @@ def test_bad_model_files_and_rows_are_refused(result, tmp_path):
     result.fitted.save(good)
     arrays = dict(np.load(good, allow_pickle=False))
     for name, bad, message in (
-        ("param_0", np.ones((4, 1)), "do not make its model"),
+        ("param_0", np.ones((3, 2)), "do not make its model"),
         ("param_1", np.full((1, 1), np.nan), "NaN or inf"),
         ("mean", np.ones((1, 2)), "scaling does not fit"),
     ):
