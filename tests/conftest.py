@@ -71,6 +71,10 @@ TOOLS: dict[str, tuple[Callable[[], bool], str]] = {
         lambda: "fork" in multiprocessing.get_all_start_methods(),
         "no fork on this platform",
     ),
+    "threads": (  # NumPy's row groups on worker threads: one per core
+        lambda: backends.get("numpy").workers > 1,
+        "one core: no worker threads",
+    ),
 }
 # capabilities of the `backend` fixture's backend that a test may need
 CAPABILITIES = {f.name for f in fields(Capabilities) if f.type in (bool, "bool")}

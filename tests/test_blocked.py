@@ -380,14 +380,13 @@ def test_shared_settings_come_back_when_runs_overlap():
     assert value["threads"] == 2
 
 
+@pytest.mark.needs("threads")
 def test_worker_threads_keep_the_callers_float_settings():
     """np.errstate is per thread: the row groups run with the caller's settings, so the
     one-pass path warns (or not) exactly as the full-batch path does."""
     import warnings
 
     bk = backends.get("numpy")
-    if bk.workers < 2:
-        pytest.skip("one core: no worker threads")
     big = np.full((4, 1), 1e4)
     with warnings.catch_warnings(), np.errstate(over="ignore"):
         warnings.simplefilter("error")
