@@ -9,6 +9,7 @@ one module per library.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import threading
@@ -334,6 +335,7 @@ def _launcher(values: dict[str, Any]) -> LauncherEnv:
     return LauncherEnv(values["MASTER_ADDR"], port, size, rank)
 
 
+@functools.cache  # /proc/cpuinfo is read once per process
 def cpu_name() -> str:
     """The host CPU's model name, for the record."""
     try:

@@ -197,6 +197,7 @@ _FALLBACK_CACHE = {1: 32 << 10, 2: 1 << 20, 3: 8 << 20}
 MIN_ROWS = 256  # below this, per-block dispatch outweighs any cache win
 
 
+@functools.cache  # sysfs is read once per process, not on every run
 def cache_bytes(level: int = 2, cpu: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
     """The size of CPU 0's data (or unified) cache at ``level``, from Linux sysfs; a common size
     (L1 32 KiB, L2 1 MiB, L3 8 MiB) where it cannot be read."""

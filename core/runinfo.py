@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from .backends import Backend
 
 
+@functools.cache  # reading package metadata costs ~3 ms; it cannot change within a process
 def xptrain_version() -> str:
     """The installed xptrain's version ("unknown" in a source tree that is not installed)."""
     try:
