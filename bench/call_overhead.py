@@ -1,0 +1,60 @@
+"""What one ``xptrain.train`` call costs beyond its epochs, side by side in one process: the
+seed's problem through the public API against the seed's own NumPy loop.
+
+    python bench/call_overhead.py [--calls 300] [--epochs 2000]
+
+Prints the median time of a one-epoch call (the per-call overhead), and microseconds per epoch
+of a long run through the API and of the plain loop, with their ratio. Machine-dependent:
+compare ratios, and state the machine beside any figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import xptrain
+from xptrain.backends.base import cpu_name
+from xptrain.data import SEED_X, SEED_Y, initial_weights
+
+
+def seed_loop(epochs: int) -> float:
+    """The seed's loop (sigmoid, BCE, dz = A - y, gradient descent), seconds per epoch."""
+    X, y = SEED_X.astype(np.float64), SEED_Y.astype(np.float64)
+    W, b, n = initial_weights(3, 1), 0.0, len(y)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        A = 1 / (1 + np.exp(-(X @ W + b)))
+        float(-1 / n * np.sum(y * np.log(A) + (1 - y) * np.log(1 - A)))
+        dz = A - y
+        W = W - 1 / n * X.T @ dz
+        b = b - 1 / n * np.sum(dz)
+    return (time.perf_counter() - start) / epochs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--epochs", type=int, default=2000)
+    args = parser.parse_args()
+    xptrain.train(SEED_X, SEED_Y, epochs=1)  # imports and first-call caches
+    calls = []
+    for _ in range(args.calls):
+        start = time.perf_counter()
+        xptrain.train(SEED_X, SEED_Y, epochs=1)
+        calls.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    xptrain.train(SEED_X, SEED_Y, epochs=args.epochs)
+    api = (time.perf_counter() - start) / args.epochs
+    plain = seed_loop(args.epochs)
+    print(f"machine: {cpu_name()}, numpy {np.__version__}")
+    print(f"one-epoch call: {statistics.median(calls) * 1e3:.3f} ms (median of {args.calls})")
+    print(f"{args.epochs} epochs: API {api * 1e6:.1f} us/epoch, plain NumPy loop "
+          f"{plain * 1e6:.1f} us/epoch, ratio {api / plain:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
