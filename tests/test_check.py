@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers import NAMESPACES, run_python, xptrain
 
-from xptrain import check
+from xptrain import check as checking
 from xptrain.data import seed_problem
 from xptrain.reference import reference_run
 
@@ -131,12 +131,13 @@ def test_the_tolerance_is_as_tight_as_its_model(factor, passes, monkeypatch):
     n, d = seed_problem().X.shape
     tau = 2 * float(np.finfo(np.float64).eps) / 2 * (math.sqrt(n) + math.sqrt(d))  # written out
     # Each row's term is -log(...) once, so the loss is off by SHIFT: τ·(L + 1) is allowed.
-    monkeypatch.setattr(shifted_log, "SHIFT", factor * tau * (1 + losses.min()))
-    config = check.Config("seed", "shifted_log", "default", "float64", "analytic", "eager")
-    row, _ = check.run_config(config)
+    monkeypatch.setattr(shifted_log, "SHIFT", factor * tau * (1 + float(losses.min())))
+    config = checking.Config("seed", "shifted_log", "default", "float64", "analytic", "eager")
+    row, _ = checking.run_config(config)
+    assert row.error is None, row.error
     error = np.asarray(row.rel_err) * losses / (tau * (losses + 1))  # of the model's tolerance
     assert error.max() == pytest.approx(factor, abs=0.25)  # the calibration, whatever SAFETY is
-    assert row.passed is passes, check.describe_failure(row)
+    assert row.passed is passes, checking.describe_failure(row)
 
 
 @pytest.mark.needs("array_api_strict")
