@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check: on a machine with an NVIDIA GPU and CuPy, PyTorch and JAX (CUDA builds), run the
-# conformance tests and `xptrain check` on every CUDA backend and train the seed on each, writing
-# what it found to DIR.
+# CUDA cases of every test file and `xptrain check` on every CUDA backend and train the seed on
+# each, writing what it found to DIR.
 #   usage: bash bench/gpu_check.sh [DIR]      (default: gpu-check/)
-# Writes DIR/summary.txt (GPU, backends, test report, check and bench tables), DIR/check.json and
+# Writes DIR/summary.txt (GPU, backends, every CUDA test case and its outcome, check and bench
+# tables), DIR/check.json and
 # DIR/check.png (the agreement report), DIR/bench.jsonl and DIR/bench.png (CPU-vs-GPU timing) and
 # DIR/train.jsonl (one `train --json` record per run), DIR/check-torch-distributed.json and
 # DIR/check-jax-sharded.json (data-parallel agreement over every GPU). Meant to finish in under
@@ -23,10 +24,10 @@ log() {  # run a command, its output also appended to the summary; keep its exit
 echo "== $(date -u +%FT%TZ)  $(uname -n)" | tee -a "$out/summary.txt"
 log nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || status=1
 log python3 -m xptrain backends || status=1
-echo "== conformance tests on CUDA" | tee -a "$out/summary.txt"
+echo "== the test suite's CUDA cases (every test file), each listed with its outcome" \
+  | tee -a "$out/summary.txt"
 XPTRAIN_BACKENDS=torch,jax,cupy XPTRAIN_REQUIRE=torch,jax,cupy XPTRAIN_REQUIRE_CUDA=1 \
-  log python3 -m pytest -q -rs -p no:cacheprovider tests/test_conformance.py tests/test_api.py \
-    -k "cuda and not reference_problems" || status=1
+  log python3 -m pytest -q -rA -p no:cacheprovider tests -k cuda || status=1
 echo "== xptrain check on CUDA (every reference problem, dtype, grad and mode)" \
   | tee -a "$out/summary.txt"
 log python3 -m xptrain check --quiet --devices cuda --backends torch jax cupy \

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 SAFETY = 2.0
 MODEL = (
-    "tau = 2 · (eps/2) · (√N + √D); loss of epoch k within tau·(|L_k| + 1), "
+    f"tau = {SAFETY:g} · (eps/2) · (√N + √D); loss of epoch k within tau·(|L_k| + 1), "
     "final parameters within tau·√epochs (relative)"
 )
 

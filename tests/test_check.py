@@ -4,12 +4,18 @@ used from a separate project."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import NAMESPACES, run_python, xptrain
+
+from xptrain import check as checking
+from xptrain.data import seed_problem
+from xptrain.reference import reference_run
 
 
 def check(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -110,6 +116,28 @@ def test_a_wrong_namespace_fails_naming_the_first_bad_epoch(namespace, tmp_path)
     bad = [row for row in report["results"] if not row["passed"]]
     assert report["passed"] is False and len(bad) == 1
     assert bad[0]["dtype"] == "float64" and bad[0]["first_bad_epoch"] == 0
+
+
+@pytest.mark.needs("array_api_strict")
+@pytest.mark.parametrize("factor, passes", [(0.0, True), (0.5, True), (1.5, False)])
+def test_the_tolerance_is_as_tight_as_its_model(factor, passes, monkeypatch):
+    """A ``log`` off by ``factor`` times the model's loss tolerance: 1.5 must fail (a tolerance
+    twice too loose would pass it), 0.5 must pass (one twice too tight would not)."""
+    monkeypatch.syspath_prepend(str(NAMESPACES))
+    import shifted_log
+
+    ref = reference_run(seed_problem())
+    losses = np.asarray(ref.losses)
+    n, d = seed_problem().X.shape
+    tau = 2 * float(np.finfo(np.float64).eps) / 2 * (math.sqrt(n) + math.sqrt(d))  # written out
+    # Each row's term is -log(...) once, so the loss is off by SHIFT: τ·(L + 1) is allowed.
+    monkeypatch.setattr(shifted_log, "SHIFT", factor * tau * (1 + float(losses.min())))
+    config = checking.Config("seed", "shifted_log", "default", "float64", "analytic", "eager")
+    row, _ = checking.run_config(config)
+    assert row.error is None, row.error
+    error = np.asarray(row.rel_err) * losses / (tau * (losses + 1))  # of the model's tolerance
+    assert error.max() == pytest.approx(factor, abs=0.25)  # the calibration, whatever SAFETY is
+    assert row.passed is passes, checking.describe_failure(row)
 
 
 @pytest.mark.needs("array_api_strict")

@@ -7,7 +7,7 @@ import pytest
 from helpers import on_backends, reference_problems
 
 import xptrain
-from xptrain import backends, check, problems
+from xptrain import backends, check, conformance, problems
 from xptrain.api import train_problem
 from xptrain.conformance import compare, tolerance
 from xptrain.data import SEED_X, SEED_Y, seed_problem
@@ -47,6 +47,12 @@ def test_reference_problems_within_the_tolerance_model(backend, problem, dtype, 
     assert row.passed, check.describe_failure(row)
     if backend.device == "cpu":
         assert row.repeatable
+
+
+def test_the_model_text_states_the_safety_factor():
+    """The text reports and the docs give is derived from SAFETY, not a copy of it."""
+    assert conformance.MODEL.startswith(f"tau = {conformance.SAFETY:g} · (eps/2) · (√N + √D);")
+    assert f"SAFETY = {conformance.SAFETY:g}" in (conformance.__doc__ or "")
 
 
 def test_runs_in_the_dtype_asked_for(backend):

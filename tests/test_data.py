@@ -63,6 +63,30 @@ def test_seed_name():
     assert np.array_equal(p.X, SEED_X)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize(
+    "row, chunk_rows, chunk",  # 95 rows: the last chunk (90-94) is a short one
+    [(0, 10, 0), (43, 10, 40), (94, 10, 90), (0, None, 0), (94, None, 0)],
+    ids=["first-chunk", "middle-chunk", "last-chunk", "one-chunk-start", "one-chunk-end"],
+)
+def test_a_bad_value_is_found_in_any_chunk(tmp_path, monkeypatch, bad, row, chunk_rows, chunk):
+    """NaN or inf in the first, a middle or the last chunk, or in a file under one chunk
+    (``chunk_rows`` None: the default size)."""
+    from xptrain import data
+
+    X = np.ones((95, 3), dtype=np.float32)
+    X[row, 2] = bad
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", np.zeros(95))
+    if chunk_rows is not None:
+        monkeypatch.setattr(data, "CHECK_BYTES", chunk_rows * 3 * 4)
+    with pytest.raises(InvalidInput, match=rf"NaN or inf \(from row {chunk}\)"):
+        data.load(tmp_path)
+    X[row, 2] = 1.0
+    np.save(tmp_path / "X.npy", X)
+    assert data.load(tmp_path).X.shape == (95, 3)
+
+
 def test_a_data_folder_is_checked_a_chunk_at_a_time(tmp_path, monkeypatch):
     from xptrain import data
     from xptrain.errors import InvalidInput

@@ -23,14 +23,9 @@ def test_reference_matches_the_seed_to_its_printed_digits():
         assert f"{value:.12g}" == repr(printed)
 
 
-def test_reference_final_parameters():
-    ref = reference_run(seed_problem())
-    np.testing.assert_allclose(ref.W.ravel(), [2.80525921, -0.93462443, -0.37844588], atol=1e-8)
-    assert abs(ref.b - -0.32356904) < 1e-8
-
-
-def _mp_reference(problem, epochs, lr, digits=50):
-    """The seed's loop in mpmath at ``digits`` significant digits: the truth, for small N."""
+def _mp_reference(problem, epochs, lr, digits=50) -> tuple[list[float], list[float]]:
+    """The seed's loop in mpmath at ``digits`` significant digits: the truth, for small N. The
+    losses of every epoch, and the final parameters (W, then b) rounded to float64."""
     import mpmath
 
     mp = mpmath.mp.clone()
@@ -53,14 +48,20 @@ def _mp_reference(problem, epochs, lr, digits=50):
             for j, w in enumerate(W)
         ]
         b = b - lr * mp.fsum(dz) / n
-    return [float(v) for v in losses]
+    return [float(v) for v in losses], [float(v) for v in (*W, b)]
 
 
 @pytest.mark.needs("mpmath")
 def test_reference_matches_50_digit_arithmetic_on_the_seed():
     ref = reference_run(seed_problem())
-    truth = np.array(_mp_reference(seed_problem(), 20, 1.0))
+    losses, params = _mp_reference(seed_problem(), 20, 1.0)
+    truth = np.array(losses)
     assert np.max(np.abs(ref.losses - truth) / truth) < 4 * np.finfo(np.float64).eps
+    # the final parameters, normwise relative, within the model's float64 tolerance
+    ours, exact = np.append(ref.W.ravel(), ref.b), np.array(params)
+    assert ours.shape == (4,)
+    err = np.max(np.abs(ours - exact)) / np.max(np.abs(exact))
+    assert err <= tolerance("float64", 4, 3) * math.sqrt(20)
 
 
 @pytest.mark.skipif(
