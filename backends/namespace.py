@@ -27,7 +27,10 @@ class NamespaceBackend(Backend):
     def __init__(self, module: str) -> None:
         try:
             xp = importlib.import_module(module)
-        except Exception as err:  # ImportError, or whatever the module raises as it loads
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # ImportError, or whatever the module raises as it loads,
+            # sys.exit() included: a library's import must not end xptrain
             raise BackendUnavailable(
                 f"cannot import array library {module!r}: {type(err).__name__}: {err}"
             ) from None
