@@ -230,3 +230,11 @@ def test_a_planned_configuration_without_a_row_fails_the_check(monkeypatch):
     assert not report.passed and report.missing == [c.label for c in configs]
     assert checking.summary(report).startswith(f"FAIL: no result for {len(configs)}: ")
     assert report.to_dict()["missing"] == report.missing
+
+
+@pytest.mark.parametrize("name", ["this", "__main__"])
+def test_a_standard_library_module_is_refused_before_it_is_imported(name):
+    result = xptrain("train", "--backend", name)
+    assert result.returncode == 2
+    assert result.stdout == ""  # `this` prints the Zen of Python as it is imported
+    assert len(result.stderr.splitlines()) == 1 and "not an Array API namespace" in result.stderr
