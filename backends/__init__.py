@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,17 +129,35 @@ def _load(spec: Spec) -> Backend:
 
 
 def _own_namespace(name: str) -> Backend:
+    """The bring-your-own backend of module ``name``, imported (so run) only once it is known
+    to be a module that could be an array library."""
     module = name.strip()
     if module not in _loaded:
-        if not module or importlib.util.find_spec(module.split(".")[0]) is None:
-            raise InvalidInput(
-                f"unknown backend {name!r}: not one of {', '.join(SPECS)}, nor an importable "
-                "array library (is it on PYTHONPATH?)"
-            )
+        _check_importable(name, module)
         from .namespace import NamespaceBackend
 
         _loaded[module] = NamespaceBackend(module)
     return _loaded[module]
+
+
+def _check_importable(name: str, module: str) -> None:
+    """Refuse, before importing it, a module that cannot be an array library: the standard
+    library's (``this`` prints a poem as it loads), ``__main__``, or none at all."""
+    top = module.split(".")[0]
+    if top in sys.stdlib_module_names or top == "__main__":
+        raise InvalidInput(
+            f"unknown backend {name!r}: {top!r} is Python's own module, not an Array API "
+            "namespace (not imported)"
+        )
+    try:
+        found = bool(top) and importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):  # a name find_spec cannot look up (".x", "a..b")
+        found = False
+    if not found:
+        raise InvalidInput(
+            f"unknown backend {name!r}: not one of {', '.join(SPECS)}, nor an importable "
+            "array library (is it on PYTHONPATH?)"
+        )
 
 
 def process_group(name: str, timeout: float) -> contextlib.AbstractContextManager[Group]:

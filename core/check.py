@@ -97,12 +97,13 @@ class Report:
     precision: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # printed under the table
+    missing: list[str] = field(default_factory=list)  # planned configurations without a row
 
     @property
     def passed(self) -> bool:
-        """Every row passed (repeatability is reported, not required: GPU reductions may
-        legitimately differ run to run)."""
-        return bool(self.rows) and all(row.passed for row in self.rows)
+        """Every planned configuration has a row and every row passed (repeatability is
+        reported, not required: GPU reductions may legitimately differ run to run)."""
+        return bool(self.rows) and not self.missing and all(row.passed for row in self.rows)
 
     @property
     def failures(self) -> list[Row]:
@@ -119,6 +120,7 @@ class Report:
             "precision": self.precision,
             "skipped": self.skipped,
             "notes": self.notes,
+            "missing": self.missing,
         }
 
 
@@ -213,7 +215,10 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
         bk = backends.get(config.backend)
         first = train_problem(data, bk, config.device, options)
         second = train_problem(data, bk, config.device, options)
-    except Exception as err:  # a backend that breaks fails its row, not the whole check
+    except KeyboardInterrupt:
+        raise  # a real Ctrl-C stops the check
+    except BaseException as err:  # a library that breaks, even by sys.exit(), fails its row,
+        # not the whole check: a check must fail closed, never end early with exit 0
         if config.processes is not None and not isinstance(err, XptrainError):
             raise  # a process group out of step (a lost rank): every later row would wait
         return error_row(config, tol, err), {}
@@ -298,10 +303,11 @@ def compared_row(
 
 def error_row(config: Config, tol: float, err: BaseException) -> Row:
     """The row of a configuration whose run raised ``err``."""
-    message = str(err) if isinstance(err, XptrainError) else f"{type(err).__name__}: {err}"
     try:
         device_name = backends.get(config.backend).device_name(config.device)
-    except Exception:  # the backend itself is what failed
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # the backend itself is what failed
         device_name = config.device
     return Row(
         **asdict(config),
@@ -314,8 +320,17 @@ def error_row(config: Config, tol: float, err: BaseException) -> Row:
         repeatable=None,
         margin=None,
         passed=False,
-        error=message,
+        error=error_message(err),
     )
+
+
+def error_message(err: BaseException) -> str:
+    """What a failed run's exception says, in one line; an exception that is not an ordinary
+    error (``SystemExit``, say) is named as the library's doing."""
+    if isinstance(err, XptrainError):
+        return str(err)
+    message = f"{type(err).__name__}: {err}"
+    return message if isinstance(err, Exception) else f"{message} raised by the library"
 
 
 def run(
@@ -338,7 +353,15 @@ def run(
             report.precision.setdefault(where, {})[config.dtype] = info["precision"]
         if on_row is not None:
             on_row(row)
+    report.missing = missing_rows(configs, report.rows)
     return report
+
+
+def missing_rows(configs: Iterable[Config], rows: Iterable[Row]) -> list[str]:
+    """The labels of the planned configurations that have no row: a check that lost one must
+    not pass."""
+    done = {row.config for row in rows}
+    return [config.label for config in configs if config not in done]
 
 
 _COLUMNS = (
@@ -407,6 +430,8 @@ def summary(report: Report) -> str:
     n = len(report.rows)
     if report.passed:
         return f"PASS: all {n} configurations within tolerance"
+    if report.missing:
+        return f"FAIL: no result for {len(report.missing)}: {'; '.join(report.missing)}"
     parts = []
     for row in report.failures[:5]:
         where = (

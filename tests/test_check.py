@@ -220,3 +220,49 @@ def test_plugin_reports_an_unknown_library_as_usage_error(tmp_path):
     result = run_python("-m", "pytest", "-q", "--xptrain-backend=nosuchlib", cwd=project)
     assert result.returncode == 4  # pytest's usage error
     assert "unknown backend 'nosuchlib'" in result.stderr
+
+
+def test_a_library_that_exits_fails_its_rows_and_the_rest_are_reported(tmp_path):
+    out = tmp_path / "r.json"
+    result = check(
+        "--backends", "numpy,exitns", "--problems", "seed", "--json", str(out),
+        extra_path=NAMESPACES,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "SystemExit: 0 raised by the library" in result.stdout
+    rows = json.loads(out.read_text())["results"]
+    numpy_rows = [row for row in rows if row["backend"] == "numpy"]
+    exitns_rows = [row for row in rows if row["backend"] == "exitns"]
+    assert numpy_rows and all(row["passed"] for row in numpy_rows)
+    assert exitns_rows and not any(row["passed"] for row in exitns_rows)
+    assert all(row["error"] == "SystemExit: 0 raised by the library" for row in exitns_rows)
+
+
+def test_plugin_fails_an_item_whose_library_exits(tmp_path):
+    project = _project(tmp_path, "exitns")
+    result = pytest_in(project, "--xptrain-backend=mylib", "--xptrain-problems=seed")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "2 failed, 1 passed" in result.stdout  # the session went on past the exits
+    assert "SystemExit: 0 raised by the library" in result.stdout
+
+
+def test_a_planned_configuration_without_a_row_fails_the_check(monkeypatch):
+    from dataclasses import replace
+
+    from xptrain import check as checking
+
+    configs, _ = checking.plan(["seed"], ["numpy"], None, ["float64"])
+    run_config = checking.run_config  # each row comes back for another configuration
+    monkeypatch.setattr(checking, "run_config", lambda c: run_config(replace(c, mode="lost")))
+    report = checking.run(configs, progress_bar=False)
+    assert not report.passed and report.missing == [c.label for c in configs]
+    assert checking.summary(report).startswith(f"FAIL: no result for {len(configs)}: ")
+    assert report.to_dict()["missing"] == report.missing
+
+
+@pytest.mark.parametrize("name", ["this", "__main__"])
+def test_a_standard_library_module_is_refused_before_it_is_imported(name):
+    result = xptrain("train", "--backend", name)
+    assert result.returncode == 2
+    assert result.stdout == ""  # `this` prints the Zen of Python as it is imported
+    assert len(result.stderr.splitlines()) == 1 and "not an Array API namespace" in result.stderr
