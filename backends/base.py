@@ -156,8 +156,6 @@ class Backend:
     # -- data movement ----------------------------------------------------------------------
     def asarray(self, a: np.ndarray, dtype: str, device: Any) -> Any:
         """Copy a host array onto ``device`` as ``dtype``; refuse a silent change of dtype."""
-        # cast on the host first: some libraries' asarray ignores dtype= for NumPy input
-        a = np.asarray(a, dtype=dtype)
         with warnings.catch_warnings():
             # e.g. JAX's "will be truncated" warning: the check below says it in one line
             warnings.simplefilter("ignore")

@@ -59,6 +59,11 @@ class NamespaceBackend(Backend):
         """None: arrays are made on the library's default device."""
         return None
 
+    def asarray(self, a: np.ndarray, dtype: str, device: Any) -> Any:
+        """Cast on the host first: some libraries' asarray ignores ``dtype=`` for NumPy input
+        (the built-in backends honour it, and are spared the extra host copy)."""
+        return super().asarray(np.asarray(a, dtype=dtype), dtype, device)
+
     def to_numpy(self, x: Any) -> np.ndarray:
         """Back to the host by what the Array API standard guarantees: DLPack (after
         ``to_device("cpu")`` if need be), else ``__array__``, else element by element through
