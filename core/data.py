@@ -99,7 +99,7 @@ _VAL_STREAM = 1  # the validation rows' random stream, apart from batch_order's
 
 def make_problem(X: Any, y: Any, W: Any = None, b: Any = None) -> Problem:
     """Validate host arrays and return them as a float64 :class:`Problem`."""
-    X = _numeric("X", X)
+    X = as_float64("X", X)
     if X.ndim != 2:
         raise InvalidInput(f"X must be 2-D (N samples × D features), got shape {X.shape}")
     n, d = X.shape
@@ -107,12 +107,12 @@ def make_problem(X: Any, y: Any, W: Any = None, b: Any = None) -> Problem:
         raise InvalidInput(f"X is empty (shape {X.shape}); it needs at least one row and column")
     y = _labels(y, n)
     if W is not None:
-        W = _numeric("W", W)
+        W = as_float64("W", W)
         if W.shape not in ((d,), (d, 1)):
             raise InvalidInput(f"W must have shape ({d}, 1) or ({d},) for D={d}, got {W.shape}")
         W = W.reshape(d, 1)
     if b is not None:
-        b_arr = _numeric("b", b)
+        b_arr = as_float64("b", b)
         if b_arr.size != 1 or b_arr.ndim > 2:
             raise InvalidInput(f"b must be a scalar, (1,) or (1, 1), got shape {b_arr.shape}")
         b = float(b_arr.reshape(()))
@@ -121,7 +121,7 @@ def make_problem(X: Any, y: Any, W: Any = None, b: Any = None) -> Problem:
 
 def _labels(y: Any, n: int) -> np.ndarray:
     """``y`` as N×1 float64 labels of 0 or 1, for an X of ``n`` rows; refused otherwise."""
-    y = _numeric("y", y)
+    y = as_float64("y", y)
     if y.ndim == 1:
         y = y[:, None]
     if y.ndim != 2 or y.shape[1] != 1:
@@ -167,7 +167,7 @@ def _check_finite_in_chunks(X: np.ndarray) -> None:
             raise InvalidInput(f"X holds NaN or inf (from row {start}); clean the data first")
 
 
-def _numeric(name: str, a: Any) -> np.ndarray:
+def as_float64(name: str, a: Any) -> np.ndarray:
     """``a`` as a finite float64 array; integers and booleans are cast, anything else refused."""
     try:
         arr = np.asarray(a)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .backends import get as backend_named
 from .backends import to_numpy
-from .data import Scaling, make_problem
+from .data import Scaling, as_float64, make_problem
 from .errors import InvalidInput
 from .files import Writer, atomic_write, load_npz
 from .model import layer_shapes, logits, sigmoid
@@ -80,12 +80,10 @@ class FittedModel:
 
     def _features(self, X: Any) -> np.ndarray:
         """Rows as float64 host arrays of the model's width, scaled as in training."""
-        X = np.asarray(to_numpy(X), dtype=np.float64)
+        X = as_float64("X", to_numpy(X))  # numeric and finite, as training data must be
         d = self.params[0].shape[0]
         if X.ndim != 2 or X.shape[1] != d:
             raise InvalidInput(f"the model takes rows of {d} features; got shape {X.shape}")
-        if not np.isfinite(X).all():
-            raise InvalidInput("X holds NaN or inf; clean the data first")
         if self.scaling is not None:
             X = (X - self.scaling[0]) / self.scaling[1]
         return X

@@ -29,9 +29,6 @@ GRADS = ("analytic", "autodiff")
 MODELS = ("logistic", "mlp")
 DEFAULT_HIDDEN = (16,)  # an MLP's hidden layers when none are given
 
-# How a surface spells an option (and, optionally, a value of it): see OptionError.
-Spelling = Callable[..., str]
-
 
 class Invalid(ValueError):
     """Raised by a validator: what is wrong with a value, as the words that follow the
@@ -334,13 +331,7 @@ def toml_spelling(name: str, value: Any = ...) -> str:
     return f"[{section}] {key} = {shown}"
 
 
-def spec_of(name: str) -> Spec:
-    """The declaration of option ``name``."""
-    return _SPECS[name]
-
-
 _SPECS: dict[str, Spec] = {f.name: f.metadata["spec"] for f in fields(Options)}
-DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Options)}
 
 
 def declared() -> Iterator[tuple[str, Spec, Any]]:
@@ -368,12 +359,12 @@ def add_flags(parser: argparse.ArgumentParser, convert: Callable[[Callable], Cal
         parser.add_argument(spec.flag, **kwargs)
 
 
-def from_flags(args: argparse.Namespace, **fixed: Any) -> Options:
+def from_flags(args: argparse.Namespace) -> Options:
     """The options of a parsed command line (flags left out take their defaults); errors
     spelled as flags."""
     given = {name: getattr(args, name) for name, spec, _ in declared() if spec.flag is not None}
     given = {name: value for name, value in given.items() if value is not None}
-    return Options(**given, **fixed)  # errors: the command line spells them (cli.main)
+    return Options(**given)  # errors: the command line spells them (cli.main)
 
 
 def toml_schema() -> dict[str, dict[str, Any]]:
@@ -386,7 +377,7 @@ def toml_schema() -> dict[str, dict[str, Any]]:
     return schema
 
 
-def from_toml(settings: dict[str, dict[str, Any]], **fixed: Any) -> Options:
+def from_toml(settings: dict[str, dict[str, Any]]) -> Options:
     """The options an experiment file's sections give; errors spelled as its keys."""
     given = {}
     for name, spec, _ in declared():
@@ -395,6 +386,6 @@ def from_toml(settings: dict[str, dict[str, Any]], **fixed: Any) -> Options:
             if key in settings.get(section, {}):
                 given[name] = settings[section][key]
     try:
-        return Options(**given, **fixed)
+        return Options(**given)
     except OptionError as err:
         raise InvalidInput(err.spelled(toml_spelling)) from None

@@ -84,6 +84,8 @@ def test_bad_model_files_and_rows_are_refused(result, tmp_path):
         result.predict(X[:, :2])
     with pytest.raises(xpt.InvalidInput, match="NaN or inf"):
         result.predict(np.full((2, 3), np.nan))
+    with pytest.raises(xpt.InvalidInput, match="must be numeric"):
+        result.predict(np.array([["a", "b", "c"]]))
 
 
 @pytest.mark.needs("sklearn")
