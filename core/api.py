@@ -18,15 +18,17 @@ import numpy as np
 from .backends import Backend, to_numpy
 from .backends import get as backend_named
 from .checkpoint import Checkpoint, check_compatible, fingerprint
-from .data import Problem, Scaling, feature_scaling, initial_params, make_problem, split
+from .data import Problem, Scaling, feature_scaling, make_problem, split
 from .data import standardize as scale_features
 from .errors import InvalidInput, TrainingDiverged
 from .fitted import FittedModel
 from .loop import EpochCallback, History, metric_names
+from .loss import get as get_loss
+from .model_setup import check_engine, starting_params
 from .options import Options
 from .placement import place
 from .runinfo import versions
-from .steps import Carry
+from .steps import Carry, model_of
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class TrainResult:
     data: str | None = None  # what the data was called (a file, a generator), where known
     versions: dict[str, str] = field(default_factory=dict)
     precision: dict[str, Any] = field(default_factory=dict)
+    features: int | None = None  # the features (columns of X) the model takes
 
     def __getattr__(self, name: str) -> Any:
         # the run's options read as attributes: result.dtype, result.epochs, ...
@@ -78,14 +81,15 @@ class TrainResult:
     @property
     def fitted(self) -> FittedModel:
         """The trained model, to apply to new rows or save (:class:`FittedModel`)."""
-        return FittedModel(self.params, self.options, self.scaling)
+        return FittedModel(self.params, self.options, self.scaling, self.features)
 
     def predict(self, X: Any, **where: Any) -> np.ndarray:
-        """The class of every row of ``X`` (scaled as in training): 0 or 1."""
+        """The class of every row of ``X`` (scaled as in training), or a regression's
+        predictions (see :meth:`FittedModel.predict`)."""
         return self.fitted.predict(X, **where)
 
     def predict_proba(self, X: Any, **where: Any) -> np.ndarray:
-        """The probability of class 1 for every row of ``X``."""
+        """The probability of class 1 (or of every class) for every row of ``X``."""
         return self.fitted.predict_proba(X, **where)
 
     def evaluate(self, X: Any, y: Any, **where: Any) -> dict[str, float]:
@@ -110,7 +114,9 @@ class TrainResult:
             record["val_accuracy"] = self.val_accuracy
         if self.replicas is not None:
             record["replicas"] = self.replicas
-        record |= {"W": self.W.tolist(), "b": self.b, "params": [p.tolist() for p in self.params]}
+        if self.params[-1].size == 1:  # one output: the seed's W and b, as it prints them
+            record |= {"W": self.W.tolist(), "b": self.b}
+        record["params"] = [p.tolist() for p in self.params]
         if self.scaling is not None:
             record["scaling"] = {
                 "mean": self.scaling[0].tolist(),
@@ -235,7 +241,10 @@ def train_problem(
     # the data's fingerprint reads all of X: only for checkpoints, which need it
     meta = run_meta(problem, bk, o) if start is not None or on_checkpoint is not None else {}
     rows, held_out, scaling = training_rows(problem, o)
-    params0, past, start_epoch = _starting_point(start, problem, rows, held_out, o)
+    model, loss = model_of(o), get_loss(o.loss)
+    d_out = loss.outputs(problem.y)
+    check_engine(model, bk.name, bk.caps.autodiff, o.grad)
+    params0, past, start_epoch = _starting_point(start, problem, rows, held_out, o, d_out)
 
     def checkpoint(done: int, carry: Carry, history: History) -> None:
         params, state = carry
@@ -279,6 +288,7 @@ def train_problem(
         data=data,
         versions=versions(bk),
         precision=precision,
+        features=problem.X.shape[1],
     )
 
 
@@ -288,14 +298,16 @@ def _starting_point(
     rows: Problem,
     held_out: Problem | None,
     options: Options,
+    d_out: int,
 ) -> tuple[list[np.ndarray], History, int]:
     """The parameters, the history so far and the first epoch: a checkpoint's (checked
     against the whole problem and these options), or new parameters drawn from the seed."""
     if start is not None:
         check_compatible(start, whole, options)
         return start.params, start.history, start.epoch
-    params = initial_params(rows, options.hidden, options.seed)
-    return params, {name: [] for name in metric_names(held_out is not None)}, 0
+    params = starting_params(model_of(options), rows, d_out, options.seed)
+    names = metric_names(held_out is not None, get_loss(options.loss).classifies)
+    return params, {name: [] for name in names}, 0
 
 
 def _check_finite(params: list[np.ndarray], epochs: int) -> None:

@@ -38,9 +38,12 @@ import numpy as np
 from . import backends, launch, matrix
 from .data import Problem, linear
 from .errors import InvalidInput, XptrainError
+from .loss import get as get_loss
+from .model_setup import starting_params
 from .options import Options
 from .placement import place
 from .runinfo import versions
+from .steps import model_of
 from .terminal import progress
 
 LR = 0.1  # small enough that no size of linear:N,D saturates the seed's BCE in float32
@@ -68,6 +71,9 @@ class BenchConfig:
     # (a torchrun group: torch ranks, JAX processes) or "workers" (a dask LocalCluster).
     spread: str = ""
     replicas: int = 1
+    model: str = "logistic"  # logistic, mlp, or a user's FILE.py:NAME / package.module:NAME
+    model_args: str = ""  # its class's arguments, as a JSON object ("" for none)
+    loss: str = "bce"
 
     def key(self) -> tuple:
         """What makes two records the same configuration (for ``--resume``)."""
@@ -109,6 +115,9 @@ def plan(
     paths: Sequence[str] = ("fast",),
     spread: str = "",
     counts: Sequence[int] = (1,),
+    model: str = "logistic",
+    model_args: tuple = (),
+    loss: str = "bce",
 ) -> list[BenchConfig]:
     """Every backend × device × mode × size to time (jit only where the backend has it), with
     the rows spread over each of ``counts`` replicas of kind ``spread`` (see BenchConfig)."""
@@ -121,9 +130,22 @@ def plan(
     cells, _ = matrix.plan(backend_names, devices, [dtype], ["analytic"], modes, spread=how)
     _check_paths(paths, spread)
     counts = counts if spread else (1,)
+    own = _model_fields(model, model_args, loss)
     configs = [
         BenchConfig(
-            c.backend.name, c.device, dtype, c.mode, grad, n, d, epochs, repeat, path, spread, k
+            c.backend.name,
+            c.device,
+            dtype,
+            c.mode,
+            grad,
+            n,
+            d,
+            epochs,
+            repeat,
+            path,
+            spread,
+            k,
+            **own,
         )
         for (n, d), c, path, k in itertools.product(sizes, cells, paths, counts)
     ]
@@ -132,6 +154,14 @@ def plan(
     if not configs:
         raise InvalidInput("nothing to benchmark: no backend, device and size left to combine")
     return configs
+
+
+def _model_fields(model: str, model_args: tuple, loss: str) -> dict[str, str]:
+    """A configuration's model, its arguments and loss, checked now (before anything runs)."""
+    options = Options(model=model, model_args=model_args, loss=loss)
+    model_of(options)  # a file that is not there, or a class refusing its arguments
+    args = json.dumps(options.to_json()["model_args"], sort_keys=True) if model_args else ""
+    return {"model": options.to_json()["model"], "model_args": args, "loss": loss}
 
 
 def _check_paths(paths: Sequence[str], spread: str) -> None:
@@ -171,6 +201,9 @@ def read_rate(bk: backends.Backend, X: Any, repeat: int = 3) -> float:
 def _options(config: BenchConfig) -> Options:
     """The run options a configuration times."""
     return Options(
+        model=config.model,
+        model_args=json.loads(config.model_args) if config.model_args else (),
+        loss=config.loss,
         dtype=config.dtype,
         lr=LR,
         jit=config.mode == "jit",
@@ -189,6 +222,10 @@ def measure(config: BenchConfig, problem: Problem) -> dict[str, Any]:
     if config.spread in ("devices", "processes"):
         replicas = bk.replicas(options.data_parallel or 1, options.distributed, config.device)
     params = [problem.W, np.zeros((1, 1))]
+    if config.model != "logistic":  # another model starts from its own init
+        d_out = get_loss(config.loss).outputs(problem.y)
+        rows = Problem(problem.X, problem.y)  # the data's W is the logistic model's
+        params = starting_params(model_of(options), rows, d_out, options.seed)
     with _workers(bk, config), bk.float_scope(config.dtype):
         transfer_s, run = _timed(
             lambda: place(problem, bk, config.device, options, params, replicas=replicas),
@@ -280,6 +317,7 @@ def record_key(record: dict[str, Any]) -> tuple | None:
 # Records written before `path` existed timed the seed's full-batch epoch: they are "exact";
 # before `spread`, every run was on one device.
 _OLD_DEFAULTS = {"path": "exact", "spread": "", "replicas": 1}
+_OLD_DEFAULTS |= {"model": "logistic", "model_args": "", "loss": "bce"}
 
 
 def load_records(path: Path) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from .terminal import align
 
 _COLUMNS = (
     "backend",
+    "model",
     "device",
     "mode",
     "path",
@@ -42,7 +43,9 @@ def _table_row(r: dict[str, Any]) -> tuple[str, ...]:
     if r.get("spread"):  # ×2 devices, ×1 device
         kind = r["spread"][:-1] if r["replicas"] == 1 else r["spread"]
         spread = f" ×{r['replicas']} {kind}"
-    where = (r["backend"], r["device"] + spread, r["mode"], _path(r), str(r["n"]), str(r["d"]))
+    model = r.get("model", "logistic").rpartition(":")[2]  # a user's model: its NAME
+    where = (r["backend"], model, r["device"] + spread, r["mode"], _path(r), str(r["n"]))
+    where += (str(r["d"]),)
     return (*where, *_timings(r), r["status"][:60])
 
 

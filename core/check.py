@@ -18,9 +18,11 @@ from .api import TrainResult, train_problem
 from .conformance import MODEL, compare, tolerance
 from .data import Problem
 from .errors import InvalidInput, XptrainError
-from .options import Options
+from .gradcheck import GRAD_TOL, GradCheck, gradient_checks
+from .models import has_backward
 from .reference import Reference, reference_mlp_run, reference_run
-from .terminal import align, progress
+from .steps import model_of
+from .terminal import progress
 
 
 @dataclass(frozen=True)
@@ -98,12 +100,20 @@ class Report:
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # printed under the table
     missing: list[str] = field(default_factory=list)  # planned configurations without a row
+    gradients: list[GradCheck] = field(default_factory=list)  # backward against autodiff
 
     @property
     def passed(self) -> bool:
-        """Every planned configuration has a row and every row passed (repeatability is
-        reported, not required: GPU reductions may legitimately differ run to run)."""
-        return bool(self.rows) and not self.missing and all(row.passed for row in self.rows)
+        """Every planned configuration has a row, every row passed (repeatability is
+        reported, not required: GPU reductions may legitimately differ run to run), and every
+        model's backward agreed with autodiff."""
+        rows_pass = all(row.passed for row in self.rows)
+        return bool(self.rows) and not self.missing and rows_pass and self.gradients_pass
+
+    @property
+    def gradients_pass(self) -> bool:
+        """Every gradient check passed (or there was none)."""
+        return all(g.passed for g in self.gradients)
 
     @property
     def failures(self) -> list[Row]:
@@ -121,6 +131,8 @@ class Report:
             "skipped": self.skipped,
             "notes": self.notes,
             "missing": self.missing,
+            "gradient_checks": [asdict(g) for g in self.gradients],
+            "gradient_tolerance": GRAD_TOL,
         }
 
 
@@ -154,9 +166,20 @@ def plan(
         for where, group in itertools.groupby(cells, lambda cell: (cell.backend.name, cell.device))
         for problem, cell in itertools.product(chosen, list(group))
     ]
+    configs = [c for c in configs if _engine_exists(c, skipped)]
     if not configs:
         raise InvalidInput("nothing to check: no backend, device and problem left to combine")
     return configs, skipped
+
+
+def _engine_exists(config: Config, skipped: list[str]) -> bool:
+    """False (noted in ``skipped``) for the analytic gradient of a model without backward."""
+    if config.grad != "analytic" or has_backward(model_of(problems.get(config.problem).options())):
+        return True
+    note = f"{config.problem}: analytic gradients (its model has no backward)"
+    if note not in skipped:
+        skipped.append(note)
+    return False
 
 
 def _problems(names: Sequence[str] | None) -> tuple[list[problems.ReferenceProblem], list[str]]:
@@ -187,9 +210,29 @@ def _data(name: str) -> Problem:
 @functools.lru_cache(maxsize=8)
 def _reference(name: str) -> Reference:
     p = problems.get(name)
+    if p.model is not None:
+        return _own_reference(name)
     if p.hidden:
-        return reference_mlp_run(_data(name), p.hidden, p.activation, p.epochs, p.lr, p.seed)
+        return reference_mlp_run(
+            _data(name), p.hidden, p.activation, p.epochs, p.lr, p.seed, p.loss
+        )
     return reference_run(_data(name), epochs=p.epochs, lr=p.lr, seed=p.seed)
+
+
+def _own_reference(name: str) -> Reference:
+    """A user's model: its float64 NumPy run (analytic), or where it has no backward the first
+    autodiff backend's float64 eager run."""
+    options = problems.get(name).options()
+    names = ["numpy"] if has_backward(model_of(options)) else ["torch", "jax"]
+    chosen = next((n for n in names if n in backends.available()), names[0])
+    grad = "analytic" if chosen == "numpy" else "autodiff"
+    result = train_problem(_data(name), backends.get(chosen), "cpu", options.replace(grad=grad))
+    return Reference(np.array(result.losses), result.params)
+
+
+def _width(name: str, ref: Reference) -> int:
+    """The longest dot product of a problem's model: the widest parameter or the features."""
+    return max((_data(name).X.shape[1], *(max(p.shape) for p in ref.params)))
 
 
 def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
@@ -197,21 +240,17 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
     failing backend: the failure is the row's result."""
     p = problems.get(config.problem)
     data = _data(config.problem)
-    n, d = data.X.shape
-    tol = tolerance(config.dtype, n, max((d, *p.hidden)))  # the longest dot product
-    options = Options(
-        dtype=config.dtype,
-        epochs=p.epochs,
-        lr=p.lr,
-        seed=p.seed,
-        jit=config.mode == "jit",
-        grad=config.grad,
-        hidden=p.hidden,
-        activation=p.activation,
-        data_parallel=config.data_parallel,
-        distributed=config.processes is not None,
-    )
+    tol = float("nan")
     try:
+        ref = _reference(config.problem)
+        tol = tolerance(config.dtype, data.X.shape[0], _width(config.problem, ref))
+        options = p.options(
+            dtype=config.dtype,
+            jit=config.mode == "jit",
+            grad=config.grad,
+            data_parallel=config.data_parallel,
+            distributed=config.processes is not None,
+        )
         bk = backends.get(config.backend)
         first = train_problem(data, bk, config.device, options)
         second = train_problem(data, bk, config.device, options)
@@ -225,7 +264,7 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
     repeatable = first.losses == second.losses and all(
         np.array_equal(a, b) for a, b in zip(first.params, second.params, strict=True)
     )
-    row = compared_row(config, first, _reference(config.problem), tol, repeatable)
+    row = compared_row(config, first, ref, tol, repeatable)
     return row, {"versions": first.versions, "precision": first.precision}
 
 
@@ -354,7 +393,33 @@ def run(
         if on_row is not None:
             on_row(row)
     report.missing = missing_rows(configs, report.rows)
+    report.gradients = _gradient_checks(configs)
     return report
+
+
+def _gradient_checks(configs: list[Config]) -> list[GradCheck]:
+    """Every checked model's backward against the autodiff of every backend and device of
+    the check that has one (single-device configurations), in float64."""
+    out: list[GradCheck] = []
+    names = dict.fromkeys(c.problem for c in configs)
+    places = dict.fromkeys(
+        (c.backend, c.device) for c in configs if c.data_parallel is None and c.processes is None
+    )
+    for name in names:
+        options = problems.get(name).options()
+        if not has_backward(model_of(options)):
+            continue
+        for backend, device in places:
+            bk = backends.get(backend)
+            if not bk.caps.autodiff:
+                continue
+            try:
+                trained = _reference(name).params
+                out += gradient_checks(name, _data(name), options, bk, device, trained)
+            except Exception as err:  # the check of a broken model fails, it does not stop
+                out.append(GradCheck(name, backend, device, "-", -1, [], None, False,
+                                     error_message(err)))  # fmt: skip
+    return out
 
 
 def missing_rows(configs: Iterable[Config], rows: Iterable[Row]) -> list[str]:
@@ -362,105 +427,3 @@ def missing_rows(configs: Iterable[Config], rows: Iterable[Row]) -> list[str]:
     not pass."""
     done = {row.config for row in rows}
     return [config.label for config in configs if config not in done]
-
-
-_COLUMNS = (
-    "problem",
-    "backend",
-    "device",
-    "dtype",
-    "grad",
-    "mode",
-    "max rel err",
-    "ulps",
-    "first bad",
-    "param err",
-    "repeat",
-    "margin",
-    "result",
-)
-
-
-def format_table(report: Report) -> str:
-    """The report as a table, one row per configuration, with the settings under it."""
-    out = align([_COLUMNS, *(_table_row(row) for row in report.rows)])
-    out += [f"  {row.config.label}: {row.error}" for row in report.rows if row.error]
-    out.append("")
-    out.append(f"{MODEL}; margin = largest error / its tolerance")
-    out += report.notes
-    out.append("versions: " + ", ".join(f"{k} {v}" for k, v in report.versions.items()))
-    devices = dict.fromkeys(f"{row.device} = {row.device_name}" for row in report.rows)
-    out.append("devices: " + "; ".join(devices))
-    out += _precision_lines(report.precision)
-    out += [f"skipped: {note}" for note in report.skipped]
-    return "\n".join(out)
-
-
-def _table_row(row: Row) -> tuple[str, ...]:
-    """One configuration's cells of the table."""
-    return (
-        row.problem,
-        row.backend,
-        row.device,
-        row.dtype,
-        row.grad,
-        f"{row.mode}, {row.config.spread}" if row.config.spread else row.mode,
-        _num(row.max_rel_err),
-        _num(row.max_ulp, ".1f"),
-        "none" if row.first_bad_epoch is None else str(row.first_bad_epoch),
-        _num(row.param_err),
-        {True: "yes", False: "NO", None: "-"}[row.repeatable],
-        _num(row.margin, ".2f"),
-        "PASS" if row.passed else "FAIL",
-    )
-
-
-def _precision_lines(precision: dict[str, dict[str, Any]]) -> list[str]:
-    """What each backend and dtype ran under (the settings that decide the numbers)."""
-    lines = []
-    for backend, by_dtype in precision.items():
-        for dtype, settings in by_dtype.items():
-            extra = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "dtype")
-            lines.append(f"precision: {backend} {dtype}: {extra or 'nothing to set'}")
-    return lines
-
-
-def summary(report: Report) -> str:
-    """One line: how many passed, or which failed and where."""
-    n = len(report.rows)
-    if report.passed:
-        return f"PASS: all {n} configurations within tolerance"
-    if report.missing:
-        return f"FAIL: no result for {len(report.missing)}: {'; '.join(report.missing)}"
-    parts = []
-    for row in report.failures[:5]:
-        where = (
-            f"first bad epoch {row.first_bad_epoch}"
-            if row.first_bad_epoch is not None
-            else (row.error or "parameters")
-        )
-        parts.append(f"{row.config.label} ({where})")
-    more = f", and {len(report.failures) - 5} more" if len(report.failures) > 5 else ""
-    return f"FAIL: {len(report.failures)} of {n} configurations: {'; '.join(parts)}{more}"
-
-
-def describe_failure(row: Row) -> str:
-    """What went wrong in one failed configuration, in a sentence."""
-    if row.error is not None:
-        return f"{row.config.label}: {row.error}"
-    if row.first_bad_epoch is not None:
-        k = row.first_bad_epoch
-        return (
-            f"{row.config.label}: first bad epoch {k}: relative loss error {row.rel_err[k]:.3g} "
-            f"> tolerance {row.loss_tol[k]:.3g} (margin {row.margin:.3g})"
-        )
-    return (
-        f"{row.config.label}: final parameters off by {row.param_err:.3g} > tolerance "
-        f"{row.param_tol:.3g}"
-    )
-
-
-def _num(value: float | None, spec: str = ".1e") -> str:
-    if value is None:
-        return "-"
-    return format(value, spec if abs(value) < 1e4 else ".1e")

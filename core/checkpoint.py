@@ -16,7 +16,8 @@ import numpy as np
 from .data import Problem
 from .errors import InvalidInput, OptionError
 from .files import atomic_write, load_npz
-from .model import layer_shapes
+from .loss import get as get_loss
+from .models import resolve
 from .optim import OPTIMIZERS
 from .options import Options
 
@@ -176,7 +177,10 @@ def check_compatible(ckpt: Checkpoint, problem: Problem, options: Options) -> No
 
 def _check_shapes(ckpt: Checkpoint, problem: Problem, options: Options, where: str) -> None:
     """Refuse parameters or optimizer state of other shapes than this data and model make."""
-    if [p.shape for p in ckpt.params] != layer_shapes(problem.X.shape[1], options.hidden):
+    d_out = get_loss(options.loss).outputs(problem.y)
+    model = resolve(options.model, options.model_args, options.hidden, options.activation)
+    made = model.init(np.random.default_rng(options.seed), problem.X.shape[1], d_out)
+    if [p.shape for p in ckpt.params] != [np.shape(p) for p in made]:
         raise InvalidInput(f"{where}checkpoint parameters do not fit this data and model")
     expected = OPTIMIZERS[options.optimizer].init(xp_numpy, tuple(ckpt.params))
     if [s.shape for s in ckpt.state] != [e.shape for e in expected]:
@@ -188,4 +192,4 @@ def _check_shapes(ckpt: Checkpoint, problem: Problem, options: Options, where: s
 
 # What checkpoints written before an option was recorded ran with: its default then.
 _OLD_DEFAULTS = {"hidden": [], "activation": "sigmoid", "batch_size": None, "loss": "bce"}
-_OLD_DEFAULTS |= {"optimizer": "sgd", "standardize": False}
+_OLD_DEFAULTS |= {"optimizer": "sgd", "standardize": False, "model_args": {}}

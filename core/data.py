@@ -3,7 +3,6 @@ validation every run goes through before anything is moved to a device."""
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,28 +42,6 @@ def initial_weights(d: int, seed: int) -> np.ndarray:
     """The seed's rule: ``np.random.seed(S); W = 2*np.random.random((D, 1)) - 1``, without
     touching NumPy's global random state."""
     return 2 * np.random.RandomState(seed).random_sample((d, 1)) - 1
-
-
-def initial_params(problem: Problem, hidden: tuple[int, ...] = (), seed: int = 1) -> list:
-    """The starting parameters ``[W1, b1, ..., WL, bL]`` on the host, float64.
-
-    No hidden layers: the seed's model, with the problem's own W and b if it has them, else the
-    seed's rule. Hidden layers: every layer Glorot-uniform (scale √(6/(fan_in+fan_out))) from
-    ``np.random.RandomState(seed)``, in order, and zero biases.
-    """
-    d = problem.X.shape[1]
-    if not hidden:
-        W = problem.W if problem.W is not None else initial_weights(d, seed)
-        return [W, np.full((1, 1), problem.b or 0.0)]
-    if problem.W is not None or problem.b is not None:
-        raise InvalidInput("the data's W and b are for the logistic model; drop them for an MLP")
-    rng = np.random.RandomState(seed)
-    sizes = [d, *hidden, 1]
-    params = []
-    for fan_in, fan_out in itertools.pairwise(sizes):
-        scale = np.sqrt(6.0 / (fan_in + fan_out))
-        params += [(2 * rng.random_sample((fan_in, fan_out)) - 1) * scale, np.zeros((1, fan_out))]
-    return params
 
 
 def batch_order(n: int, seed: int, epoch: int) -> np.ndarray:

@@ -42,6 +42,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "data": {"source": "seed", **_OPTION_KEYS.pop("data")},
     "model": _OPTION_KEYS.pop("model"),
     "train": _OPTION_KEYS.pop("train"),
+    **{table: None for table in options.toml_tables()},  # free tables: [model_args]
     "runs": {
         "backends": None,
         "devices": None,
@@ -95,6 +96,8 @@ def _parse(doc: dict[str, Any], path: Path) -> Experiment:
     name = doc.pop("name", path.stem)
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput(f"name must be a non-empty string, got {name!r}")
+    if isinstance(doc.get("model"), str):  # model = "FILE.py:NAME", short for [model] kind
+        doc["model"] = {"kind": doc["model"]}
     unknown = set(doc) - set(SCHEMA)
     if unknown:
         raise InvalidInput(
@@ -105,15 +108,27 @@ def _parse(doc: dict[str, Any], path: Path) -> Experiment:
         given = doc.get(section, {})
         if not isinstance(given, dict):
             raise InvalidInput(f"{section} must be a table ([{section}])")
+        if defaults is None:  # a free table
+            settings[section] = given
+            continue
         bad = set(given) - set(defaults)
         if bad:
             raise InvalidInput(
                 f"unknown key {sorted(bad)[0]!r} in [{section}]; keys: {', '.join(defaults)}"
             )
         settings[section] = {**defaults, **given}
+    _model_beside(settings["model"], path.parent)
     options = _options(settings)
     runs, skipped = _plan(settings["runs"], name)
     return Experiment(name.strip(), settings, options, runs, skipped, path.parent)
+
+
+def _model_beside(model: dict[str, Any], folder: Path) -> None:
+    """A ``FILE.py:NAME`` model is read relative to the experiment file."""
+    kind = model.get("kind")
+    if isinstance(kind, str) and ".py:" in kind:
+        where, _, name = kind.rpartition(":")
+        model["kind"] = f"{(folder / where).resolve()}:{name}"
 
 
 def _options(settings: dict[str, dict[str, Any]]) -> Options:
@@ -124,9 +139,11 @@ def _options(settings: dict[str, dict[str, Any]]) -> Options:
     run = options.from_toml(settings)
     values = run.to_json()
     for name, spec, _ in options.declared():
-        if spec.toml is not None:
+        if spec.toml is not None and "." in spec.toml:
             section, key = spec.toml.split(".")
             settings[section][key] = values[name]
+        elif spec.toml is not None:
+            settings[spec.toml] = values[name]
     return run
 
 

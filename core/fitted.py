@@ -17,10 +17,12 @@ from .backends import to_numpy
 from .data import Scaling, as_float64, make_problem
 from .errors import InvalidInput
 from .files import Writer, atomic_write, load_npz
-from .model import layer_shapes, logits, sigmoid
+from .loss import get as get_loss
+from .loss import sigmoid
 from .options import Options
 from .runinfo import xptrain_version
 from .steps import evaluate as evaluate_on
+from .steps import model_of
 
 FORMAT = 1  # the model file's layout
 
@@ -35,35 +37,64 @@ class FittedModel:
     params: list[np.ndarray]
     options: Options
     scaling: Scaling | None = None
+    d_in: int | None = None  # the features a row has (default: the first parameter's rows)
+
+    @property
+    def model(self) -> Any:
+        """The model object (:mod:`xptrain.models`) the parameters are for."""
+        return model_of(self.options)
+
+    @property
+    def features(self) -> int:
+        """The number of features a row must have."""
+        return self.d_in if self.d_in is not None else self.params[0].shape[0]
 
     def decision_function(self, X: Any, **where: Any) -> np.ndarray:
-        """The output layer's logits, one per row (N,)."""
-        return self._run(lambda xp, p, X: logits(xp, p, X, self.options.activation), X, **where)
+        """The model's outputs for every row: (N,) for one output, else N × K (the logits of
+        a classifier, the predictions of a regression)."""
+        return self._run(self.model.forward, X, **where)
 
     def predict_proba(self, X: Any, **where: Any) -> np.ndarray:
-        """The probability of class 1 for every row (N,)."""
+        """The probability of class 1 for every row (N,) (binary losses), or of every class
+        (N × K, softmax-ce); a regression has none."""
+        loss = get_loss(self.options.loss)
+        if not loss.classifies:
+            raise InvalidInput(f"a model trained with loss {loss.name} has no probabilities")
+        model = self.model
 
         def proba(xp: Any, params: tuple, X: Any) -> Any:
-            return sigmoid(xp, logits(xp, params, X, self.options.activation))
+            z = model.forward(xp, params, X)
+            if loss.name == "softmax-ce":
+                e = xp.exp(z - xp.max(z, axis=1, keepdims=True))
+                return e / xp.sum(e, axis=1, keepdims=True)
+            return sigmoid(xp, z)
 
         return self._run(proba, X, **where)
 
     def predict(self, X: Any, **where: Any) -> np.ndarray:
-        """The class of every row (N,): 1 where the logit is > 0, else 0."""
-        return (self.decision_function(X, **where) > 0).astype(np.int64)
+        """The class of every row (N,), as integers (binary: 1 where the logit is > 0;
+        softmax-ce: the largest logit's column), or the regression's predictions."""
+        out = self.decision_function(X, **where)
+        name = self.options.loss
+        if name == "softmax-ce":
+            return np.argmax(out, axis=1).astype(np.int64)
+        if get_loss(name).classifies:
+            return (out > 0).astype(np.int64)
+        return out
 
     def evaluate(self, X: Any, y: Any, **where: Any) -> dict[str, float]:
-        """``{"loss": ..., "accuracy": ...}`` on labelled rows, the loss as training computes it."""
+        """``{"loss": ..., "accuracy": ...}`` on labelled rows (no accuracy for a
+        regression), the loss as training computes it."""
         problem = make_problem(to_numpy(X), to_numpy(y))
-        loss, accuracy = self._run(
-            lambda xp, p, X, y: evaluate_on(
-                xp, p, X, y, self.options.activation, self.options.loss
-            ),
+        loss, model = get_loss(self.options.loss), self.model
+        loss.outputs(problem.y)  # the targets fit the loss
+        values = self._run(
+            lambda xp, p, X, y: evaluate_on(xp, model, loss, p, X, y),
             problem.X,
             problem.y,
             **where,
         )
-        return {"loss": float(loss), "accuracy": float(accuracy)}
+        return dict(zip(("loss", "accuracy"), map(float, np.atleast_1d(values)), strict=False))
 
     def save(self, path: str | Path) -> None:
         """Write the model file (atomically): parameters, options, scaling."""
@@ -74,14 +105,19 @@ class FittedModel:
         arrays = {f"param_{i}": p for i, p in enumerate(self.params)}
         if self.scaling is not None:
             arrays |= {"mean": self.scaling[0], "scale": self.scaling[1]}
-        meta = {"format": FORMAT, "xptrain": xptrain_version(), "options": self.options.to_json()}
+        meta = {
+            "format": FORMAT,
+            "xptrain": xptrain_version(),
+            "options": self.options.to_json(),
+            "d_in": self.features,
+        }
         arrays["meta"] = np.array(json.dumps(meta))
         return lambda tmp: _savez(tmp, arrays)
 
     def _features(self, X: Any) -> np.ndarray:
         """Rows as float64 host arrays of the model's width, scaled as in training."""
         X = as_float64("X", to_numpy(X))  # numeric and finite, as training data must be
-        d = self.params[0].shape[0]
+        d = self.features
         if X.ndim != 2 or X.shape[1] != d:
             raise InvalidInput(f"the model takes rows of {d} features; got shape {X.shape}")
         if self.scaling is not None:
@@ -117,37 +153,47 @@ def _savez(path: str, arrays: dict[str, np.ndarray]) -> None:
 def load(path: str | Path) -> FittedModel:
     """A model file written by :meth:`FittedModel.save`; a clear error for anything else."""
     arrays = load_npz(path, "model file")
-    options = _options_of(arrays, path)
+    options, d_in = _options_of(arrays, path)
     params, count = [], 0
     while f"param_{count}" in arrays:
         params.append(arrays[f"param_{count}"].astype(np.float64))
         count += 1
     scaling = (arrays["mean"], arrays["scale"]) if "mean" in arrays else None
-    _check_layers(params, options, scaling, path)
-    return FittedModel(params, options, scaling)
+    fitted = FittedModel(params, options, scaling, d_in)
+    _check_layers(fitted, path)
+    return fitted
 
 
-def _options_of(arrays: dict[str, np.ndarray], path: str | Path) -> Options:
-    """The options a model file records; refused if it records none that check out."""
+def _options_of(arrays: dict[str, np.ndarray], path: str | Path) -> tuple[Options, int | None]:
+    """The options a model file records, and its rows' features; refused if it records none
+    that check out."""
     try:
         meta = json.loads(str(arrays["meta"]))
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format') if isinstance(meta, dict) else '?'}")
-        return Options(**meta["options"])
+        d_in = meta.get("d_in")
+        if d_in is not None and not (isinstance(d_in, int) and d_in >= 1):
+            raise ValueError(f"d_in {d_in!r}")
+        return Options(**meta["options"]), d_in
     except (KeyError, ValueError, TypeError, InvalidInput) as err:
         raise InvalidInput(f"{path}: not an xptrain model file ({err})") from None
 
 
-def _check_layers(
-    params: list[np.ndarray], options: Options, scaling: Scaling | None, path: str | Path
-) -> None:
-    """Refuse parameters that do not make the model, or are not finite, or a scaling that
-    does not fit the first layer."""
-    shapes = [p.shape for p in params]
-    d = shapes[0][0] if params and params[0].ndim == 2 else -1
-    if d < 1 or shapes != layer_shapes(d, options.hidden):
-        raise InvalidInput(f"{path}: its parameters ({shapes}) do not make its model")
-    if not all(np.isfinite(p).all() for p in params):
-        raise InvalidInput(f"{path}: its parameters hold NaN or inf")
+def _check_layers(fitted: FittedModel, path: str | Path) -> None:
+    """Refuse parameters that do not make the model (its forward pass fails on them), or are
+    not finite, or a scaling that does not fit the rows."""
+    params, scaling = fitted.params, fitted.scaling
+    if not params or not all(np.isfinite(p).all() for p in params):
+        raise InvalidInput(f"{path}: its parameters are missing or hold NaN or inf")
+    d = fitted.features
+    try:
+        fitted.decision_function(np.zeros((1, d)))
+    except InvalidInput:
+        raise
+    except Exception as err:
+        shapes = [p.shape for p in params]
+        raise InvalidInput(
+            f"{path}: its parameters ({shapes}) do not make its model ({type(err).__name__})"
+        ) from None
     if scaling is not None and not scaling[0].shape == scaling[1].shape == (1, d):
         raise InvalidInput(f"{path}: its feature scaling does not fit its first layer")

@@ -1,5 +1,6 @@
-"""Analytic backpropagation, written against the Array API: the seed's full-batch form, and a
-one-pass blocked form that reads X once per epoch."""
+"""Analytic gradients through a model's ``backward``, written against the Array API: the
+full-batch form (the seed's arithmetic for its model), and a one-pass blocked form that reads X
+once per epoch."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from .backends.base import in_turn, python_fold
-from .loss import loss_sum
-from .model import Params, activation_grad, forward, sigmoid
+from .loss import Loss
+from .models import Params, backward, forward_for_backward
 
-# The label of a padding row: data-parallel runs pad the rows to a multiple of the devices, and
-# a masked gradient leaves these rows out.
-PAD_LABEL = -1.0
+# The targets of a padding row: data-parallel runs pad the rows to a multiple of the devices,
+# and a masked gradient leaves these rows out (NaN: no loss has it as a real target).
+PAD_LABEL = float("nan")
 
 # fold(body, init, count): body(i, carry) -> carry for i = 0 .. count-1, the last carry back.
 Fold = Callable[[Callable[[Any, Any], Any], Any, int], Any]
@@ -23,85 +24,76 @@ Fold = Callable[[Callable[[Any, Any], Any], Any, int], Any]
 Spread = Callable[[Callable[[int], Any], int], list[Any]]
 
 
-def bce_grads(
-    xp: Any, params: Params, outputs: list[Any], A: Any, y: Any, activation: str
-) -> Params:
-    """Gradients of the binary cross-entropy (the seed's, or from logits: the same function)
-    through the sigmoid output ``A`` and every layer below.
-
-    ``outputs`` is :func:`xptrain.model.forward`'s list. At the output ``dz = A - y``; each
-    layer's ``dW = 1/N·aᵀdz`` and ``db = 1/N·Σdz`` as the seed writes them (so one layer rounds
-    exactly as the seed does); below it ``dz = (dz·Wᵀ) ⊙ f'(a)``.
-    """
-    n = y.shape[0]
-    dz = A - y
-    grads: list[Any] = []
-    for i in reversed(range(len(params) // 2)):
-        a = outputs[i]
-        grads[:0] = [1 / n * xp.matmul(a.T, dz), 1 / n * xp.sum(dz, axis=0, keepdims=True)]
-        if i > 0:
-            dz = xp.matmul(dz, params[2 * i].T) * activation_grad(xp, activation, a)
-    return tuple(grads)
+def loss_and_grads(
+    xp: Any, model: Any, loss: Loss, params: Params, X: Any, y: Any
+) -> tuple[Any, Params]:
+    """The loss and every parameter's gradient, full batch, through the model's ``backward``:
+    ``G = ∂Σterms/∂outputs`` (the seed's ``dz = A - y`` for bce), the model's gradient sums,
+    each divided by the loss's count once (the seed's ``1/N * X.T·dz``: its bits)."""
+    outputs, residuals = forward_for_backward(model, xp, params, X)
+    value = loss.value(xp, y, outputs)
+    sums = backward(model, xp, params, X, loss.grad(xp, y, outputs), residuals)
+    scale = 1 / loss.count(y)
+    return value, tuple(scale * s for s in sums)
 
 
 # -- one pass over row blocks ---------------------------------------------------------------------
 
 
+def masked_targets(xp: Any, y: Any) -> tuple[Any, Any]:
+    """``(keep, y)``: which rows are not padding (N × 1 booleans; a padding row's targets are
+    :data:`PAD_LABEL`, NaN) and the targets with padding set to 0, so nothing computed from
+    them is NaN (a zero cotangent times NaN would still be NaN)."""
+    keep = y[:, :1] == y[:, :1]
+    return keep, xp.where(keep, y, xp.zeros_like(y))
+
+
 def _block_step(
     xp: Any,
+    model: Any,
+    loss: Loss,
     params: Params,
     X: Any,
     y: Any,
-    activation: str,
-    loss: str,
     masked: bool,
     carry: tuple,
 ) -> tuple:
-    """Add one block's loss sum and gradient sums (``aᵀdz``, ``Σdz`` per layer) to ``carry``;
-    ``masked``: rows labelled :data:`PAD_LABEL` add nothing."""
+    """Add one block's loss sum and gradient sums to ``carry``; ``masked``: padding rows
+    (targets :data:`PAD_LABEL`) add nothing."""
     total, sums = carry
-    outputs = forward(xp, params, X, activation)
-    z = outputs[-1]
-    A = sigmoid(xp, z)
-    keep = y != PAD_LABEL if masked else None
-    total = total + loss_sum(xp, loss, y, z, A, keep)
-    dz = A - y
-    if keep is not None:  # zero at the output: zero in every layer below (dz·Wᵀ ⊙ f')
-        dz = xp.where(keep, dz, xp.zeros_like(dz))
-    new = list(sums)
-    for i in reversed(range(len(params) // 2)):
-        a = outputs[i]
-        # (dzᵀa)ᵀ, not aᵀdz: equal (the same BLAS call for NumPy and torch), but XLA on the CPU
-        # copies a transposed `a` before aᵀdz (for full-batch X: 268 MB, 10x the time).
-        new[2 * i] = new[2 * i] + xp.matmul(dz.T, a).T
-        new[2 * i + 1] = new[2 * i + 1] + xp.sum(dz, axis=0, keepdims=True)
-        if i > 0:
-            dz = xp.matmul(dz, params[2 * i].T) * activation_grad(xp, activation, a)
-    return total, tuple(new)
+    keep = None
+    if masked:
+        keep, y = masked_targets(xp, y)
+    outputs, residuals = forward_for_backward(model, xp, params, X)
+    terms = loss.terms(xp, y, outputs)
+    G = loss.grad(xp, y, outputs)
+    if keep is not None:
+        terms = xp.where(keep, terms, xp.zeros_like(terms))
+        G = xp.where(keep, G, xp.zeros_like(G))
+    grads = backward(model, xp, params, X, G, residuals)
+    return total + xp.sum(terms), tuple(s + g for s, g in zip(sums, grads, strict=True))
 
 
 def blocked_loss_and_grads(
     xp: Any,
+    model: Any,
+    loss: Loss,
     params: Params,
     X: Any,
     y: Any,
-    activation: str = "sigmoid",
-    loss: str = "bce",
     block: int | None = None,
     fold: Fold | None = None,
     spread: Spread | None = None,
     workers: int = 1,
 ) -> tuple[Any, Params]:
-    """The loss and every layer's gradient in ONE pass over X, ``block`` rows at a time.
+    """The loss and every parameter's gradient in ONE pass over X, ``block`` rows at a time.
 
-    Each block ``X[start:stop]`` goes forward through the layers (:func:`xptrain.model.forward`),
-    its loss is *summed*, and backprop from ``dz = A - y`` adds ``aᵀdz`` and ``Σdz`` to running
-    sums; the loss and the sums are divided by the global N once, at the end. So a block of X is
-    read twice while it is still in cache, X is read from memory once, and no temporary is bigger
-    than a block (the full-batch path reads X twice and makes N-sized ``z``, ``A``, ``dz``).
+    Each block ``X[start:stop]`` goes forward through the model, its loss terms are *summed*,
+    and the model's backward adds its gradient sums to running sums; the loss and the sums are
+    divided by the loss's count once, at the end. So a block of X is read twice while it is
+    still in cache, X is read from memory once, and no temporary is bigger than a block (the
+    full-batch path reads X twice and makes N-sized outputs and gradients).
 
-    ``params`` is the flat ``(W1, b1, ..., WL, bL)``; ``activation`` and ``loss`` (``"bce"`` or
-    ``"bce-logits"``) as in :mod:`xptrain.model` and :mod:`xptrain.loss`; ``y`` is N×1.
     ``block`` rows per block (default :func:`block_rows`); the ``N // block`` full blocks run
     under ``fold`` (a backend's :meth:`~xptrain.backends.Backend.fold`, e.g. ``jax.lax.fori_loop``
     so a compiled step is not unrolled; default a Python loop), indexing a
@@ -111,35 +103,34 @@ def blocked_loss_and_grads(
     :meth:`~xptrain.backends.Backend.spread`: threads on NumPy) and their sums added in order,
     so the result depends on ``workers`` only through the summation order.
 
-    Returns ``(loss, grads)`` like the full-batch path: the same value and gradients, summed in
-    another order (float64: ~1e-15 relative apart; float32: a few ulps·√N). With ``block >= N``
-    it is one block, which is *not* guaranteed to round as :func:`bce_grads` does (it does for
-    the logistic model on NumPy and torch, not for MLPs or on JAX): callers that must reproduce
-    the seed bit for bit use the full-batch path when one block covers N. For JAX, pass
-    ``block=block_rows(..., compiled=True)``.
+    Returns ``(loss, grads)`` like :func:`loss_and_grads`: the same value and gradients, summed
+    in another order (float64: ~1e-15 relative apart; float32: a few ulps·√N). With ``block >=
+    N`` it is one block, which is *not* guaranteed to round as the full batch does: callers that
+    must reproduce the seed bit for bit use the full-batch path when one block covers N. For
+    JAX, pass ``block=block_rows(..., compiled=True)``.
     """
-    total, sums = blocked_sums(xp, params, X, y, activation, loss, block, fold, spread, workers)
-    n = X.shape[0]
-    return 1 / n * total, tuple(1 / n * s for s in sums)
+    total, sums = blocked_sums(xp, model, loss, params, X, y, block, fold, spread, workers)
+    scale = 1 / loss.count(y)
+    return scale * total, tuple(scale * s for s in sums)
 
 
 def blocked_sums(
     xp: Any,
+    model: Any,
+    loss: Loss,
     params: Params,
     X: Any,
     y: Any,
-    activation: str = "sigmoid",
-    loss: str = "bce",
     block: int | None = None,
     fold: Fold | None = None,
     spread: Spread | None = None,
     workers: int = 1,
     masked: bool = False,
 ) -> tuple[Any, Params]:
-    """:func:`blocked_loss_and_grads` before its division by N: the loss *summed* over the
-    rows and every layer's gradient sums. A data-parallel run adds these over its replicas and
-    divides by the global N. ``masked``: rows whose label is :data:`PAD_LABEL` (the padding
-    that makes rows divide evenly over devices) add nothing."""
+    """:func:`blocked_loss_and_grads` before its division by the count: the loss terms
+    *summed* over the rows and every parameter's gradient sums. A data-parallel run adds these
+    over its replicas and divides by the global count. ``masked``: rows whose targets are
+    :data:`PAD_LABEL` (the padding that makes rows divide evenly over devices) add nothing."""
     n, d = X.shape
     block = block_rows(n, d, _itemsize(xp, X)) if block is None else int(block)
     if block < 1:
@@ -151,27 +142,21 @@ def blocked_sums(
     # (array_api_compat's device() is an lru_cache'd helper that torch.compile warns about)
     init = (xp.zeros_like(X[0, 0]), tuple(xp.zeros_like(p) for p in params))
 
+    def step(X_part: Any, y_part: Any, carry: tuple) -> tuple:
+        return _block_step(xp, model, loss, params, X_part, y_part, masked, carry)
+
     def body(i: Any, carry: tuple) -> tuple:
         # The (blocks, block, ·) views are taken inside the body: outside it, XLA copies the
         # slice X[:full·block] (all of X again) before the loop whenever N % block != 0.
         Xs = xp.reshape(X[: full * block, ...], (full, block, d))
         ys = xp.reshape(y[: full * block, ...], (full, block, y.shape[1]))
-        return _block_step(xp, params, Xs[i, ...], ys[i, ...], activation, loss, masked, carry)
+        return step(Xs[i, ...], ys[i, ...], carry)
 
     def group(g: int) -> tuple:
         # blocks lo .. hi-1, folded in order: contiguous rows, a fixed summation order
         lo, hi = g * full // groups, (g + 1) * full // groups
         if hi - lo == 1:
-            return _block_step(
-                xp,
-                params,
-                X[lo * block : hi * block, ...],
-                y[lo * block : hi * block, ...],
-                activation,
-                loss,
-                masked,
-                init,
-            )
+            return step(X[lo * block : hi * block, ...], y[lo * block : hi * block, ...], init)
         return fold(lambda i, c: body(lo + i, c), init, hi - lo)
 
     groups = max(1, min(workers, full))
@@ -179,9 +164,7 @@ def blocked_sums(
     carry = functools.reduce(_add, partials) if full else init
     if rest:
         start = full * block
-        carry = _block_step(
-            xp, params, X[start:, ...], y[start:, ...], activation, loss, masked, carry
-        )
+        carry = step(X[start:, ...], y[start:, ...], carry)
     return carry
 
 

@@ -47,11 +47,15 @@ class Validation:
     run: Callable
     X: Any
     y: Any
+    classifies: bool = True  # the loss has classes: an accuracy column after the loss
 
 
-def metric_names(validation: bool) -> tuple[str, ...]:
-    """The history's columns: the training loss, and the validation loss and accuracy."""
-    return ("loss", "val_loss", "val_accuracy") if validation else ("loss",)
+def metric_names(validation: bool, classifies: bool = True) -> tuple[str, ...]:
+    """The history's columns: the training loss, and the validation loss and (for a loss
+    with classes) accuracy."""
+    if not validation:
+        return ("loss",)
+    return ("loss", "val_loss", "val_accuracy") if classifies else ("loss", "val_loss")
 
 
 def fit(
@@ -88,7 +92,7 @@ def fit(
 
     Stops with :class:`TrainingDiverged` naming the first epoch whose loss is NaN or inf.
     """
-    names = metric_names(validation is not None)
+    names = metric_names(validation is not None, validation is None or validation.classifies)
     history: History = {name: [] for name in names}
     # stretches end at checkpoints; and, in a group, wherever any process's would
     every = checkpoint_every if on_checkpoint is not None or lockstep else None

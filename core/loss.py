@@ -1,49 +1,166 @@
-"""Losses, written against the Array API."""
+"""Losses, each written once against the Array API with its analytic derivative.
+
+A model's outputs ``out`` are N × d_out: logits for the classification losses, predictions for
+``mse``. Each :class:`Loss` gives its per-element ``terms``, the derivative of their *sum* with
+respect to ``out`` (``grad``), and the number the sum is divided by (``count``: the rows, or
+every element for ``mse``). Training divides summed losses and gradients by that count once, at
+the end, so row blocks and data-parallel replicas add up exactly as one full batch does.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 
-def _bce_terms(xp: Any, y: Any, A: Any) -> Any:
-    """The seed's per-row terms ``-(y·log(A) + (1-y)·log(1-A))``, kept in its exact form (no
-    clipping) so its numbers are reproduced; a saturated ``A`` gives inf, which the loop
-    reports as divergence."""
+from .errors import InvalidInput
+
+
+def sigmoid(xp: Any, z: Any) -> Any:
+    """The seed's ``1/(1+exp(-z))``."""
+    return 1 / (1 + xp.exp(-z))
+
+
+def _bce_terms(xp: Any, y: Any, z: Any) -> Any:
+    """The seed's per-row terms ``-(y·log(A) + (1-y)·log(1-A))`` with ``A = sigmoid(z)``,
+    kept in its exact form (no clipping) so its numbers are reproduced; a saturated ``A``
+    gives inf, which the loop reports as divergence (``bce-logits`` does not saturate)."""
+    A = sigmoid(xp, z)
     return -(y * xp.log(A) + (1 - y) * xp.log(1 - A))
 
 
 def _bce_logits_terms(xp: Any, y: Any, z: Any) -> Any:
-    """The same terms from the logits ``z``, stably: ``max(z, 0) - z·y + log1p(exp(-|z|))``,
-    finite where the seed's form saturates (``log(0)`` once a probability rounds to 0 or 1)."""
+    """The same terms from the logits ``z``, stably: ``max(z, 0) - z·y + log1p(exp(-|z|))``."""
     return xp.maximum(z, xp.zeros_like(z)) - z * y + xp.log1p(xp.exp(-xp.abs(z)))
 
 
+def _bce_grad(xp: Any, y: Any, z: Any) -> Any:
+    """``A - y``: the seed's ``dz``, for both forms."""
+    return sigmoid(xp, z) - y
+
+
+def _one_hot(xp: Any, y: Any, z: Any) -> Any:
+    """Rows of ``z``'s shape, 1 in the column of each row's class label ``y`` (N × 1)."""
+    # the column numbers 0..K-1 from z itself: no array made with an explicit device
+    columns = xp.cumulative_sum(xp.ones_like(z[:1, :]), axis=1) - 1
+    return xp.astype(y == columns, z.dtype)
+
+
+def _logsumexp(xp: Any, z: Any) -> Any:
+    """``log Σ exp(z)`` per row (N × 1), stable: the row's largest logit taken out first."""
+    top = xp.max(z, axis=1, keepdims=True)
+    return top + xp.log(xp.sum(xp.exp(z - top), axis=1, keepdims=True))
+
+
+def _softmax_ce_terms(xp: Any, y: Any, z: Any) -> Any:
+    """``logsumexp(z_i) − z_i[y_i]`` per row."""
+    return _logsumexp(xp, z) - xp.sum(_one_hot(xp, y, z) * z, axis=1, keepdims=True)
+
+
+def _softmax_ce_grad(xp: Any, y: Any, z: Any) -> Any:
+    """``softmax(z) − onehot(y)``."""
+    return xp.exp(z - _logsumexp(xp, z)) - _one_hot(xp, y, z)
+
+
+def _mse_terms(xp: Any, y: Any, out: Any) -> Any:
+    return (out - y) * (out - y)
+
+
+def _mse_grad(xp: Any, y: Any, out: Any) -> Any:
+    return 2 * (out - y)
+
+
+def _binary_hits(xp: Any, y: Any, z: Any) -> Any:
+    """1 where a logit > 0 (class 1) matches the label, per row."""
+    return xp.astype((z > 0) == (y > 0.5), z.dtype)
+
+
+def _class_hits(xp: Any, y: Any, z: Any) -> Any:
+    """1 where the largest logit's column is the label, per row (N × 1)."""
+    guess = xp.astype(xp.argmax(z, axis=1, keepdims=True), z.dtype)
+    return xp.astype(guess == y, z.dtype)
+
+
+def _binary_labels(name: str, y: np.ndarray) -> int:
+    if y.shape[1] != 1:
+        raise InvalidInput(f"loss {name} needs one column of 0/1 labels; y has {y.shape[1]}")
+    bad = ~np.isin(y, (0, 1))
+    if bad.any():
+        raise InvalidInput(
+            f"labels must be 0 or 1 for loss {name}; y holds {y[bad][0]:g} "
+            "(class labels 0..K-1: --loss softmax-ce; numbers: --loss mse)"
+        )
+    return 1
+
+
+def _class_labels(name: str, y: np.ndarray) -> int:
+    if y.shape[1] != 1:
+        raise InvalidInput(f"loss {name} needs one column of class labels; y has {y.shape[1]}")
+    bad = (y != np.round(y)) | (y < 0)
+    if bad.any():
+        raise InvalidInput(
+            f"labels must be whole numbers 0..K-1 for loss {name}; y holds {y[bad][0]:g}"
+        )
+    return int(y.max()) + 1 if y.size else 1
+
+
+def _any_targets(name: str, y: np.ndarray) -> int:
+    return y.shape[1]
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A loss: its name, per-element ``terms(xp, y, out)``, ``grad(xp, y, out)`` = ∂Σterms/∂out,
+    whether the mean is over every element (``per_element``) or over rows, ``hits`` (per-row
+    1/0 of a correct class; None for regression) and ``outputs(y)``: d_out for targets ``y``
+    (N × columns, host), after checking them."""
+
+    name: str
+    terms: Callable[[Any, Any, Any], Any]
+    grad: Callable[[Any, Any, Any], Any]
+    check: Callable[[str, np.ndarray], int]
+    hits: Callable[[Any, Any, Any], Any] | None = None
+    per_element: bool = False
+
+    def outputs(self, y: np.ndarray) -> int:
+        """The model's d_out for targets ``y`` (refused, one line, when they do not fit)."""
+        return self.check(self.name, np.asarray(y).reshape(len(y), -1))
+
+    def count(self, y: Any) -> int:
+        """What the summed terms are divided by: the rows of ``y``, or its elements."""
+        return y.shape[0] * (y.shape[1] if self.per_element else 1)
+
+    def value(self, xp: Any, y: Any, out: Any) -> Any:
+        """The loss: ``1/count · Σ terms`` (the seed's ``1/N * sum(...)``: its bits)."""
+        return 1 / self.count(y) * xp.sum(self.terms(xp, y, out))
+
+    @property
+    def classifies(self) -> bool:
+        """Whether the loss has classes (and so an accuracy)."""
+        return self.hits is not None
+
+
+LOSSES: dict[str, Loss] = {
+    loss.name: loss
+    for loss in (
+        Loss("bce", _bce_terms, _bce_grad, _binary_labels, _binary_hits),
+        Loss("bce-logits", _bce_logits_terms, _bce_grad, _binary_labels, _binary_hits),
+        Loss("softmax-ce", _softmax_ce_terms, _softmax_ce_grad, _class_labels, _class_hits),
+        Loss("mse", _mse_terms, _mse_grad, _any_targets, per_element=True),
+    )
+}
+
+
+def get(name: str) -> Loss:
+    """The loss called ``name``."""
+    return LOSSES[name]
+
+
 def bce(xp: Any, y: Any, y_hat: Any) -> Any:
-    """The seed's binary cross-entropy: ``-1/N * sum(y*log(y_hat) + (1-y)*log(1-y_hat))``
-    (written ``1/N * sum(-(...))``: negation is exact, so the bits are the seed's)."""
+    """The seed's binary cross-entropy of probabilities ``y_hat``:
+    ``-1/N * sum(y*log(y_hat) + (1-y)*log(1-y_hat))`` (written ``1/N * sum(-(...))``: negation
+    is exact, so the bits are the seed's)."""
     n = y.shape[0]
-    return 1 / n * xp.sum(_bce_terms(xp, y, y_hat))
-
-
-def bce_logits(xp: Any, y: Any, z: Any) -> Any:
-    """The same loss from the logits ``z``, stable when saturated."""
-    n = y.shape[0]
-    return 1 / n * xp.sum(_bce_logits_terms(xp, y, z))
-
-
-LOSSES = ("bce", "bce-logits")
-
-
-def loss_sum(xp: Any, name: str, y: Any, z: Any, A: Any, keep: Any = None) -> Any:
-    """``name``'s terms *summed*, not meaned (the one-pass and data-parallel gradients divide
-    by the global N once, at the end). ``keep`` (N×1 booleans, optional) drops the rows it is
-    False for: a data-parallel run's padding rows."""
-    terms = _bce_terms(xp, y, A) if name == "bce" else _bce_logits_terms(xp, y, z)
-    if keep is not None:
-        terms = xp.where(keep, terms, xp.zeros_like(terms))
-    return xp.sum(terms)
-
-
-def loss_from_logits(xp: Any, name: str, y: Any, z: Any, A: Any) -> Any:
-    """``name``'s value, given the logits ``z`` and the probabilities ``A = sigmoid(z)``."""
-    return bce(xp, y, A) if name == "bce" else bce_logits(xp, y, z)
+    return 1 / n * xp.sum(-(y * xp.log(y_hat) + (1 - y) * xp.log(1 - y_hat)))

@@ -13,7 +13,7 @@ from typing import Any
 
 from array_api_compat import device
 
-from .model import Params
+from .models import Params
 
 State = tuple[Any, ...]  # an optimizer's arrays, carried from step to step
 

@@ -22,12 +22,11 @@ import numpy as np
 from .backends import DTYPES
 from .errors import InvalidInput, OptionError, python_spelling
 from .loss import LOSSES
-from .model import ACTIVATIONS
+from .models import ACTIVATIONS, BUILT_IN, DEFAULT_HIDDEN, describe, is_model
 from .optim import OPTIMIZERS
 
 GRADS = ("analytic", "autodiff")
-MODELS = ("logistic", "mlp")
-DEFAULT_HIDDEN = (16,)  # an MLP's hidden layers when none are given
+MODELS = BUILT_IN
 
 
 class Invalid(ValueError):
@@ -48,6 +47,7 @@ class Spec:
     toml: str | None = None  # "section.key" in an experiment file (None: not there)
     # must a resumed run have the same value? True, or a test of the resumed run's options
     resume: bool | Callable[[Any], bool] = False
+    many: bool = False  # the flag may be repeated, each value one more item
 
 
 def option(default: Any, help: str, check: Callable[[Any], Any], **spec: Any) -> Any:
@@ -127,6 +127,58 @@ def layer_sizes(value: Any) -> tuple[int, ...]:
     return tuple(int(h) for h in sizes)
 
 
+def model_spec(value: Any) -> Any:
+    """A built-in model's name, ``FILE.py:NAME`` / ``package.module:NAME``, or a model object
+    (a class, an instance or a module with ``init`` and ``forward``)."""
+    if isinstance(value, str):
+        if value in BUILT_IN or (":" in value and value.rpartition(":")[2]):
+            return value
+        raise Invalid(
+            f"must be {', '.join(BUILT_IN)}, FILE.py:NAME or package.module:NAME, not {value!r}"
+        )
+    if not is_model(value):
+        raise Invalid(f"must be a model with init and forward methods, got {value!r}")
+    return value
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def model_arguments(value: Any) -> tuple[tuple[str, Any], ...]:
+    """Keyword arguments for a model class: a mapping (or ``(key, value)`` pairs) of names to
+    TOML scalars (strings, numbers, booleans, or lists of them), as sorted pairs."""
+    pairs = value.items() if isinstance(value, dict) else value
+    try:
+        items = [(k, v) for k, v in pairs]
+    except (TypeError, ValueError):
+        raise Invalid(f"must be a table of names to values, got {value!r}") from None
+    out = []
+    for key, item in items:
+        if isinstance(item, (list, tuple)) and all(isinstance(v, _SCALARS) for v in item):
+            item = tuple(item)
+        elif not isinstance(item, _SCALARS):
+            raise Invalid(f"{key}: must be a string, number, boolean or list, got {item!r}")
+        if not isinstance(key, str) or not key.isidentifier():
+            raise Invalid(f"must name arguments with Python identifiers, got {key!r}")
+        out.append((key, item))
+    return tuple(sorted(out))
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as a TOML scalar (``32``, ``0.5``, ``true``, ``"tanh"``,
+    ``[8, 8]``); a bare word is a string."""
+    import tomllib
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise InvalidInput(f"{text!r}: give KEY=VALUE, e.g. width=32")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word: the string it spells
+    return key.strip(), value
+
+
 def positive_ints(text: str) -> tuple[int, ...]:
     """``64,32`` as whole numbers ≥ 1 (the flags' form of a list of sizes)."""
     try:
@@ -179,10 +231,17 @@ class Options:
         one_of(OPTIMIZERS), flag="--optimizer", parse=str,
         choices=tuple(OPTIMIZERS), toml="train.optimizer", resume=True,
     )  # fmt: skip
-    model: str | None = option(
-        None, "the seed's logistic regressor, or an MLP with hidden layers (default: an MLP "
-        "when hidden layers are given)", optional(one_of(MODELS)),
-        flag="--model", parse=str, choices=MODELS, toml="model.kind",
+    model: Any = option(  # noqa: RUF009 (option() is a dataclass field)
+        None, "logistic (the seed's regressor), mlp, or your own: FILE.py:NAME or "
+        "package.module:NAME (importing FILE.py runs it) (default: mlp when hidden layers "
+        "are given, else logistic)", optional(model_spec),
+        flag="--model", parse=str, metavar="MODEL", toml="model.kind", resume=True,
+    )  # fmt: skip
+    model_args: tuple[tuple[str, Any], ...] = option(
+        (), "an argument for your model's class, KEY=VALUE with VALUE a TOML value "
+        "(repeatable)", model_arguments,
+        flag="--model-arg", parse=key_value, metavar="KEY=VALUE", toml="model_args",
+        resume=True, many=True,
     )  # fmt: skip
     hidden: tuple[int, ...] | None = option(
         None, f"MLP hidden layer sizes (default {','.join(map(str, DEFAULT_HIDDEN))})",
@@ -200,9 +259,10 @@ class Options:
         flag="--batch-size", parse=int, metavar="B", toml="train.batch_size", resume=True,
     )  # fmt: skip
     loss: str = option(
-        "bce", "the seed's binary cross-entropy, or the same from logits (stable when "
-        "probabilities saturate)", one_of(LOSSES),
-        flag="--loss", parse=str, choices=LOSSES, toml="train.loss", resume=True,
+        "bce", "bce (the seed's binary cross-entropy), bce-logits (the same from logits, "
+        "stable when probabilities saturate), softmax-ce (K classes, labels 0..K-1) or mse "
+        "(regression)", one_of(LOSSES),
+        flag="--loss", parse=str, choices=tuple(LOSSES), toml="train.loss", resume=True,
     )  # fmt: skip
     val_split: float | None = option(
         None, "hold out this fraction of the rows (drawn from the seed) and report their loss "
@@ -246,9 +306,7 @@ class Options:
         object.__setattr__(self, "model", model)
         for rule in RULES:
             rule(self)
-        object.__setattr__(
-            self, "hidden", () if model == "logistic" else self.hidden or DEFAULT_HIDDEN
-        )
+        object.__setattr__(self, "hidden", self.hidden or DEFAULT_HIDDEN if model == "mlp" else ())
 
     def replace(self, **changes: Any) -> Options:
         """These options with ``changes`` (checked again); new hidden layers or activation
@@ -258,11 +316,14 @@ class Options:
         return replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
-        """Every option, JSON-ready (tuples as lists)."""
-        return {
+        """Every option, JSON-ready (tuples as lists, the model as its spec)."""
+        out = {
             name: list(value) if isinstance(value, tuple) else value
             for name, value in ((f.name, getattr(self, f.name)) for f in fields(self))
         }
+        out["model"] = describe(self.model)
+        out["model_args"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_args}
+        return out
 
     def must_match(self) -> list[str]:
         """The options a run resumed with these options must share with its checkpoint."""
@@ -278,8 +339,20 @@ class Options:
 
 
 def _model_has_layers(o: Options) -> None:
-    if o.model == "logistic" and (o.hidden or o.activation != "sigmoid"):
-        raise OptionError(lambda s: f"{s('hidden')} and {s('activation')} need {s('model', 'mlp')}")
+    if o.model != "mlp" and (o.hidden or o.activation != "sigmoid"):
+        raise OptionError(
+            lambda s: (
+                f"{s('hidden')} and {s('activation')} need {s('model', 'mlp')}"
+                + ("" if o.model == "logistic" else f"; give your model's {s('model_args')}")
+            )
+        )
+
+
+def _args_need_own_model(o: Options) -> None:
+    if o.model_args and o.model in BUILT_IN:
+        raise OptionError(
+            lambda s: f"{s('model_args')} are for your own model's class, not {o.model}"
+        )
 
 
 def _block_needs_one_pass(o: Options) -> None:
@@ -304,6 +377,7 @@ def _exact_is_one_device(o: Options) -> None:
 
 RULES: tuple[Callable[[Options], None], ...] = (
     _model_has_layers,
+    _args_need_own_model,
     _block_needs_one_pass,
     _exact_is_one_device,
 )
@@ -324,6 +398,8 @@ def toml_spelling(name: str, value: Any = ...) -> str:
     where = _SPECS[name].toml if name in _SPECS else None
     if where is None:
         return python_spelling(name, value)
+    if "." not in where:  # a whole table
+        return f"[{where}]"
     section, key = where.split(".")
     if value is ...:
         return f"[{section}] {key}"
@@ -356,6 +432,8 @@ def add_flags(parser: argparse.ArgumentParser, convert: Callable[[Callable], Cal
         else:
             kwargs |= {"type": convert(spec.parse), "choices": spec.choices}
             kwargs["metavar"] = spec.metavar
+            if spec.many:
+                kwargs["action"] = "append"
         parser.add_argument(spec.flag, **kwargs)
 
 
@@ -371,17 +449,30 @@ def toml_schema() -> dict[str, dict[str, Any]]:
     """The experiment file's run keys, by section, with their defaults."""
     schema: dict[str, dict[str, Any]] = {}
     for _, spec, default in declared():
-        if spec.toml is not None:
+        if spec.toml is not None and "." in spec.toml:
             section, key = spec.toml.split(".")
             schema.setdefault(section, {})[key] = default
     return schema
+
+
+def toml_tables() -> dict[str, str]:
+    """The experiment file's sections that are one option each, a free table (``[model_args]``):
+    section → option."""
+    return {
+        spec.toml: name
+        for name, spec, _ in declared()
+        if spec.toml is not None and "." not in spec.toml
+    }
 
 
 def from_toml(settings: dict[str, dict[str, Any]]) -> Options:
     """The options an experiment file's sections give; errors spelled as its keys."""
     given = {}
     for name, spec, _ in declared():
-        if spec.toml is not None:
+        if spec.toml is not None and "." not in spec.toml:
+            if settings.get(spec.toml):
+                given[name] = settings[spec.toml]
+        elif spec.toml is not None:
             section, key = spec.toml.split(".")
             if key in settings.get(section, {}):
                 given[name] = settings[section][key]

@@ -20,7 +20,7 @@ import numpy as np
 from .data import Problem
 from .errors import InvalidInput
 from .grad import PAD_LABEL
-from .model import Params
+from .models import Params
 
 
 class Replicas(Protocol):
@@ -68,18 +68,21 @@ def local_problem(problem: Problem, replicas: Replicas) -> tuple[Problem, bool]:
     extra = stop - start - len(y)
     if extra:
         X = np.concatenate([X, np.zeros((extra, X.shape[1]), dtype=X.dtype)])
-        y = np.concatenate([y, np.full((extra, 1), PAD_LABEL)])
+        y = np.concatenate([y, np.full((extra, y.shape[1]), PAD_LABEL)])
     # padding anywhere, not here: every process must compile the same step
     return Problem(X, y, problem.W, problem.b), pad > 0
 
 
-def reduced_loss_and_grads(local_sums: Callable, reduce: Callable, n: int) -> Callable:
+def reduced_loss_and_grads(
+    local_sums: Callable, reduce: Callable, n: int, per_element: bool = False
+) -> Callable:
     """``(params, X, y) -> (loss, grads)`` from a replica's ``local_sums`` (loss sum and
     gradient sums of its rows), added over the replicas by ``reduce``, divided by the global
-    ``n``."""
+    ``n`` rows (times the targets' columns for a ``per_element`` loss)."""
 
     def loss_and_grads(params: Params, X: Any, y: Any) -> tuple[Any, Params]:
         total, sums = reduce(local_sums(params, X, y))
-        return 1 / n * total, tuple(1 / n * s for s in sums)
+        scale = 1 / (n * (y.shape[1] if per_element else 1))
+        return scale * total, tuple(scale * s for s in sums)
 
     return loss_and_grads

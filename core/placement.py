@@ -16,6 +16,7 @@ from .backends import Backend
 from .data import Problem, batch_order
 from .errors import InvalidInput, OptionError
 from .loop import History, Minibatches, Validation, fit
+from .loss import get as get_loss
 from .options import Options
 from .parallel import Replicas, local_problem
 from .steps import (
@@ -27,6 +28,7 @@ from .steps import (
     make_evaluate,
     make_fused,
     make_step,
+    model_of,
 )
 
 
@@ -121,8 +123,9 @@ def _validation(
     """The held-out rows on the device, with their (compiled) evaluation."""
     if held_out is None:
         return None
-    evaluate = make_evaluate(bk, options.jit, options.activation, options.loss)
-    return Validation(evaluate, put(held_out.X), put(held_out.y))
+    evaluate = make_evaluate(bk, options.jit, model_of(options), options.loss)
+    classifies = get_loss(options.loss).classifies
+    return Validation(evaluate, put(held_out.X), put(held_out.y), classifies)
 
 
 def _rows_here(

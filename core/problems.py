@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .data import Problem, load, standardize
 from .errors import InvalidInput
+from .models import describe
+from .options import Options
 from .reference import SEED_EPOCHS, SEED_LR
 
 
@@ -25,8 +28,22 @@ class ReferenceProblem:
     seed: int = 1
     hidden: tuple[int, ...] = ()  # no hidden layers: the seed's logistic regressor
     activation: str = "sigmoid"
+    loss: str = "bce"
     # optional modules its data needs, by import name (the tests skip without them)
     needs: tuple[str, ...] = ()
+    # a user's model (FILE.py:NAME or an object) and its class's arguments; None: the
+    # built-in logistic (no hidden layers) or MLP. Its reference is the float64 NumPy run of
+    # the same model through xptrain (there is no textbook version of a user's model).
+    model: Any = None
+    model_args: tuple = ()
+
+    def options(self, **changes: Any) -> Options:
+        """The run options of this problem (``changes``: dtype, grad, jit, ...)."""
+        own = {"model": self.model, "model_args": self.model_args}
+        if self.model is None:
+            own = {"hidden": self.hidden, "activation": self.activation}
+        return Options(epochs=self.epochs, lr=self.lr, seed=self.seed, loss=self.loss, **own,
+                       **changes)  # fmt: skip
 
 
 PROBLEMS: dict[str, ReferenceProblem] = {
@@ -54,8 +71,59 @@ PROBLEMS: dict[str, ReferenceProblem] = {
             activation="tanh",
             needs=("sklearn",),
         ),
+        # all ten of scikit-learn's 8×8 digits (1797×64), standardised: a softmax MLP
+        ReferenceProblem(
+            "digits10",
+            lambda: standardize(load("digits10")),
+            epochs=30,
+            lr=0.5,
+            hidden=(16,),
+            activation="tanh",
+            loss="softmax-ce",
+            needs=("sklearn",),
+        ),
+        # scikit-learn's diabetes regression (442×10), standardised: an MLP on the mean squared
+        # error of the target scaled to unit spread
+        ReferenceProblem(
+            "diabetes",
+            lambda: _scaled_target(standardize(load("diabetes"))),
+            epochs=50,
+            lr=0.1,
+            hidden=(8,),
+            activation="tanh",
+            loss="mse",
+            needs=("sklearn",),
+        ),
     )
 }
+
+
+def _scaled_target(problem: Problem) -> Problem:
+    """The targets centred and divided by their deviation (the diabetes target spans 25-346:
+    unscaled, gradient descent with one step size for every problem would diverge)."""
+    y = problem.y
+    return Problem(problem.X, (y - y.mean(axis=0)) / y.std(axis=0), problem.W, problem.b)
+
+
+def custom(
+    model: Any,
+    data: str,
+    loss: str = "bce",
+    epochs: int = 20,
+    lr: float = 1.0,
+    seed: int = 1,
+    model_args: tuple = (),
+) -> ReferenceProblem:
+    """A user's model on ``data`` (a data spec) as a problem ``check`` can run (registered under
+    the name ``NAME on DATA``); its options are checked here."""
+    label = model.rpartition(":")[2] if isinstance(model, str) else describe(model)
+    problem = ReferenceProblem(
+        f"{label} on {data}", lambda: load(data), epochs, lr, seed, loss=loss,
+        model=model, model_args=tuple(model_args),
+    )  # fmt: skip
+    problem.options()  # a bad option is refused now, before anything runs
+    PROBLEMS[problem.name] = problem
+    return problem
 
 
 def get(name: str) -> ReferenceProblem:

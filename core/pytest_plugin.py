@@ -37,6 +37,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--xptrain-dtypes", default=None, metavar="A,B", help="float64, float32 (default: both)"
     )
+    group.addoption(
+        "--xptrain-model",
+        default=None,
+        metavar="FILE.py:NAME",
+        help="check your own model (with --xptrain-data, --xptrain-loss) instead of the "
+        "reference problems",
+    )
+    group.addoption(
+        "--xptrain-model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an argument for your model's class (repeatable)",
+    )
+    group.addoption("--xptrain-data", default="seed", metavar="SPEC", help="its data spec")
+    group.addoption("--xptrain-loss", default="bce", metavar="LOSS", help="its loss")
 
 
 def pytest_collection_modifyitems(
@@ -55,8 +71,11 @@ def pytest_collection_modifyitems(
         return None if value is None else listed([value], name)
 
     try:
+        problem_names = option("--xptrain-problems")
+        if config.getoption("--xptrain-model") is not None:
+            problem_names = [_own_problem(config).name]
         configs, _ = check.plan(
-            option("--xptrain-problems"),
+            problem_names,
             listed(names, _OPTION),
             None,
             option("--xptrain-dtypes"),
@@ -68,6 +87,19 @@ def pytest_collection_modifyitems(
             session, name=f"xptrain[{c.label}]", nodeid=f"xptrain::{c.label}", check_config=c
         )
         for c in configs
+    )
+
+
+def _own_problem(config: pytest.Config) -> Any:
+    """The user's model of ``--xptrain-model`` as a problem of the check."""
+    from xptrain import problems
+    from xptrain.options import key_value
+
+    return problems.custom(
+        config.getoption("--xptrain-model"),
+        config.getoption("--xptrain-data"),
+        config.getoption("--xptrain-loss"),
+        model_args=tuple(key_value(text) for text in config.getoption("--xptrain-model-arg")),
     )
 
 
@@ -84,11 +116,11 @@ class ConformanceItem(pytest.Item):
 
     def runtest(self) -> None:
         """Run the configuration (twice) and fail with its one-sentence description."""
-        from xptrain import check
+        from xptrain import check, check_table
 
         row, _ = check.run_config(self.check_config)
         if not row.passed:
-            raise ConformanceFailure(check.describe_failure(row))
+            raise ConformanceFailure(check_table.describe_failure(row))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         """A conformance failure as its sentence, not a traceback into xptrain."""

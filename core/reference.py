@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import Problem, initial_params, initial_weights
+from .data import Problem, initial_weights
+from .models import MLP
 
 # As the seed prints them (12 significant digits): epochs 0..19, alpha 1, np.random.seed(1).
 SEED_PRINTED_LOSSES = (
@@ -97,24 +98,50 @@ def reference_mlp_run(
     epochs: int,
     lr: float,
     seed: int = SEED_NP_RANDOM_SEED,
+    loss: str = "bce",
 ) -> Reference:
-    """A textbook float64 NumPy MLP (hidden layers ``activation``, sigmoid output, the seed's
-    BCE, gradient descent), written apart from the Array API code it checks."""
+    """A textbook float64 NumPy MLP (hidden layers ``activation``, gradient descent) with a
+    sigmoid output and the seed's BCE (``loss="bce"``), a softmax output and the multi-class
+    cross-entropy (``"softmax-ce"``, y holding class labels), or a linear output and the mean
+    squared error (``"mse"``), written apart from the Array API code it checks. It starts from
+    the built-in MLP's ``init`` (so both start from the same numbers)."""
     act, act_grad = _ACT[activation]
     X, y = problem.X, problem.y
-    params = initial_params(problem, hidden, seed)
+    k = int(y.max()) + 1 if loss == "softmax-ce" else y.shape[1]
+    params = list(MLP(hidden, activation).init(np.random.default_rng(seed), X.shape[1], k))
     n, losses = len(y), []
     for _ in range(epochs):
         hs = [X]
         for layer in range(len(params) // 2):
             z = hs[-1] @ params[2 * layer] + params[2 * layer + 1]
-            hs.append(1 / (1 + np.exp(-z)) if layer == len(params) // 2 - 1 else act(z))
-        A = hs[-1]
-        losses.append(-np.mean(y * np.log(A) + (1 - y) * np.log(1 - A)))
-        delta, grads = A - y, []
+            hs.append(z if layer == len(params) // 2 - 1 else act(z))
+        value, delta = _OUTPUT[loss](hs.pop(), y)
+        losses.append(value)
+        grads = []
         for layer in reversed(range(len(params) // 2)):
             grads = [hs[layer].T @ delta / n, delta.sum(axis=0, keepdims=True) / n, *grads]
             if layer:
                 delta = (delta @ params[2 * layer].T) * act_grad(hs[layer])
         params = [p - lr * g for p, g in zip(params, grads, strict=True)]
     return Reference(np.array(losses), params)
+
+
+def _sigmoid_bce(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    A = 1 / (1 + np.exp(-z))
+    return -np.mean(y * np.log(A) + (1 - y) * np.log(1 - A)), A - y
+
+
+def _softmax_ce(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    shifted = z - z.max(axis=1, keepdims=True)
+    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    onehot = np.eye(z.shape[1])[y[:, 0].astype(int)]
+    return -np.mean(np.log(p[onehot == 1])), p - onehot
+
+
+def _mse(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    # mean over all N·K elements; per row, the derivative 2(z - y)/K (the N comes after)
+    return np.mean((z - y) ** 2), 2 * (z - y) / z.shape[1]
+
+
+# the output layer and loss: (loss value, ∂(per-row loss)/∂z)
+_OUTPUT = {"bce": _sigmoid_bce, "softmax-ce": _softmax_ce, "mse": _mse}

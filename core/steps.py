@@ -16,9 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from .backends import Backend, itemsize
-from .grad import PAD_LABEL, bce_grads, block_rows, blocked_loss_and_grads, blocked_sums
-from .loss import loss_from_logits, loss_sum
-from .model import Params, forward, logits, sigmoid
+from .grad import (
+    block_rows,
+    blocked_loss_and_grads,
+    blocked_sums,
+    loss_and_grads,
+    masked_targets,
+)
+from .loss import Loss
+from .loss import get as get_loss
+from .models import Logistic, Params, resolve
 from .optim import OPTIMIZERS, Optimizer, State
 from .options import Options
 from .parallel import Replicas, reduced_loss_and_grads
@@ -31,14 +38,16 @@ Step = Callable[[Carry, Any, Any], tuple[Carry, Any]]
 class StepSpec:
     """Everything a step is built from (the key of the step caches).
 
+    ``model``: the model object (:mod:`xptrain.models`); ``loss``: the loss's name.
     ``block``: rows per block of the one-pass gradient (analytic only; None: full batch).
     A data-parallel step (built with replicas) divides its replicas' summed loss and gradients
-    by ``total_rows``, the global number of rows; ``masked`` leaves padding rows out."""
+    by ``total_rows``, the global number of rows (times the outputs for a per-element loss);
+    ``masked`` leaves padding rows out."""
 
     grad: str = "analytic"
     lr: float = 1.0
     optimizer: str = "sgd"
-    activation: str = "sigmoid"
+    model: Any = Logistic()  # noqa: RUF009 (frozen, so one shared default is safe)
     loss: str = "bce"
     block: int | None = None
     total_rows: int | None = None
@@ -48,7 +57,31 @@ class StepSpec:
     def of(cls, options: Options, **where: Any) -> StepSpec:
         """The spec of a run with ``options``; ``where``: block, total_rows, masked."""
         o = options
-        return cls(o.grad, o.lr, o.optimizer, o.activation, o.loss, **where)
+        return cls(o.grad, o.lr, o.optimizer, model_of(o), o.loss, **where)
+
+
+def model_of(options: Options) -> Any:
+    """The model object a run with ``options`` trains (the same object for the same options)."""
+    o = options
+    return resolve(o.model, o.model_args, o.hidden or (), o.activation)
+
+
+def _cached(build: Callable) -> Callable:
+    """``build`` cached on its arguments (the same configuration, the same function object,
+    so compiled steps are reused); built afresh for a model object that cannot be hashed."""
+    cached = functools.lru_cache(maxsize=64)(build)
+
+    @functools.wraps(build)
+    def call(*args: Any) -> Any:
+        try:
+            hash(args)
+        except TypeError:
+            return build(*args)
+        return cached(*args)
+
+    call.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    call.cache_info = cached.cache_info  # type: ignore[attr-defined]
+    return call
 
 
 def update_step(xp: Any, lr: float, optimizer: Optimizer, loss_and_grads: Callable) -> Step:
@@ -63,41 +96,34 @@ def update_step(xp: Any, lr: float, optimizer: Optimizer, loss_and_grads: Callab
     return step
 
 
-def analytic_loss_and_grads(xp: Any, activation: str, loss: str) -> Callable:
-    """Analytic backprop (the seed's ``dz = A - y`` and below), full batch, exactly as the
-    seed computes it."""
+def analytic_loss_and_grads(xp: Any, model: Any, loss: Loss) -> Callable:
+    """The model's backward, full batch (for the seed's model: the seed's arithmetic)."""
 
-    def loss_and_grads(params: Params, X: Any, y: Any) -> tuple[Any, Params]:
-        outputs = forward(xp, params, X, activation)
-        A = sigmoid(xp, outputs[-1])
-        value = loss_from_logits(xp, loss, y, outputs[-1], A)
-        return value, bce_grads(xp, params, outputs, A, y, activation)
+    def run(params: Params, X: Any, y: Any) -> tuple[Any, Params]:
+        return loss_and_grads(xp, model, loss, params, X, y)
 
-    return loss_and_grads
+    return run
 
 
 def blocked_loss_and_grads_of(bk: Backend, spec: StepSpec) -> Callable:
     """The one-pass blocked gradient (:func:`xptrain.grad.blocked_loss_and_grads`): the same
     loss and gradients, X read once, ``spec.block`` rows at a time, the loop over blocks run by
     the backend's ``fold``, its row groups spread over the backend's ``workers``."""
+    loss = get_loss(spec.loss)
 
-    def loss_and_grads(params: Params, X: Any, y: Any) -> tuple[Any, Params]:
+    def run(params: Params, X: Any, y: Any) -> tuple[Any, Params]:
         return blocked_loss_and_grads(
-            bk.xp, params, X, y, spec.activation, spec.loss, spec.block, bk.fold, bk.spread,
-            bk.workers,
-        )  # fmt: skip
+            bk.xp, spec.model, loss, params, X, y, spec.block, bk.fold, bk.spread, bk.workers
+        )
 
-    return loss_and_grads
+    return run
 
 
-def autodiff_loss_and_grads(
-    xp: Any, activation: str, loss: str, value_and_grad: Callable
-) -> Callable:
+def autodiff_loss_and_grads(xp: Any, model: Any, loss: Loss, value_and_grad: Callable) -> Callable:
     """The backend's automatic differentiation of the same loss."""
 
     def loss_fn(params: Params, X: Any, y: Any) -> Any:
-        z = logits(xp, params, X, activation)
-        return loss_from_logits(xp, loss, y, z, sigmoid(xp, z))
+        return loss.value(xp, y, model.forward(xp, params, X))
 
     return value_and_grad(loss_fn)
 
@@ -107,43 +133,47 @@ def local_sums_of(bk: Backend, spec: StepSpec) -> Callable:
     data-parallel step: the one-pass analytic sums (one block of every row without
     ``spec.block``), or the backend's autodiff of the summed loss. ``spec.masked`` leaves
     padding rows out."""
-    xp, activation, loss = bk.xp, spec.activation, spec.loss
+    xp, model, loss = bk.xp, spec.model, get_loss(spec.loss)
     if spec.grad == "autodiff":
 
         def summed(params: Params, X: Any, y: Any) -> Any:
-            z = logits(xp, params, X, activation)
-            keep = None
-            if spec.masked:  # padding rows: logit 0, so no inf whose zero cotangent is NaN
-                keep = y != PAD_LABEL
-                z = xp.where(keep, z, xp.zeros_like(z))
-            return loss_sum(xp, loss, y, z, sigmoid(xp, z), keep)
+            if not spec.masked:
+                return xp.sum(loss.terms(xp, y, model.forward(xp, params, X)))
+            keep, y = masked_targets(xp, y)
+            # padding rows: outputs 0, so no inf whose zero cotangent is NaN
+            out = model.forward(xp, params, X)
+            out = xp.where(keep, out, xp.zeros_like(out))
+            terms = loss.terms(xp, y, out)
+            return xp.sum(xp.where(keep, terms, xp.zeros_like(terms)))
 
         return bk.value_and_grad(summed)
 
     def sums(params: Params, X: Any, y: Any) -> tuple[Any, Params]:
         block = spec.block or X.shape[0]
         return blocked_sums(
-            xp, params, X, y, activation, loss, block, bk.fold, bk.spread, bk.workers,
-            spec.masked,
-        )  # fmt: skip
+            xp, model, loss, params, X, y, block, bk.fold, bk.spread, bk.workers, spec.masked
+        )
 
     return sums
 
 
 def _loss_and_grads(bk: Backend, spec: StepSpec, replicas: Replicas | None) -> Callable:
     """The gradient engine ``spec`` asks for (on ``replicas``: their reduced sums)."""
+    loss = get_loss(spec.loss)
     if replicas is not None:
         if spec.total_rows is None:
             raise ValueError("a data-parallel step needs the global number of rows")
-        return reduced_loss_and_grads(local_sums_of(bk, spec), replicas.reduce, spec.total_rows)
+        return reduced_loss_and_grads(
+            local_sums_of(bk, spec), replicas.reduce, spec.total_rows, loss.per_element
+        )
     if spec.grad == "autodiff":
-        return autodiff_loss_and_grads(bk.xp, spec.activation, spec.loss, bk.value_and_grad)
+        return autodiff_loss_and_grads(bk.xp, spec.model, loss, bk.value_and_grad)
     if spec.block is not None:
         return blocked_loss_and_grads_of(bk, spec)
-    return analytic_loss_and_grads(bk.xp, spec.activation, spec.loss)
+    return analytic_loss_and_grads(bk.xp, spec.model, loss)
 
 
-@functools.lru_cache(maxsize=64)
+@_cached
 def make_step(
     bk: Backend, spec: StepSpec, jit: bool = False, replicas: Replicas | None = None
 ) -> Step:
@@ -164,27 +194,30 @@ def initial_carry(bk: Backend, params: Params, optimizer: str = "sgd") -> Carry:
     return params, OPTIMIZERS[optimizer].init(bk.xp, params)
 
 
-def evaluate(xp: Any, params: Params, X: Any, y: Any, activation: str, loss: str) -> Any:
+def evaluate(xp: Any, model: Any, loss: Loss, params: Params, X: Any, y: Any) -> Any:
     """``[loss, accuracy]`` of ``params`` on (``X``, ``y``), one device array: the loss as
-    training computes it, the accuracy with a logit > 0 read as class 1."""
-    z = logits(xp, params, X, activation)
-    value = loss_from_logits(xp, loss, y, z, sigmoid(xp, z))
-    hits = xp.astype((z > 0) == (y > 0.5), z.dtype)
-    return xp.stack([value, xp.mean(hits)])
+    training computes it, and the share of rows whose class is right (a logit > 0 read as
+    class 1; the largest logit's column for softmax-ce); ``[loss]`` for a regression loss."""
+    out = model.forward(xp, params, X)
+    value = xp.reshape(loss.value(xp, y, out), (1,))
+    if not loss.classifies:
+        return value
+    return xp.concat([value, xp.reshape(xp.mean(loss.hits(xp, y, out)), (1,))])
 
 
-@functools.lru_cache(maxsize=64)
-def make_evaluate(bk: Backend, jit: bool, activation: str, loss: str) -> Callable:
+@_cached
+def make_evaluate(bk: Backend, jit: bool, model: Any, loss: str) -> Callable:
     """:func:`evaluate` for a configuration as ``(params, X, y) -> [loss, accuracy]``, built
     once (compiled once with ``jit``)."""
+    chosen = get_loss(loss)
 
     def run(params: Params, X: Any, y: Any) -> Any:
-        return evaluate(bk.xp, params, X, y, activation, loss)
+        return evaluate(bk.xp, model, chosen, params, X, y)
 
     return bk.jit(run) if jit else run
 
 
-@functools.lru_cache(maxsize=64)
+@_cached
 def make_fused(
     bk: Backend,
     spec: StepSpec,
@@ -196,7 +229,7 @@ def make_fused(
     ``jit``): ``(carry, X, y[, X_val, y_val]) -> (carry, metrics)``, one metrics row per epoch
     (the loss, and with ``validation`` the held-out loss and accuracy), built and compiled
     once per length."""
-    xp = bk.xp
+    xp, loss = bk.xp, get_loss(spec.loss)
     step = make_step(bk, spec, False, replicas)
 
     def run(carry: Carry, X: Any, y: Any, *held_out: Any) -> tuple[Carry, Any]:
@@ -204,7 +237,7 @@ def make_fused(
             c, value = step(c, X, y)
             row = xp.reshape(value, (1,))
             if validation:
-                metrics = evaluate(xp, c[0], *held_out, spec.activation, spec.loss)
+                metrics = evaluate(xp, spec.model, loss, c[0], *held_out)
                 row = xp.concat([row, metrics])
             return c, row
 

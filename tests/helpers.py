@@ -39,3 +39,13 @@ def reference_problems() -> list:
     return [
         pytest.param(p.name, marks=pytest.mark.needs(*p.needs)) for p in problems.PROBLEMS.values()
     ]
+
+
+def initial_params(problem, hidden: tuple = (), seed: int = 1, activation: str = "sigmoid"):
+    """The starting parameters a run of the built-in logistic model (no ``hidden``) or MLP
+    makes for ``problem`` with one output."""
+    from xptrain.model_setup import starting_params
+    from xptrain.models import MLP, Logistic
+
+    model = MLP(tuple(hidden), activation) if hidden else Logistic()
+    return starting_params(model, problem, 1, seed)

@@ -15,13 +15,15 @@ from xptrain import backends
 from xptrain.backends.base import Backend, python_fold
 from xptrain.grad import (
     MIN_ROWS,
-    bce_grads,
     block_rows,
     blocked_loss_and_grads,
     cache_bytes,
+    loss_and_grads,
 )
-from xptrain.loss import loss_from_logits
-from xptrain.model import forward, sigmoid
+from xptrain.loss import get as get_loss
+from xptrain.models import MLP, Logistic
+
+LOGISTIC, BCE = Logistic(), get_loss("bce")
 
 N, D = 101, 4
 MODELS = {  # name: (hidden sizes, activation)
@@ -53,10 +55,7 @@ def _on(bk: Backend, dtype: str, device: str, *arrays: Any) -> list[Any]:
 
 
 def _full_batch(xp: Any, params: tuple, X: Any, y: Any, activation: str, loss: str) -> tuple:
-    outputs = forward(xp, params, X, activation)
-    A = sigmoid(xp, outputs[-1])
-    value = loss_from_logits(xp, loss, y, outputs[-1], A)
-    return value, bce_grads(xp, params, outputs, A, y, activation)
+    return loss_and_grads(xp, MLP((), activation), get_loss(loss), params, X, y)
 
 
 def _rel_err(bk: Backend, got: Any, want: Any) -> float:
@@ -83,7 +82,7 @@ def test_blocked_matches_full_batch(backend, dtype, model, loss, block):
         params = tuple(params)
         want_loss, want_grads = _full_batch(bk.xp, params, X, y, activation, loss)
         got_loss, got_grads = blocked_loss_and_grads(
-            bk.xp, params, X, y, activation, loss, block, bk.fold
+            bk.xp, MLP((), activation), get_loss(loss), params, X, y, block, bk.fold
         )
         assert got_loss.dtype == want_loss.dtype and got_loss.shape == ()
         assert len(got_grads) == len(params)
@@ -102,7 +101,7 @@ def test_float64_agreement_is_tight(backend):
         X, y, *params = _on(bk, "float64", backend.device, X0, y0, *params0)
         want_loss, want_grads = _full_batch(bk.xp, tuple(params), X, y, "tanh", "bce")
         got_loss, got_grads = blocked_loss_and_grads(
-            bk.xp, tuple(params), X, y, "tanh", "bce", 8, bk.fold
+            bk.xp, MLP((), "tanh"), get_loss("bce"), tuple(params), X, y, 8, bk.fold
         )
         errors = [_rel_err(bk, got_loss, want_loss)]
         errors += [_rel_err(bk, g, w) for g, w in zip(got_grads, want_grads, strict=True)]
@@ -118,7 +117,9 @@ def test_blocked_under_jax_jit():
         X, y, *params = _on(bk, "float64", "cpu", X0, y0, *params0)
 
         def run(params: tuple, X: Any, y: Any) -> tuple:
-            return blocked_loss_and_grads(bk.xp, params, X, y, "relu", "bce-logits", 7, bk.fold)
+            return blocked_loss_and_grads(
+                bk.xp, MLP((), "relu"), get_loss("bce-logits"), params, X, y, 7, bk.fold
+            )
 
         eager_loss, eager_grads = run(tuple(params), X, y)
         jit_loss, jit_grads = bk.jit(run)(tuple(params), X, y)
@@ -147,7 +148,9 @@ def _jaxpr_stats(fold: Any, n: int, block: int) -> tuple[int, set[str]]:
         X, y, *params = _on(bk, "float32", "cpu", X0, y0, *params0)
 
         def run(params: tuple, X: Any, y: Any) -> tuple:
-            return blocked_loss_and_grads(bk.xp, params, X, y, "tanh", "bce", block, fold)
+            return blocked_loss_and_grads(
+                bk.xp, MLP((), "tanh"), get_loss("bce"), params, X, y, block, fold
+            )
 
         closed = jax.make_jaxpr(jax.jit(run))(tuple(params), X, y)
     names: set[str] = set()
@@ -259,8 +262,10 @@ def test_cache_bytes_from_sysfs(tmp_path):
 def test_default_block_is_block_rows():
     xp = backends.get("numpy").xp
     X0, y0, params0 = _data(())
-    want = blocked_loss_and_grads(xp, tuple(params0), X0, y0, block=block_rows(N, D, 8))
-    got = blocked_loss_and_grads(xp, tuple(params0), X0, y0)
+    want = blocked_loss_and_grads(
+        xp, LOGISTIC, BCE, tuple(params0), X0, y0, block=block_rows(N, D, 8)
+    )
+    got = blocked_loss_and_grads(xp, LOGISTIC, BCE, tuple(params0), X0, y0)
     assert float(got[0]) == float(want[0])
 
 
@@ -268,7 +273,7 @@ def test_block_must_be_positive():
     xp = backends.get("numpy").xp
     X0, y0, params0 = _data(())
     with pytest.raises(ValueError, match="block"):
-        blocked_loss_and_grads(xp, tuple(params0), X0, y0, block=0)
+        blocked_loss_and_grads(xp, LOGISTIC, BCE, tuple(params0), X0, y0, block=0)
 
 
 @pytest.mark.slow
@@ -282,7 +287,9 @@ def test_blocked_under_torch_compile():
         X, y, *params = _on(bk, "float64", "cpu", X0, y0, *params0)
 
         def run(params: tuple, X: Any, y: Any) -> tuple:
-            return blocked_loss_and_grads(bk.xp, params, X, y, "sigmoid", "bce", 25, bk.fold)
+            return blocked_loss_and_grads(
+                bk.xp, MLP((), "sigmoid"), get_loss("bce"), params, X, y, 25, bk.fold
+            )
 
         eager_loss, eager_grads = run(tuple(params), X, y)
         jit_loss, jit_grads = bk.jit(run)(tuple(params), X, y)
@@ -314,7 +321,9 @@ def test_row_groups_on_threads_agree(backend, workers):
         params = tuple(params)
         want_loss, want_grads = _full_batch(bk.xp, params, X, y, "tanh", "bce")
         runs = [
-            blocked_loss_and_grads(bk.xp, params, X, y, "tanh", "bce", 7, bk.fold, spread, workers)
+            blocked_loss_and_grads(
+                bk.xp, MLP((), "tanh"), get_loss("bce"), params, X, y, 7, bk.fold, spread, workers
+            )
             for _ in range(2)
         ]
     for got_loss, got_grads in runs:

@@ -14,6 +14,7 @@ import pytest
 from helpers import NAMESPACES, run_python, xptrain
 
 from xptrain import check as checking
+from xptrain import check_table
 from xptrain.data import seed_problem
 from xptrain.reference import reference_run
 
@@ -137,7 +138,7 @@ def test_the_tolerance_is_as_tight_as_its_model(factor, passes, monkeypatch):
     assert row.error is None, row.error
     error = np.asarray(row.rel_err) * losses / (tau * (losses + 1))  # of the model's tolerance
     assert error.max() == pytest.approx(factor, abs=0.25)  # the calibration, whatever SAFETY is
-    assert row.passed is passes, checking.describe_failure(row)
+    assert row.passed is passes, check_table.describe_failure(row)
 
 
 @pytest.mark.needs("array_api_strict")

@@ -7,7 +7,7 @@ import pytest
 from helpers import on_backends, reference_problems
 
 import xptrain
-from xptrain import backends, check, conformance, problems
+from xptrain import backends, check, check_table, conformance, problems
 from xptrain.api import train_problem
 from xptrain.conformance import compare, tolerance
 from xptrain.data import SEED_X, SEED_Y, seed_problem
@@ -44,7 +44,7 @@ def test_reference_problems_within_the_tolerance_model(backend, problem, dtype, 
     and bitwise-identical repeated runs on CPU."""
     config = check.Config(problem, backend.name, backend.device, dtype, grad, mode)
     row, _ = check.run_config(config)
-    assert row.passed, check.describe_failure(row)
+    assert row.passed, check_table.describe_failure(row)
     if backend.device == "cpu":
         assert row.repeatable
 
@@ -137,7 +137,7 @@ def test_jit_stays_exact_when_the_shape_changes(backend):
         row, _ = check.run_config(
             check.Config(name, backend.name, backend.device, "float64", "analytic", "jit")
         )
-        assert row.passed, check.describe_failure(row)
+        assert row.passed, check_table.describe_failure(row)
 
 
 ONE_PASS = xptrain.data.load("linear:3000,8,4")  # 5 blocks of 512 rows and 440 left over

@@ -11,11 +11,12 @@ import time
 
 import numpy as np
 import pytest
+from helpers import initial_params
 
 import xptrain
 from xptrain import api, backends
 from xptrain.conformance import tolerance
-from xptrain.data import Problem, initial_params, linear, seed_problem
+from xptrain.data import Problem, linear, seed_problem
 from xptrain.errors import BackendUnavailable, InvalidInput
 from xptrain.loop import fit
 from xptrain.options import Options

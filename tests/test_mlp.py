@@ -7,13 +7,14 @@ import json
 
 import numpy as np
 import pytest
+from helpers import initial_params
 from helpers import xptrain as cli
 
 import xptrain
 from xptrain import backends, problems
 from xptrain.api import train_problem
 from xptrain.conformance import compare, tolerance
-from xptrain.data import initial_params, make_problem
+from xptrain.data import make_problem
 from xptrain.options import Options
 from xptrain.reference import reference_mlp_run
 

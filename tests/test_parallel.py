@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import on_backends
+from helpers import initial_params, on_backends
 
 import xptrain
 from xptrain import backends, data, launch, problems
@@ -24,6 +24,8 @@ from xptrain.cli import main as cli
 from xptrain.conformance import compare, tolerance
 from xptrain.errors import InvalidInput
 from xptrain.grad import PAD_LABEL, blocked_sums
+from xptrain.loss import get as get_loss
+from xptrain.models import MLP
 from xptrain.options import Options
 from xptrain.parallel import local_problem
 from xptrain.reference import Reference
@@ -62,16 +64,15 @@ def _train_args(*extra: str) -> list[str]:
 
 
 @pytest.mark.parametrize("hidden", [(), (4,)])
-@pytest.mark.parametrize("loss", ["bce", "bce-logits"])
+@pytest.mark.parametrize("loss", ["bce", "bce-logits", "mse"])
 def test_padding_rows_add_nothing_to_the_sums(hidden, loss):
     problem = data.load("linear:37,3,1")
-    params = tuple(data.initial_params(problem, hidden, 1))
+    params = tuple(initial_params(problem, hidden, 1))
     padded_X = np.concatenate([problem.X, np.zeros((3, 3))])
     padded_y = np.concatenate([problem.y, np.full((3, 1), PAD_LABEL)])
-    want = blocked_sums(np, params, problem.X, problem.y, "tanh" if hidden else "sigmoid", loss)
-    got = blocked_sums(
-        np, params, padded_X, padded_y, "tanh" if hidden else "sigmoid", loss, 8, masked=True
-    )
+    model, chosen = MLP((), "tanh" if hidden else "sigmoid"), get_loss(loss)
+    want = blocked_sums(np, model, chosen, params, problem.X, problem.y)
+    got = blocked_sums(np, model, chosen, params, padded_X, padded_y, 8, masked=True)
     np.testing.assert_allclose(got[0], want[0], rtol=1e-14)
     for a, b in zip(got[1], want[1], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)

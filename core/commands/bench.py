@@ -11,7 +11,7 @@ from pathlib import Path
 from .. import backends, bench, bench_table
 from ..errors import InvalidInput
 from ..files import write_all
-from ..options import positive_ints
+from ..options import key_value, positive_ints
 from ..plot import bench_figure, figure_writer
 from .common import add_list, add_timeout, arg, check_outputs, listed
 
@@ -48,6 +48,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "fast (what train chooses: the one-pass gradient on the CPU where it wins) and/or "
         "exact (the seed's full-batch arithmetic); default fast",
     )
+    parser.add_argument(
+        "--model", default="logistic", metavar="MODEL",
+        help="logistic (default), mlp, or your own FILE.py:NAME (importing it runs it)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model-arg", action="append", default=[], metavar="KEY=VALUE",
+        help="an argument for your model's class, VALUE a TOML value (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--loss", default="bce", help="bce (default), bce-logits, softmax-ce or mse (the data: "
+        "linear:N,D's 0/1 labels, also read as 2 classes or as targets)",
+    )  # fmt: skip
     _spread_options(parser)
     parser.add_argument("--epochs", type=int, help="epochs per timed run (default 10)")
     parser.add_argument("--repeat", type=int, help="timed runs per configuration (default 5)")
@@ -122,6 +134,9 @@ def _planner(args: argparse.Namespace) -> functools.partial:
         repeat=defaults["repeat"] if args.repeat is None else args.repeat,
         modes=modes,
         paths=listed(args.paths, "--paths") or ["fast"],
+        model=args.model,
+        model_args=tuple(key_value(text) for text in args.model_arg),
+        loss=args.loss,
     )
 
 
@@ -161,6 +176,8 @@ def _scale_out(
     common += ["--modes", *p["modes"], "--paths", *p["paths"], "--quiet"]
     common += ["--distributed-timeout", str(args.distributed_timeout)]
     common += ["--resume"] if args.resume else []
+    common += ["--model", args.model, "--loss", args.loss]
+    common += [word for text in args.model_arg for word in ("--model-arg", text)]
     ran, notes = bench.scale_out(counts, named, common)
     # the configurations the launched benches planned (a 1-process group included)
     configs = [c for name, how in ran for c in plan([name], ["cpu"], spread=how, counts=counts)]

@@ -8,9 +8,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .. import backends, check, problems
+from .. import backends, check, check_table, problems
 from ..errors import InvalidInput
 from ..files import json_writer, write_all
+from ..options import key_value
 from ..plot import agreement_figure, figure_writer
 from .common import add_list, add_timeout, check_outputs, listed
 
@@ -38,6 +39,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "NAME",
         f"{', '.join(problems.PROBLEMS)} (default: all whose data is installed)",
     )
+    own = parser.add_argument_group(
+        "your own model",
+        "check it instead of the reference problems (its reference: its own "
+        "float64 NumPy run; its backward is also compared with torch's and JAX's autodiff)",
+    )
+    own.add_argument(
+        "--model", metavar="FILE.py:NAME", help="the model (importing FILE.py runs it)"
+    )
+    own.add_argument(
+        "--model-arg", action="append", default=[], metavar="KEY=VALUE",
+        help="an argument for the model's class, VALUE a TOML value (repeatable)",
+    )  # fmt: skip
+    own.add_argument("--data", default="seed", metavar="SPEC", help="its data (default seed)")
+    own.add_argument("--loss", default="bce", help="bce, bce-logits, softmax-ce or mse")
+    own.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
+    own.add_argument("--lr", type=float, default=0.5, help="learning rate (default 0.5)")
     parser.add_argument(
         "--data-parallel",
         type=int,
@@ -91,6 +108,10 @@ def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: 
     """Plan and run the check (every process of a group runs every configuration, in the same
     order); ``main`` prints the table and writes the outputs."""
     problem_names = listed(args.problems, "--problems")
+    if args.model is not None:
+        problem_names = [*(problem_names or []), _own_problem(args).name]
+    elif args.model_arg:
+        raise InvalidInput("--model-arg is for --model FILE.py:NAME")
     backend_names = listed(args.backends, "--backends")
     dtypes = listed(args.dtypes, "--dtypes")
     configs, skipped = check.plan(
@@ -118,6 +139,14 @@ def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: 
     return _report(args, report)
 
 
+def _own_problem(args: argparse.Namespace) -> problems.ReferenceProblem:
+    """The user's model on its data, as a problem of the check."""
+    return problems.custom(
+        args.model, args.data, args.loss, args.epochs, args.lr,
+        model_args=tuple(key_value(text) for text in args.model_arg),
+    )  # fmt: skip
+
+
 def _report(args: argparse.Namespace, report: check.Report) -> int:
     """Write --json and --plot, then print the table and the summary line."""
     outputs = []
@@ -126,8 +155,8 @@ def _report(args: argparse.Namespace, report: check.Report) -> int:
     if args.plot is not None:
         outputs.append((args.plot, figure_writer(agreement_figure(report))))
     write_all(outputs)  # before printing: a closed stdout must not lose the report
-    print(check.format_table(report))
-    line = check.summary(report)
+    print(check_table.format_table(report))
+    line = check_table.summary(report)
     print(line)
     if not report.passed:
         print(f"xptrain check: {line}", file=sys.stderr)

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import check, experiment
+from .. import check_table, experiment
 from ..errors import InvalidInput
 from ..files import check_output_dir, json_writer, write_all
 from ..plot import agreement_figure, figure_writer, history_figure
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     exp = experiment.read(args.file)
     folder = check_output_dir(args.out or exp.name, "--out")
     report = experiment.run(exp, folder, resume=args.resume, progress_bar=not args.quiet)
-    table = check.format_table(report)
+    table = check_table.format_table(report)
     document = {"experiment": exp.settings, "name": exp.name, **report.to_dict()}
     outputs = [
         (folder / "agreement.json", json_writer(document)),
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"xptrain run: no plots: {err}", file=sys.stderr)
     write_all(outputs)
     print(table)
-    line = check.summary(report)
+    line = check_table.summary(report)
     print(f"{line}\nresults in {folder}")
     if not report.passed:
         print(f"xptrain run: {line}", file=sys.stderr)
