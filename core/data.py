@@ -16,11 +16,13 @@ from .files import load_npz
 
 @dataclass(frozen=True)
 class Problem:
-    """A validated binary-classification problem on the host, in float64 (X memory-mapped
-    in its file's dtype when it comes from a folder of .npy files).
+    """A validated problem on the host, in float64 (X memory-mapped in its file's dtype when it
+    comes from a folder of .npy files): classification (binary or multi-class) or regression.
 
-    ``X`` is N×D, ``y`` is N×1 of 0/1, ``W`` is D×1 or None (then :func:`initial_weights`
-    draws it), ``b`` is a float or None (then 0, as in the seed).
+    ``X`` is N×D; ``y`` is N×K of finite targets (N×1 when given 1-D): class labels or values
+    (which ones a loss accepts, 0/1, integer classes or any, is the loss's check, not this one);
+    ``W`` is D×1 or None (then :func:`initial_weights` draws it), ``b`` is a float or None
+    (then 0, as in the seed).
     """
 
     X: np.ndarray
@@ -97,17 +99,15 @@ def make_problem(X: Any, y: Any, W: Any = None, b: Any = None) -> Problem:
 
 
 def _labels(y: Any, n: int) -> np.ndarray:
-    """``y`` as N×1 float64 labels of 0 or 1, for an X of ``n`` rows; refused otherwise."""
+    """``y`` as N×K float64 finite targets (N×1 from a 1-D ``y``), for an X of ``n`` rows;
+    refused otherwise. Which values a target may take is the loss's check, not this one."""
     y = as_float64("y", y)
     if y.ndim == 1:
         y = y[:, None]
-    if y.ndim != 2 or y.shape[1] != 1:
-        raise InvalidInput(f"y must have shape (N,) or (N, 1), got {y.shape}")
+    if y.ndim != 2 or y.shape[1] == 0:
+        raise InvalidInput(f"y must have shape (N,), (N, 1) or (N, K), got {y.shape}")
     if y.shape[0] != n:
         raise InvalidInput(f"X has {n} rows but y has {y.shape[0]}; they must match")
-    bad = ~np.isin(y, (0, 1))
-    if bad.any():
-        raise InvalidInput(f"labels must be 0 or 1; y holds {y[bad][0]:g}")
     return y
 
 
@@ -160,10 +160,11 @@ def as_float64(name: str, a: Any) -> np.ndarray:
 
 def load(spec: str | Path) -> Problem:
     """A problem from a data spec: ``seed``; a generator ``linear:N,D[,SEED]`` or
-    ``blobs:N,D[,SEED]``; a dataset shipped inside an installed package (``breast_cancer``,
-    ``digits``: scikit-learn, no download); an ``.npz`` (X, y, optional W, b) or ``.csv``
-    (last column the label) file; or a folder holding ``X.npy`` and ``y.npy`` (X
-    memory-mapped, for data larger than memory). Files are never unpickled."""
+    ``blobs:N,D[,K[,SEED]]``; a dataset shipped inside an installed package (scikit-learn, no
+    download: ``breast_cancer`` and ``digits``, binary; ``digits10``, ten classes;
+    ``diabetes``, regression); an ``.npz`` (X, y of shape N, N×1 or N×K, optional W, b) or
+    ``.csv`` (last column the label or target) file; or a folder holding ``X.npy`` and
+    ``y.npy`` (X memory-mapped, for data larger than memory). Files are never unpickled."""
     text = str(spec)
     name, _, params = text.partition(":")
     if name in GENERATORS:
@@ -177,8 +178,8 @@ def load(spec: str | Path) -> Problem:
     if suffix == ".csv":
         return _load_csv(path)
     raise InvalidInput(
-        f"data {text!r}: use seed, linear:N,D, blobs:N,D, breast_cancer, digits, "
-        "a .npz or .csv file, or a folder of X.npy and y.npy"
+        f"data {text!r}: use seed, linear:N,D[,SEED], blobs:N,D[,K[,SEED]], breast_cancer, "
+        "digits, digits10, diabetes, a .npz or .csv file, or a folder of X.npy and y.npy"
     )
 
 
@@ -224,14 +225,40 @@ def linear(params: str) -> Problem:
     return make_problem(X, (X @ w + 0.5 * rng.standard_normal(n) > 0).astype(np.float64))
 
 
+_BLOBS_FORM = "blobs:N,D[,K[,SEED]]"
+
+
+def _blob_sizes(params: str) -> tuple[int, int, int, int]:
+    """``(N, D, K, SEED)`` from ``blobs``'s parameters (K default 2, SEED default 0)."""
+    try:
+        values = [int(v) for v in params.split(",")]
+    except ValueError:
+        values = []
+    if not 2 <= len(values) <= 4:
+        raise InvalidInput(
+            f"blobs:{params}: give {_BLOBS_FORM}, two to four integers (K default 2, SEED 0)"
+        )
+    n, d, k, seed = (*values, *(2, 0)[len(values) - 2 :])
+    if n < 1 or d < 1 or k < 2 or seed < 0:
+        raise InvalidInput(f"blobs:{params}: give {_BLOBS_FORM} with N, D ≥ 1, K ≥ 2, SEED ≥ 0")
+    return n, d, k, seed
+
+
 def blobs(params: str) -> Problem:
-    """``blobs:N,D[,SEED]``: two Gaussian clusters, one per class, centres 2 apart."""
-    n, d, seed = _sizes(params, "blobs")
+    """``blobs:N,D[,K[,SEED]]``: K Gaussian clusters (K ≥ 2, default 2) of unit variance, one
+    per class, labels 0 to K-1 drawn uniformly. K = 2: centres ±c for a random unit vector c
+    (2 apart; the same numbers as the former ``blobs:N,D,SEED``). K > 2: centres 2·u for K
+    random unit vectors u, about 2√2 apart when D is large enough (D = 1 has only ±2)."""
+    n, d, k, seed = _blob_sizes(params)
     rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n).astype(np.float64)
-    centre = rng.standard_normal(d)
-    centre *= 1.0 / np.linalg.norm(centre)
-    return make_problem(rng.standard_normal((n, d)) + np.outer(2 * y - 1, centre), y)
+    y = rng.integers(0, k, n).astype(np.float64)
+    if k == 2:
+        centre = rng.standard_normal(d)
+        centre *= 1.0 / np.linalg.norm(centre)
+        return make_problem(rng.standard_normal((n, d)) + np.outer(2 * y - 1, centre), y)
+    centres = rng.standard_normal((k, d))
+    centres *= 2.0 / np.linalg.norm(centres, axis=1, keepdims=True)
+    return make_problem(rng.standard_normal((n, d)) + centres[y.astype(np.intp)], y)
 
 
 def _sklearn(name: str) -> Any:
@@ -256,12 +283,27 @@ def digits(params: str = "") -> Problem:
     return make_problem(bunch.data, (bunch.target >= 5).astype(np.float64))
 
 
+def digits10(params: str = "") -> Problem:
+    """scikit-learn's 8×8 digits, all ten classes: 1797 × 64, labels 0 to 9."""
+    bunch = _sklearn("digits")
+    return make_problem(bunch.data, bunch.target)
+
+
+def diabetes(params: str = "") -> Problem:
+    """scikit-learn's diabetes regression set: 442 × 10 (features as scikit-learn ships them,
+    centred and scaled), y the disease progression a year on (N×1)."""
+    bunch = _sklearn("diabetes")
+    return make_problem(bunch.data, bunch.target)
+
+
 GENERATORS = {
     "seed": lambda params: seed_problem(),
     "linear": linear,
     "blobs": blobs,
     "breast_cancer": breast_cancer,
     "digits": digits,
+    "digits10": digits10,
+    "diabetes": diabetes,
 }
 
 
@@ -299,5 +341,5 @@ def _load_csv(path: Path) -> Problem:
     if table.size == 0:
         raise InvalidInput(f"{path}: holds no data rows")
     if table.shape[1] < 2:
-        raise InvalidInput(f"{path}: needs at least 2 columns (features, then the label)")
+        raise InvalidInput(f"{path}: needs at least 2 columns (features, then the label or target)")
     return make_problem(table[:, :-1], table[:, -1])

@@ -15,7 +15,7 @@ from xptrain.data import SEED_X, SEED_Y, load
 from xptrain.options import Options
 
 steps = importlib.import_module("xptrain.steps")
-DATA = load("blobs:200,4,1")
+DATA = load("blobs:200,4,2,1")
 pytestmark = pytest.mark.needs("scan", "jit")
 
 

@@ -11,7 +11,7 @@ import xptrain as xpt
 from xptrain import fitted
 from xptrain.data import load
 
-DATA = load("blobs:200,3,7")
+DATA = load("blobs:200,3,2,7")
 # features far from mean 0 and scale 1: a model that forgets its scaling predicts badly
 X = DATA.X * 50 + 300
 OPTIONS = {"standardize": True, "loss": "bce-logits", "epochs": 30, "lr": 0.5}

@@ -16,7 +16,7 @@ from xptrain.data import load, split
 from xptrain.options import Options
 from xptrain.reference import reference_run
 
-DATA = load("blobs:300,5,3")
+DATA = load("blobs:300,5,2,3")
 EPOCHS, LR, SPLIT = 8, 0.5, 0.25
 
 
@@ -104,7 +104,7 @@ def test_cli_prints_and_records_validation(tmp_path):
     run = cli(
         "train",
         "--data",
-        "blobs:300,5,3",
+        "blobs:300,5,2,3",
         "--val-split",
         "0.25",
         "--epochs",
