@@ -105,10 +105,13 @@ def summary(report: Report) -> str:
     if report.missing:
         return f"FAIL: no result for {len(report.missing)}: {'; '.join(report.missing)}"
     bad = [g for g in report.gradients if not g.passed]
-    if bad and not report.failures:
-        return f"FAIL: {gradient_failure(bad[0])}" + (
-            f", and {len(bad) - 1} more gradient checks" if len(bad) > 1 else ""
-        )
+    lead = ""
+    if bad:  # a wrong backward first: the rows that fail after it follow from it
+        more = f" (and {len(bad) - 1} more gradient checks)" if len(bad) > 1 else ""
+        lead = f"{gradient_failure(bad[0])}{more}"
+        if not report.failures:
+            return f"FAIL: {lead}"
+        lead += "; "
     parts = []
     for row in report.failures[:5]:
         where = (
@@ -118,7 +121,8 @@ def summary(report: Report) -> str:
         )
         parts.append(f"{row.config.label} ({where})")
     more = f", and {len(report.failures) - 5} more" if len(report.failures) > 5 else ""
-    return f"FAIL: {len(report.failures)} of {n} configurations: {'; '.join(parts)}{more}"
+    failed = len(report.failures)
+    return f"FAIL: {lead}{failed} of {n} configurations: {'; '.join(parts)}{more}"
 
 
 def describe_failure(row: Row) -> str:

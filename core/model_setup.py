@@ -28,7 +28,9 @@ def starting_params(model: Any, problem: Problem, d_out: int, seed: int) -> list
     params = _as_arrays(label, made)
     if problem.W is not None or problem.b is not None:
         params = _with_data_weights(label, params, problem)
-    check_protocol(model, label, problem.X[:PROBE_ROWS], d_out, params)
+    # made-up rows, not the data's: a lazy X (dask, a memory-mapped file) is not read for it
+    probe = np.random.default_rng(0).standard_normal((PROBE_ROWS, d))
+    check_protocol(model, label, probe, d_out, params)
     return params
 
 

@@ -113,13 +113,15 @@ def custom(
     lr: float = 1.0,
     seed: int = 1,
     model_args: tuple = (),
+    scaled: bool = False,
 ) -> ReferenceProblem:
-    """A user's model on ``data`` (a data spec) as a problem ``check`` can run (registered under
-    the name ``NAME on DATA``); its options are checked here."""
+    """A user's model on ``data`` (a data spec; ``scaled``: standardised) as a problem
+    ``check`` can run (registered under the name ``NAME on DATA``); its options are checked
+    here."""
     label = model.rpartition(":")[2] if isinstance(model, str) else describe(model)
     problem = ReferenceProblem(
-        f"{label} on {data}", lambda: load(data), epochs, lr, seed, loss=loss,
-        model=model, model_args=tuple(model_args),
+        f"{label} on {data}", lambda: standardize(load(data)) if scaled else load(data), epochs,
+        lr, seed, loss=loss, model=model, model_args=tuple(model_args),
     )  # fmt: skip
     problem.options()  # a bad option is refused now, before anything runs
     PROBLEMS[problem.name] = problem

@@ -17,6 +17,9 @@ from xptrain import bench, bench_table
 
 FIELDS = {
     "backend",
+    "model",
+    "model_args",
+    "loss",
     "device",
     "device_name",
     "dtype",
@@ -67,7 +70,7 @@ def test_quick_run_writes_every_field_for_every_backend(tmp_path):
         if any(b == name for b, _ in modes):
             assert (name, "jit") in modes and (name, "eager") in modes
     table = run.stdout.splitlines()
-    assert table[0].split()[:6] == ["backend", "device", "mode", "path", "N", "D"]
+    assert table[0].split()[:7] == ["backend", "model", "device", "mode", "path", "N", "D"]
     assert table[-1] == "crossover: no GPU configurations in these records"
     assert plot.read_bytes().startswith(b"\x89PNG")
 
@@ -244,7 +247,8 @@ def test_bad_spreads_are_refused(args, message, tmp_path):
 def test_old_records_read_as_one_device():
     old = {f: 1 for f in bench.BenchConfig.__dataclass_fields__} | {"path": "fast"}
     del old["spread"], old["replicas"]
-    assert bench.record_key(old)[-2:] == ("", 1)
+    key = dict(zip(bench.BenchConfig.__dataclass_fields__, bench.record_key(old), strict=True))
+    assert (key["spread"], key["replicas"]) == ("", 1)
 
 
 @pytest.mark.backends("torch", "jax", "dask")

@@ -257,7 +257,7 @@ def test_a_planned_configuration_without_a_row_fails_the_check(monkeypatch):
     monkeypatch.setattr(checking, "run_config", lambda c: run_config(replace(c, mode="lost")))
     report = checking.run(configs, progress_bar=False)
     assert not report.passed and report.missing == [c.label for c in configs]
-    assert checking.summary(report).startswith(f"FAIL: no result for {len(configs)}: ")
+    assert check_table.summary(report).startswith(f"FAIL: no result for {len(configs)}: ")
     assert report.to_dict()["missing"] == report.missing
 
 

@@ -51,10 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model-arg", action="append", default=[], metavar="KEY=VALUE",
         help="an argument for the model's class, VALUE a TOML value (repeatable)",
     )  # fmt: skip
-    own.add_argument("--data", default="seed", metavar="SPEC", help="its data (default seed)")
-    own.add_argument("--loss", default="bce", help="bce, bce-logits, softmax-ce or mse")
-    own.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
-    own.add_argument("--lr", type=float, default=0.5, help="learning rate (default 0.5)")
+    own.add_argument("--data", metavar="SPEC", help="its data (default seed)")
+    own.add_argument(
+        "--standardize", action="store_true", help="scale its features to mean 0, deviation 1"
+    )
+    own.add_argument("--loss", help="bce (default), bce-logits, softmax-ce or mse")
+    own.add_argument("--epochs", type=int, help="epochs (default 20)")
+    own.add_argument("--lr", type=float, help="learning rate (default 0.5)")
     parser.add_argument(
         "--data-parallel",
         type=int,
@@ -110,8 +113,12 @@ def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: 
     problem_names = listed(args.problems, "--problems")
     if args.model is not None:
         problem_names = [*(problem_names or []), _own_problem(args).name]
-    elif args.model_arg:
-        raise InvalidInput("--model-arg is for --model FILE.py:NAME")
+    else:
+        own = ("data", "loss", "epochs", "lr", "model_arg", "standardize")
+        given = [name for name in own if getattr(args, name)]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise InvalidInput(f"{flag} is for your own model: add --model FILE.py:NAME")
     backend_names = listed(args.backends, "--backends")
     dtypes = listed(args.dtypes, "--dtypes")
     configs, skipped = check.plan(
@@ -142,8 +149,9 @@ def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: 
 def _own_problem(args: argparse.Namespace) -> problems.ReferenceProblem:
     """The user's model on its data, as a problem of the check."""
     return problems.custom(
-        args.model, args.data, args.loss, args.epochs, args.lr,
-        model_args=tuple(key_value(text) for text in args.model_arg),
+        args.model, args.data or "seed", args.loss or "bce",
+        20 if args.epochs is None else args.epochs, 0.5 if args.lr is None else args.lr,
+        model_args=tuple(key_value(text) for text in args.model_arg), scaled=args.standardize,
     )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from .. import backends, fitted
 from ..data import load
 from ..files import write_all
+from ..loss import get as get_loss
 from .common import check_outputs
 
 DESCRIPTION = (
@@ -42,26 +43,33 @@ def run(args: argparse.Namespace) -> int:
     model = fitted.load(args.model_file)
     problem = load(args.data)
     where = {"backend": args.backend, "device": args.device, "dtype": args.dtype}
-    proba = model.predict_proba(problem.X, **where)
+    header, rows, formats = _columns(model, problem.X, where)
     scores = model.evaluate(problem.X, problem.y, **where)
     table = io.StringIO()
-    rows = np.column_stack([proba, (proba > 0.5).astype(np.int64)])
-    np.savetxt(
-        table,
-        rows,
-        fmt=["%.17g", "%d"],
-        delimiter=",",
-        header="probability,prediction",
-        comments="",
-    )
+    np.savetxt(table, rows, fmt=formats, delimiter=",", header=header, comments="")
     if args.out is None:
         sys.stdout.write(table.getvalue())
     else:
         text = table.getvalue()
         write_all([(args.out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))])
-    print(
-        f"xptrain predict: {len(proba)} rows on {args.backend}; loss {scores['loss']:.6g}, "
-        f"accuracy {scores['accuracy']:.4f}",
-        file=sys.stderr,
-    )
+    said = ", ".join(f"{name} {value:.6g}" for name, value in scores.items())
+    print(f"xptrain predict: {len(rows)} rows on {args.backend}; {said}", file=sys.stderr)
     return 0
+
+
+def _columns(model: fitted.FittedModel, X: np.ndarray, where: dict) -> tuple:
+    """The CSV's header, rows and formats: each row's probability (of class 1, or of every
+    class) and class; a regression's predictions."""
+    if not get_loss(model.options.loss).classifies:
+        out = np.atleast_2d(model.predict(X, **where).T).T
+        names = (
+            ["prediction"]
+            if out.shape[1] == 1
+            else [f"prediction_{k}" for k in range(out.shape[1])]
+        )
+        return ",".join(names), out, ["%.17g"] * out.shape[1]
+    proba = np.atleast_2d(model.predict_proba(X, **where).T).T
+    classes = model.predict(X, **where)
+    names = ["probability"] if proba.shape[1] == 1 else [f"p{k}" for k in range(proba.shape[1])]
+    rows = np.column_stack([proba, classes])
+    return ",".join([*names, "prediction"]), rows, ["%.17g"] * proba.shape[1] + ["%d"]

@@ -37,9 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data",
         default="seed",
         metavar="PATH|seed",
-        help="seed, linear:N,D[,S], blobs:N,D[,S], breast_cancer, digits, a .npz "
-        "(X, y, optional W, b) or .csv (label last), or a folder of X.npy and y.npy (X "
-        "memory-mapped)",
+        help="seed, linear:N,D[,S], blobs:N,D[,K[,S]] (K classes), breast_cancer, digits "
+        "(binary), digits10 (10 classes), diabetes (regression), a .npz (X, y: labels or "
+        "targets, optional W, b) or .csv (label or target last), or a folder of X.npy and "
+        "y.npy (X memory-mapped)",
     )
     options.add_flags(parser, arg)
     parser.add_argument(
@@ -140,13 +141,16 @@ def _train_and_write(
 
 def _summary(result: TrainResult, first: int) -> str:
     """One line after training: the epochs this call ran and their time, the last loss, and
-    the held-out accuracy with --val-split (from the history: no pass over the data)."""
+    the held-out accuracy (a regression's loss) with --val-split (from the history: no pass
+    over the data)."""
     line = (
         f"xptrain train: {len(result.losses) - first} epochs in {result.seconds:.3g} s; "
         f"last loss {result.losses[-1]:.6g}"
     )
     if result.val_accuracy:
         line += f"; held-out accuracy {result.val_accuracy[-1]:.4f}"
+    elif result.val_losses:  # a regression: no accuracy
+        line += f"; held-out loss {result.val_losses[-1]:.6g}"
     return line
 
 
@@ -229,6 +233,7 @@ def _epoch_line(epoch: int, metrics: dict[str, float]) -> str:
     line = f"Epoch: {epoch} Loss: {metrics['loss']:.12g}"
     if "val_loss" in metrics:
         line += f" Val loss: {metrics['val_loss']:.12g}"
+    if "val_accuracy" in metrics:
         line += f" Val accuracy: {metrics['val_accuracy']:.4f}"
     return line
 
