@@ -55,6 +55,57 @@ def test_a_model_that_fails_on_one_backend_is_its_fail_row(tmp_path):
     assert len(run.stderr.splitlines()) == 1 and "array_api_strict" in run.stderr
 
 
+CHECK_BAD = {
+    "model-arg without model": (["--model-arg", "width=3"], "--model-arg is for --model"),
+    "model-arg refused": (
+        ["--model", GOOD, "--model-arg", "depth=1", *OWN],
+        "unexpected keyword argument 'depth'",
+    ),
+    "no such model": (["--model", f"{MODELS / 'good.py'}:Nope", *OWN], "models there: "),
+    "import fails": (
+        ["--model", f"{MODELS / 'raises_on_import.py'}:Model", *OWN],
+        "RuntimeError: this model file is broken on purpose",
+    ),
+}
+
+
+@pytest.mark.parametrize("args, message", CHECK_BAD.values(), ids=CHECK_BAD.keys())
+def test_check_refuses_bad_input_in_one_line(tmp_path, args, message):
+    run, report = _check(tmp_path, *args, "--backends", "numpy")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert len(run.stderr.splitlines()) == 1 and message in run.stderr, run.stderr
+    assert report is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="check --json with a model that breaks the protocol: every row's tolerance is NaN "
+    "(its reference failed) and json.dumps(allow_nan=False) raises: a ValueError traceback",
+)
+def test_check_json_of_a_model_that_breaks_the_protocol():
+    """What ``xptrain check --model broken.py:ForwardWrongShape --json r.json`` writes."""
+    from xptrain.files import json_writer
+
+    spec = f"{MODELS / 'broken.py'}:ForwardWrongShape"
+    problem = problems.custom(spec, "blobs:200,4,3", "softmax-ce", epochs=2, lr=0.5)
+    configs, skipped = check.plan([problem.name], ["numpy"], None, ["float64"])
+    report = check.run(configs, skipped, progress_bar=False)
+    assert not report.passed and "must return N × d_out" in report.rows[0].error
+    json_writer(report.to_dict())  # ValueError: Out of range float values (the NaN tolerance)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="check does not probe the model before running it as train does: a model that "
+    "breaks the protocol is a FAIL row per configuration (exit 1), not bad input (exit 2)",
+)
+def test_check_refuses_a_model_that_breaks_the_protocol_as_bad_input(tmp_path):
+    spec = f"{MODELS / 'broken.py'}:ForwardWrongShape"
+    run = cli("check", "--model", spec, *OWN, "--backends", "numpy", "--quiet", cwd=tmp_path)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert len(run.stderr.splitlines()) == 1 and "must return N × d_out" in run.stderr
+
+
 @pytest.mark.backends("torch")
 @pytest.mark.xfail(
     strict=True,
@@ -207,6 +258,21 @@ def test_an_experiment_runs_a_model_beside_it(tmp_path):
     assert record["model_args"] == {"width": 5} and record["model"].endswith("mymodel.py:TanhNet")
     assert [len(p[0]) for p in record["params"]] == [5, 5, 3, 3]
     assert len(record["losses"]) == 4
+
+
+@pytest.mark.backends("torch")
+@pytest.mark.xfail(
+    strict=True,
+    reason="an experiment's reference is always the float64 NumPy analytic run: a model "
+    "without backward is refused even with backends = ['torch'] (check takes torch/jax "
+    "autodiff as such a model's reference)",
+)
+def test_an_experiment_runs_a_model_without_backward_on_torch(tmp_path):
+    shutil.copy(MODELS / "good.py", tmp_path / "mymodel.py")
+    text = EXPERIMENT.replace("TanhNet", "NoBackward").replace('["numpy"]', '["torch"]')
+    (tmp_path / "exp.toml").write_text(textwrap.dedent(text))
+    run = cli("run", str(tmp_path / "exp.toml"), "--quiet", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 def _refused_experiment(tmp_path, text: str):
