@@ -20,11 +20,12 @@ from .backends import get as backend_named
 from .checkpoint import Checkpoint, check_compatible, fingerprint
 from .data import Problem, Scaling, feature_scaling, make_problem, split
 from .data import standardize as scale_features
-from .errors import InvalidInput, TrainingDiverged
+from .errors import InvalidInput, LibraryError, TrainingDiverged, XptrainError
 from .fitted import FittedModel
 from .loop import EpochCallback, History, metric_names
 from .loss import get as get_loss
 from .model_setup import check_engine, starting_params
+from .models import describe
 from .options import Options
 from .placement import place
 from .runinfo import versions
@@ -254,22 +255,17 @@ def train_problem(
     replicas = None
     if o.data_parallel is not None or o.distributed:
         replicas = bk.replicas(o.data_parallel or 1, o.distributed, device)
-    # Everything on the device happens inside the scope (JAX's x64 holds only there).
-    with bk.float_scope(o.dtype):
-        state0 = start.state if start is not None else None
-        run = place(rows, bk, device, o, params0, state0, held_out, replicas)
-        began = time.perf_counter()
-        carry, history = run.fit(
-            epochs=o.epochs,
-            start_epoch=start_epoch,
-            on_epoch=on_epoch,
-            checkpoint_every=checkpoint_every,
-            on_checkpoint=checkpoint if on_checkpoint else None,
-        )
-        bk.sync(carry[0][0])
-        seconds = time.perf_counter() - began
-        final = _to_host(bk, carry[0])
-        precision = bk.precision(o.dtype)
+    try:
+        run, history, seconds, final, precision = _run_on_device(
+            bk, device, o, rows, params0, start, held_out, replicas, on_epoch, start_epoch,
+            checkpoint_every, checkpoint if on_checkpoint else None,
+        )  # fmt: skip
+    except XptrainError:
+        raise
+    except Exception as err:  # the library (or a user's model on it): one line, cause kept
+        if o.distributed:  # a group out of step: the launcher must see it fail as it is
+            raise
+        raise LibraryError.of(bk.name, describe(model), err) from err
     _check_finite(final, o.epochs)
     history = {k: past[k] + history[k] for k in history}
     return TrainResult(
@@ -290,6 +286,39 @@ def train_problem(
         precision=precision,
         features=problem.X.shape[1],
     )
+
+
+def _run_on_device(
+    bk: Backend,
+    device: str,
+    o: Options,
+    rows: Problem,
+    params0: list[np.ndarray],
+    start: Checkpoint | None,
+    held_out: Problem | None,
+    replicas: Any,
+    on_epoch: EpochCallback | None,
+    start_epoch: int,
+    checkpoint_every: int | None,
+    checkpoint: Callable | None,
+) -> tuple:
+    """Place the run, train it and bring the parameters back: ``(placed, history, seconds,
+    final params, precision)``."""
+    # Everything on the device happens inside the scope (JAX's x64 holds only there).
+    with bk.float_scope(o.dtype):
+        state0 = start.state if start is not None else None
+        run = place(rows, bk, device, o, params0, state0, held_out, replicas)
+        began = time.perf_counter()
+        carry, history = run.fit(
+            epochs=o.epochs,
+            start_epoch=start_epoch,
+            on_epoch=on_epoch,
+            checkpoint_every=checkpoint_every,
+            on_checkpoint=checkpoint,
+        )
+        bk.sync(carry[0][0])
+        seconds = time.perf_counter() - began
+        return run, history, seconds, _to_host(bk, carry[0]), bk.precision(o.dtype)
 
 
 def _starting_point(

@@ -17,8 +17,9 @@ from . import backends, launch, matrix, problems
 from .api import TrainResult, train_problem
 from .conformance import MODEL, compare, tolerance
 from .data import Problem
-from .errors import InvalidInput, XptrainError
+from .errors import InvalidInput, XptrainError, first_line
 from .gradcheck import GRAD_TOL, GradCheck, gradient_checks
+from .model_setup import check_ready, longest_dot
 from .models import has_backward
 from .reference import Reference, reference_mlp_run, reference_run
 from .steps import model_of
@@ -74,7 +75,7 @@ class Row:
     first_bad_epoch: int | None
     param_err: float | None
     repeatable: bool | None
-    tolerance: float
+    tolerance: float | None  # None: the reference itself failed
     margin: float | None
     passed: bool
     error: str | None = None
@@ -202,13 +203,21 @@ def _problems(names: Sequence[str] | None) -> tuple[list[problems.ReferenceProbl
     return chosen, skipped
 
 
-@functools.lru_cache(maxsize=8)
 def _data(name: str) -> Problem:
+    return _data_of(name, problems.get(name).version)
+
+
+@functools.lru_cache(maxsize=8)
+def _data_of(name: str, version: int) -> Problem:
     return problems.get(name).make()
 
 
-@functools.lru_cache(maxsize=8)
 def _reference(name: str) -> Reference:
+    return _reference_of(name, problems.get(name).version)
+
+
+@functools.lru_cache(maxsize=8)
+def _reference_of(name: str, version: int) -> Reference:
     p = problems.get(name)
     if p.model is not None:
         return _own_reference(name)
@@ -230,9 +239,11 @@ def _own_reference(name: str) -> Reference:
     return Reference(np.array(result.losses), result.params)
 
 
-def _width(name: str, ref: Reference) -> int:
-    """The longest dot product of a problem's model: the widest parameter or the features."""
-    return max((_data(name).X.shape[1], *(max(p.shape) for p in ref.params)))
+def ready(name: str) -> None:
+    """Refuse, as bad input, a problem whose data does not fit its loss or whose model breaks
+    the protocol (before any configuration runs)."""
+    p = problems.get(name)
+    check_ready(model_of(p.options()), p.loss, _data(name), p.seed)
 
 
 def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
@@ -240,10 +251,10 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
     failing backend: the failure is the row's result."""
     p = problems.get(config.problem)
     data = _data(config.problem)
-    tol = float("nan")
+    tol = None  # unknown until the reference has run
     try:
         ref = _reference(config.problem)
-        tol = tolerance(config.dtype, data.X.shape[0], _width(config.problem, ref))
+        tol = tolerance(config.dtype, data.X.shape[0], longest_dot(data.X.shape[1], ref.params))
         options = p.options(
             dtype=config.dtype,
             jit=config.mode == "jit",
@@ -340,7 +351,7 @@ def compared_row(
     )
 
 
-def error_row(config: Config, tol: float, err: BaseException) -> Row:
+def error_row(config: Config, tol: float | None, err: BaseException) -> Row:
     """The row of a configuration whose run raised ``err``."""
     try:
         device_name = backends.get(config.backend).device_name(config.device)
@@ -367,8 +378,8 @@ def error_message(err: BaseException) -> str:
     """What a failed run's exception says, in one line; an exception that is not an ordinary
     error (``SystemExit``, say) is named as the library's doing."""
     if isinstance(err, XptrainError):
-        return str(err)
-    message = f"{type(err).__name__}: {err}"
+        return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    message = first_line(err)
     return message if isinstance(err, Exception) else f"{message} raised by the library"
 
 

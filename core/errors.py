@@ -40,6 +40,31 @@ class BackendUnavailable(XptrainError, RuntimeError):
     """A backend that is not installed, or a device it does not have."""
 
 
+class LibraryError(XptrainError, RuntimeError):
+    """An array library (or a user's model running on it) failed during a run: its exception's
+    type and first line, with the library named; the original is the ``__cause__``."""
+
+    @classmethod
+    def of(cls, library: str, model: str, err: Exception) -> LibraryError:
+        """The error for ``err``, raised by ``library`` running ``model`` (its message's first
+        line only: torch.compile's run to dozens)."""
+        return cls(f"{library} failed running model {model}: {first_line(err)}")
+
+
+def first_line(err: BaseException) -> str:
+    """``Type: message`` of an exception's root cause, in one line: the message's first line,
+    and where it has one its "Explanation:" line (torch.compile's first line names only
+    itself, "RuntimeError when making fake tensor call"; the failing call is explained below)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    explained = [line for line in lines[1:] if line.startswith("Explanation:")]
+    if explained:
+        text += f" ({explained[0][:300]})"
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
 class TrainingDiverged(XptrainError, ArithmeticError):
     """The loss (or the parameters) became NaN or infinite; ``epoch`` is where it was seen."""
 

@@ -25,8 +25,11 @@ from .conformance import tolerance
 from .data import Problem, load
 from .errors import InvalidInput
 from .files import atomic_write, json_writer
+from .model_setup import check_ready, longest_dot
+from .models import has_backward
 from .options import Options
 from .reference import Reference
+from .steps import model_of
 from .terminal import progress
 
 if sys.version_info >= (3, 11):
@@ -119,7 +122,7 @@ def _parse(doc: dict[str, Any], path: Path) -> Experiment:
         settings[section] = {**defaults, **given}
     _model_beside(settings["model"], path.parent)
     options = _options(settings)
-    runs, skipped = _plan(settings["runs"], name)
+    runs, skipped = _plan(settings["runs"], name, has_backward(model_of(options)))
     return Experiment(name.strip(), settings, options, runs, skipped, path.parent)
 
 
@@ -158,8 +161,10 @@ def _names(runs: dict[str, Any], key: str) -> list[str] | None:
     return list(dict.fromkeys(value))
 
 
-def _plan(runs: dict[str, Any], name: str) -> tuple[list[Config], list[str]]:
-    """The runs, reference first, and a note for each combination left out and why."""
+def _plan(runs: dict[str, Any], name: str, analytic: bool = True) -> tuple[list[Config], list[str]]:
+    """The runs, reference first, and a note for each combination left out and why; without
+    ``analytic`` gradients (a model with no backward) the reference is torch's (else JAX's)
+    float64 autodiff run and no analytic run is planned."""
     dtypes, grads, modes = (_names(runs, k) for k in ("dtypes", "grads", "modes"))
     for key, values, allowed in (
         ("dtypes", dtypes, backends.DTYPES),
@@ -174,9 +179,25 @@ def _plan(runs: dict[str, Any], name: str) -> tuple[list[Config], list[str]]:
     cells, skipped = matrix.plan(
         _names(runs, "backends"), _names(runs, "devices"), dtypes, grads, modes
     )
-    ran = [Config(name, *REFERENCE)]  # first: every other run is compared with it
-    ran += [Config(name, c.backend.name, c.device, c.dtype, c.grad, c.mode) for c in cells]
+    reference = REFERENCE if analytic else _autodiff_reference()
+    if not analytic and "analytic" in grads:
+        skipped.append("analytic gradients: the model has no backward")
+    ran = [Config(name, *reference)]  # first: every other run is compared with it
+    ran += [
+        Config(name, c.backend.name, c.device, c.dtype, c.grad, c.mode)
+        for c in cells
+        if analytic or c.grad != "analytic"
+    ]
     return list(dict.fromkeys(ran)), skipped  # the reference once, though also asked for
+
+
+def _autodiff_reference() -> tuple[str, ...]:
+    """The reference of a model without backward: torch's float64 eager autodiff run, or
+    JAX's; refused where neither is installed."""
+    for name in ("torch", "jax"):
+        if name in backends.available():
+            return (name, "cpu", "float64", "autodiff", "eager")
+    raise InvalidInput("the model has no backward, and neither torch nor jax (autodiff) is here")
 
 
 def _label(config: Config) -> str:
@@ -195,15 +216,18 @@ def run(
     agreement report. Each run's JSON is written as soon as it finishes; with ``resume``, runs
     whose JSON is already there are read back, not rerun."""
     problem = exp.problem()
-    n, d = training_rows(problem, exp.options)[0].X.shape  # bad sizes refused before writing
+    rows = training_rows(problem, exp.options)[0]  # bad sizes refused before writing
+    n, d = rows.X.shape
+    o = exp.options
+    params = check_ready(model_of(o), o.loss, rows, o.seed)  # a model breaking its protocol
     _prepare(folder, exp.source, resume)
     n_sum = exp.options.batch_size or n  # the longest sum over samples
     steps = exp.options.epochs * math.ceil(n / n_sum)
-    width = max((d, *exp.options.hidden))  # the longest dot product
+    width = longest_dot(d, params)
     report = Report(skipped=list(exp.skipped))
     report.notes.append(
         f"here: N = {n_sum} (rows per sum), D = {width} (longest dot product), parameters "
-        f"within tau·√{steps} ({steps} updates); reference: the float64 run on NumPy"
+        f"within tau·√{steps} ({steps} updates); reference: {_label(exp.runs[0])}"
     )
     reference: Reference | None = None  # the first run's, once it is there
     data = fingerprint(problem)  # runs read back with --resume must be of this very data

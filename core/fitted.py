@@ -185,15 +185,18 @@ def _check_layers(fitted: FittedModel, path: str | Path) -> None:
     params, scaling = fitted.params, fitted.scaling
     if not params or not all(np.isfinite(p).all() for p in params):
         raise InvalidInput(f"{path}: its parameters are missing or hold NaN or inf")
-    d = fitted.features
+    d, shapes = fitted.features, [p.shape for p in params]
+    if scaling is not None and not scaling[0].shape == scaling[1].shape == (1, d):
+        raise InvalidInput(f"{path}: its feature scaling does not fit its rows' {d} features")
     try:
-        fitted.decision_function(np.zeros((1, d)))
+        out = fitted.decision_function(np.zeros((1, d)))
+        outputs = out.shape[-1] if out.ndim == 2 else 1
+        made = fitted.model.init(np.random.default_rng(fitted.options.seed), d, outputs)
+        fits = [np.shape(p) for p in made] == shapes
     except InvalidInput:
         raise
-    except Exception as err:
-        shapes = [p.shape for p in params]
-        raise InvalidInput(
-            f"{path}: its parameters ({shapes}) do not make its model ({type(err).__name__})"
-        ) from None
-    if scaling is not None and not scaling[0].shape == scaling[1].shape == (1, d):
-        raise InvalidInput(f"{path}: its feature scaling does not fit its first layer")
+    except Exception:
+        fits = False
+    binary = fitted.options.loss in ("bce", "bce-logits")  # one output
+    if not fits or (binary and outputs != 1):
+        raise InvalidInput(f"{path}: its parameters ({shapes}) do not make its model")

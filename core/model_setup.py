@@ -10,6 +10,7 @@ import numpy as np
 
 from .data import Problem
 from .errors import InvalidInput, OptionError
+from .loss import get as get_loss
 from .models import backward, describe, forward_for_backward, has_backward
 
 PROBE_ROWS = 3  # the rows a model is tried on
@@ -32,6 +33,20 @@ def starting_params(model: Any, problem: Problem, d_out: int, seed: int) -> list
     probe = np.random.default_rng(0).standard_normal((PROBE_ROWS, d))
     check_protocol(model, label, probe, d_out, params)
     return params
+
+
+def check_ready(model: Any, loss: str, problem: Problem, seed: int) -> list[np.ndarray]:
+    """The model's starting parameters for ``problem``, after its targets (for ``loss``) and
+    the model's protocol are checked on the host (one-line errors, before anything is
+    written)."""
+    d_out = get_loss(loss).outputs(problem.y)
+    return starting_params(model, Problem(problem.X, problem.y), d_out, seed)
+
+
+def longest_dot(d: int, params: list[np.ndarray]) -> int:
+    """The longest dot product a model of these parameters likely takes (what the tolerance
+    grows with): the features, or its widest parameter."""
+    return max((d, *(max(p.shape) for p in params)))
 
 
 def _as_arrays(label: str, made: Any) -> list[np.ndarray]:

@@ -23,12 +23,14 @@ model is named ``FILE.py:NAME`` or ``package.module:NAME`` (a class is called wi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
 import importlib.util
 import itertools
 import sys
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,10 +170,19 @@ def is_model(obj: Any) -> bool:
     return callable(getattr(obj, "init", None)) and callable(getattr(obj, "forward", None))
 
 
+# The spec each loaded model was made from, so errors name it as the user wrote it.
+_SPELLED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def describe(model: Any) -> str:
     """The model as text: its spec (``logistic``, ``FILE.py:NAME``) or ``module:qualname``."""
     if isinstance(model, str):
         return model
+    try:
+        if model in _SPELLED:
+            return _SPELLED[model]
+    except TypeError:  # neither hashable nor weakly referable: named by its type
+        pass
     if isinstance(model, (Logistic, MLP)):
         return "logistic" if isinstance(model, Logistic) else "mlp"
     named = model if isinstance(model, type) or hasattr(model, "__spec__") else type(model)
@@ -187,6 +198,8 @@ def _load_module(where: str, stamp: float) -> Any:
         return importlib.import_module(where)
     path = Path(where)
     name = f"xptrain_model_{path.stem}_{hashlib.sha1(where.encode()).hexdigest()[:8]}"
+    if str(path.parent) not in sys.path:  # its neighbours import, as under `python FILE.py`
+        sys.path.append(str(path.parent))  # (last: a neighbour never shadows a library)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {where}")
@@ -260,7 +273,11 @@ def _resolve_cached(
         return MLP(hidden or DEFAULT_HIDDEN, activation)
     label = model if isinstance(model, str) else describe(model)
     obj = load(model, Path(folder) if folder else None) if isinstance(model, str) else model
-    return instantiate(obj, dict(args), label)
+    made = instantiate(obj, dict(args), label)
+    if isinstance(model, str):
+        with contextlib.suppress(TypeError):  # not weakly referable: named by its type
+            _SPELLED[made] = model
+    return made
 
 
 def resolve(

@@ -6,6 +6,7 @@ references come from the plain float64 NumPy loop in :mod:`xptrain.reference`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ class ReferenceProblem:
     # the same model through xptrain (there is no textbook version of a user's model).
     model: Any = None
     model_args: tuple = ()
+    version: int = 0  # a user's problem registered again under its name counts up (caches)
 
     def options(self, **changes: Any) -> Options:
         """The run options of this problem (``changes``: dtype, grad, jit, ...)."""
@@ -122,14 +124,22 @@ def custom(
     problem = ReferenceProblem(
         f"{label} on {data}", lambda: standardize(load(data)) if scaled else load(data), epochs,
         lr, seed, loss=loss, model=model, model_args=tuple(model_args),
+        version=next(_VERSIONS),
     )  # fmt: skip
     problem.options()  # a bad option is refused now, before anything runs
-    PROBLEMS[problem.name] = problem
+    _CUSTOM[problem.name] = problem
     return problem
+
+
+# users' problems, by name: found by get(), never in the reference set a plain check runs
+_CUSTOM: dict[str, ReferenceProblem] = {}
+_VERSIONS = itertools.count(1)
 
 
 def get(name: str) -> ReferenceProblem:
     """The reference problem called ``name``."""
+    if name in _CUSTOM:
+        return _CUSTOM[name]
     if name not in PROBLEMS:
         raise InvalidInput(f"unknown problem {name!r}; choose from {', '.join(PROBLEMS)}")
     return PROBLEMS[name]

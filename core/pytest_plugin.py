@@ -74,6 +74,7 @@ def pytest_collection_modifyitems(
         problem_names = option("--xptrain-problems")
         if config.getoption("--xptrain-model") is not None:
             problem_names = [_own_problem(config).name]
+            check.ready(problem_names[0])
         configs, _ = check.plan(
             problem_names,
             listed(names, _OPTION),

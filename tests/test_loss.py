@@ -59,5 +59,5 @@ def test_cli_records_loss_and_batch_size(tmp_path):
     assert run.returncode == 0, run.stderr
     record = json.loads(out.read_text())
     assert record["loss"] == "bce-logits" and record["batch_size"] == 2
-    bad = cli("train", "--loss", "mse")
+    bad = cli("train", "--loss", "hinge")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr

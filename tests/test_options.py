@@ -124,7 +124,8 @@ CHANGED = {
 def test_every_resume_rule_is_declared_and_enforced():
     from xptrain import backends
 
-    assert set(Options(**BASE).must_match()) == set(CHANGED)
+    # model and model_args too (a model change needs other options: below, and test_models)
+    assert set(Options(**BASE).must_match()) == set(CHANGED) | {"model", "model_args"}
     problem, bk, saved = load("seed"), backends.get("numpy"), []
     train_problem(problem, bk, "cpu", Options(**BASE), on_checkpoint=saved.append)
     for name, value in CHANGED.items():
@@ -134,6 +135,9 @@ def test_every_resume_rule_is_declared_and_enforced():
     # options a resume may change: the precision, compilation, length
     again = Options(**{**BASE, "epochs": 3, "dtype": "float32", "exact": True})
     assert len(train_problem(problem, bk, "cpu", again, start=saved[-1]).losses) == 3
+    other = Options(epochs=3, batch_size=2, val_split=0.25)  # the logistic model
+    with pytest.raises(OptionError, match=r"made with model mlp; resume with the same model$"):
+        train_problem(problem, bk, "cpu", other, start=saved[-1])
 
 
 def test_the_json_record_holds_every_option(tmp_path):

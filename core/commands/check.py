@@ -112,7 +112,9 @@ def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: 
     order); ``main`` prints the table and writes the outputs."""
     problem_names = listed(args.problems, "--problems")
     if args.model is not None:
-        problem_names = [*(problem_names or []), _own_problem(args).name]
+        own = _own_problem(args).name
+        check.ready(own)  # a model that breaks its protocol: bad input, exit 2
+        problem_names = [*(problem_names or []), own]
     else:
         own = ("data", "loss", "epochs", "lr", "model_arg", "standardize")
         given = [name for name in own if getattr(args, name)]
