@@ -27,7 +27,7 @@ log python3 -m xptrain backends || status=1
 echo "== the test suite's CUDA cases (every test file), each listed with its outcome" \
   | tee -a "$out/summary.txt"
 XPTRAIN_BACKENDS=torch,jax,cupy XPTRAIN_REQUIRE=torch,jax,cupy XPTRAIN_REQUIRE_CUDA=1 \
-  log python3 -m pytest -q -rA -p no:cacheprovider tests -k cuda || status=1
+  log python3 -m pytest -q -rA -n 0 -p no:cacheprovider tests -k cuda || status=1
 echo "== xptrain check on CUDA (every reference problem, dtype, grad and mode)" \
   | tee -a "$out/summary.txt"
 log python3 -m xptrain check --quiet --devices cuda --backends torch jax cupy \

@@ -1,7 +1,7 @@
 """Steady-state epochs on linear:65536,64 (float32, 16 MiB of X), every backend and mode side by
 side in one run, grouped per problem:
 
-    pytest bench/ --benchmark-group-by=group --benchmark-columns=median,iqr,rounds
+    pytest bench/ -n 0 --benchmark-group-by=group --benchmark-columns=median,iqr,rounds
 
 Setup (moving the data, compiling, warming up) happens before the timing; every timed call ends
 with the backend's sync. ``extra_info`` carries the bytes of X read per epoch, so GB/s follow.

@@ -1,7 +1,7 @@
 """The one-pass blocked gradient against the full-batch (naive) epoch and the read bound, per
 backend, on linear:2**20,64 in float32 (X = 256 MiB), all in one run and one group:
 
-    pytest bench/test_fastpath.py --benchmark-group-by=group \\
+    pytest bench/test_fastpath.py -n 0 --benchmark-group-by=group \\
         --benchmark-columns=min,median,iqr,rounds --benchmark-sort=name
 
 Variants per backend: ``naive`` (the seed's epoch: ``make_step``, jitted where the backend

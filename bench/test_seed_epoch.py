@@ -1,6 +1,6 @@
 """Seconds per epoch on the seed problem, each backend beside the seed's own NumPy loop.
 
-    pytest bench/ --benchmark-group-by=group --benchmark-columns=median,iqr,rounds
+    pytest bench/ -n 0 --benchmark-group-by=group --benchmark-columns=median,iqr,rounds
 
 Every timed call ends with the backend's sync (inside ``xptrain.train``); jit variants are
 compiled once before timing, so the numbers are steady state. The seed problem is tiny: this

@@ -358,3 +358,19 @@ def test_the_example_on_digits(backend):
     scaled = make_problem((digits.X - digits.X.mean(0)) / (digits.X.std(0) + 1e-12), digits.y)
     result = _agrees_with_numpy(backend, scaled, 3, model_args={"width": 16})
     assert result.predict_proba(scaled.X[:4]).shape == (4, 10)
+
+
+def test_the_regression_example_agrees_across_backends(backend):
+    """examples/regression.py on three float targets: every backend (analytic where the
+    backend has no autodiff, else its autodiff) against the float64 NumPy run."""
+    X, Y = _targets()
+    options = {"model": _regression_model(), "loss": "mse", "epochs": 10, "lr": 0.1}
+    grad = "autodiff" if backend.name in ("torch", "jax") else "analytic"
+    result = backend.train(X, Y, grad=grad, **options)
+    numpy = xptrain.train(X, Y, **options)
+    width = max(X.shape[1], *(max(p.shape) for p in numpy.params))
+    agreement = compare(
+        result, Reference(np.array(numpy.losses), numpy.params), tolerance("float64", len(X), width)
+    )
+    assert agreement.passed, (agreement.first_bad_epoch, agreement.max_rel_err)
+    assert numpy.losses[-1] < numpy.losses[0] / 2
