@@ -23,6 +23,7 @@ from .data import standardize as scale_features
 from .errors import InvalidInput, LibraryError, TrainingDiverged, XptrainError
 from .fitted import FittedModel
 from .loop import EpochCallback, History, metric_names
+from .loss import Loss
 from .loss import get as get_loss
 from .model_setup import check_engine, starting_params
 from .models import describe
@@ -246,6 +247,7 @@ def train_problem(
     d_out = loss.outputs(problem.y)
     check_engine(model, bk.name, bk.caps.autodiff, o.grad)
     params0, past, start_epoch = _starting_point(start, problem, rows, held_out, o, d_out)
+    rows, held_out = (encoded(p, loss, d_out) for p in (rows, held_out))
 
     def checkpoint(done: int, carry: Carry, history: History) -> None:
         params, state = carry
@@ -286,6 +288,13 @@ def train_problem(
         precision=precision,
         features=problem.X.shape[1],
     )
+
+
+def encoded(problem: Problem | None, loss: Loss, d_out: int) -> Problem | None:
+    """``problem`` with its targets as ``loss`` reads them on a device (see Loss.targets)."""
+    if problem is None or loss.encode is None:
+        return problem
+    return Problem(problem.X, loss.targets(problem.y, d_out), problem.W, problem.b)
 
 
 def _run_on_device(

@@ -226,6 +226,7 @@ def measure(config: BenchConfig, problem: Problem) -> dict[str, Any]:
         d_out = get_loss(config.loss).outputs(problem.y)
         rows = Problem(problem.X, problem.y)  # the data's W is the logistic model's
         params = starting_params(model_of(options), rows, d_out, options.seed)
+        problem = Problem(problem.X, get_loss(config.loss).targets(problem.y, d_out))
     with _workers(bk, config), bk.float_scope(config.dtype):
         transfer_s, run = _timed(
             lambda: place(problem, bk, config.device, options, params, replicas=replicas),

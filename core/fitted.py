@@ -87,11 +87,14 @@ class FittedModel:
         regression), the loss as training computes it."""
         problem = make_problem(to_numpy(X), to_numpy(y))
         loss, model = get_loss(self.options.loss), self.model
-        loss.outputs(problem.y)  # the targets fit the loss
+        labels = loss.outputs(problem.y)  # the targets fit the loss
+        outputs = np.atleast_2d(self.decision_function(problem.X[:1]).T).T.shape[1]
+        if loss.encode is not None and labels > outputs:
+            raise InvalidInput(f"y holds class {labels - 1}; the model has {outputs} classes")
         values = self._run(
             lambda xp, p, X, y: evaluate_on(xp, model, loss, p, X, y),
             problem.X,
-            problem.y,
+            loss.targets(problem.y, outputs),
             **where,
         )
         return dict(zip(("loss", "accuracy"), map(float, np.atleast_1d(values)), strict=False))

@@ -62,10 +62,12 @@ def gradient_checks(
     parameters and at ``trained`` (float64 throughout)."""
     loss = get_loss(options.loss)
     model = model_of(options)
-    initial = starting_params(model, data, loss.outputs(data.y), options.seed)
+    d_out = loss.outputs(data.y)
+    initial = starting_params(model, data, d_out, options.seed)
+    on_device = Problem(data.X, loss.targets(data.y, d_out))
     out = []
     for point, params in (("initial", initial), ("trained", trained)):
-        analytic, autodiff = _both(bk, device, model, loss, params, data)
+        analytic, autodiff = _both(bk, device, model, loss, params, on_device)
         for i, (a, b) in enumerate(zip(analytic, autodiff, strict=True)):
             err = _rel_err(a, b)
             out.append(

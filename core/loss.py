@@ -41,13 +41,6 @@ def _bce_grad(xp: Any, y: Any, z: Any) -> Any:
     return sigmoid(xp, z) - y
 
 
-def _one_hot(xp: Any, y: Any, z: Any) -> Any:
-    """Rows of ``z``'s shape, 1 in the column of each row's class label ``y`` (N × 1)."""
-    # the column numbers 0..K-1 from z itself: no array made with an explicit device
-    columns = xp.cumulative_sum(xp.ones_like(z[:1, :]), axis=1) - 1
-    return xp.astype(y == columns, z.dtype)
-
-
 def _logsumexp(xp: Any, z: Any) -> Any:
     """``log Σ exp(z)`` per row (N × 1), stable: the row's largest logit taken out first."""
     top = xp.max(z, axis=1, keepdims=True)
@@ -55,13 +48,22 @@ def _logsumexp(xp: Any, z: Any) -> Any:
 
 
 def _softmax_ce_terms(xp: Any, y: Any, z: Any) -> Any:
-    """``logsumexp(z_i) − z_i[y_i]`` per row."""
-    return _logsumexp(xp, z) - xp.sum(_one_hot(xp, y, z) * z, axis=1, keepdims=True)
+    """``logsumexp(z_i) − z_i[y_i]`` per row (``y`` one-hot: see :func:`one_hot`)."""
+    return _logsumexp(xp, z) - xp.sum(y * z, axis=1, keepdims=True)
 
 
 def _softmax_ce_grad(xp: Any, y: Any, z: Any) -> Any:
     """``softmax(z) − onehot(y)``."""
-    return xp.exp(z - _logsumexp(xp, z)) - _one_hot(xp, y, z)
+    return xp.exp(z - _logsumexp(xp, z)) - y
+
+
+def one_hot(y: np.ndarray, k: int) -> np.ndarray:
+    """Class labels (N × 1, 0..k-1) as N × k rows of one 1, on the host: how softmax-ce's
+    targets travel to a device (building them there would need the column numbers made on
+    the device, which under torch.compile goes through array-api-compat's cached helpers)."""
+    out = np.zeros((len(y), k))
+    out[np.arange(len(y)), y[:, 0].astype(np.int64)] = 1.0
+    return out
 
 
 def _mse_terms(xp: Any, y: Any, out: Any) -> Any:
@@ -78,9 +80,10 @@ def _binary_hits(xp: Any, y: Any, z: Any) -> Any:
 
 
 def _class_hits(xp: Any, y: Any, z: Any) -> Any:
-    """1 where the largest logit's column is the label, per row (N × 1)."""
-    guess = xp.astype(xp.argmax(z, axis=1, keepdims=True), z.dtype)
-    return xp.astype(guess == y, z.dtype)
+    """1 where the largest logit's column is the label's (``y`` one-hot), per row (N × 1)."""
+    return xp.astype(
+        xp.argmax(z, axis=1, keepdims=True) == xp.argmax(y, axis=1, keepdims=True), z.dtype
+    )
 
 
 def _binary_labels(name: str, y: np.ndarray) -> int:
@@ -123,6 +126,12 @@ class Loss:
     check: Callable[[str, np.ndarray], int]
     hits: Callable[[Any, Any, Any], Any] | None = None
     per_element: bool = False
+    encode: Callable[[np.ndarray, int], np.ndarray] | None = None  # host targets → device's
+
+    def targets(self, y: np.ndarray, d_out: int) -> np.ndarray:
+        """The host targets as the loss reads them on a device (softmax-ce: one-hot rows of
+        ``d_out`` columns; the others: as they are)."""
+        return y if self.encode is None else self.encode(y, d_out)
 
     def outputs(self, y: np.ndarray) -> int:
         """The model's d_out for targets ``y`` (refused, one line, when they do not fit)."""
@@ -147,7 +156,14 @@ LOSSES: dict[str, Loss] = {
     for loss in (
         Loss("bce", _bce_terms, _bce_grad, _binary_labels, _binary_hits),
         Loss("bce-logits", _bce_logits_terms, _bce_grad, _binary_labels, _binary_hits),
-        Loss("softmax-ce", _softmax_ce_terms, _softmax_ce_grad, _class_labels, _class_hits),
+        Loss(
+            "softmax-ce",
+            _softmax_ce_terms,
+            _softmax_ce_grad,
+            _class_labels,
+            _class_hits,
+            encode=one_hot,
+        ),
         Loss("mse", _mse_terms, _mse_grad, _any_targets, per_element=True),
     )
 }
