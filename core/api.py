@@ -6,10 +6,11 @@ placement on devices live in :mod:`xptrain.loop`, :mod:`xptrain.steps` and
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -257,17 +258,11 @@ def train_problem(
     replicas = None
     if o.data_parallel is not None or o.distributed:
         replicas = bk.replicas(o.data_parallel or 1, o.distributed, device)
-    try:
+    with _library_failures(bk, model, o.distributed):
         run, history, seconds, final, precision = _run_on_device(
             bk, device, o, rows, params0, start, held_out, replicas, on_epoch, start_epoch,
             checkpoint_every, checkpoint if on_checkpoint else None,
         )  # fmt: skip
-    except XptrainError:
-        raise
-    except Exception as err:  # the library (or a user's model on it): one line, cause kept
-        if o.distributed:  # a group out of step: the launcher must see it fail as it is
-            raise
-        raise LibraryError.of(bk.name, describe(model), err) from err
     _check_finite(final, o.epochs)
     history = {k: past[k] + history[k] for k in history}
     return TrainResult(
@@ -288,6 +283,20 @@ def train_problem(
         precision=precision,
         features=problem.X.shape[1],
     )
+
+
+@contextlib.contextmanager
+def _library_failures(bk: Backend, model: Any, distributed: bool) -> Iterator[None]:
+    """A library's (or a user's model's) exception as one :class:`LibraryError` line, its
+    cause kept; in a process group as it is (the launcher must see a rank fail)."""
+    try:
+        yield
+    except XptrainError:
+        raise
+    except Exception as err:
+        if distributed:
+            raise
+        raise LibraryError.of(bk.name, describe(model), err) from err
 
 
 def encoded(problem: Problem | None, loss: Loss, d_out: int) -> Problem | None:

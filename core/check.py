@@ -156,10 +156,7 @@ def plan(
     dtypes = list(dtypes or backends.DTYPES)
     matrix.check_dtypes(dtypes)
     chosen, skipped = _problems(problem_names)
-    spread = None
-    if data_parallel is not None or processes is not None:  # asked here, of each backend
-        kind = "devices" if processes is None else "processes"
-        spread = matrix.Spread(kind, (data_parallel or 1, processes is not None))
+    spread = _spread(data_parallel, processes)
     # every grad and mode each backend has; every problem of a device before the next device
     cells = matrix.combinations(backend_names, devices, dtypes, spread=spread, skipped=skipped)
     configs = [
@@ -171,6 +168,14 @@ def plan(
     if not configs:
         raise InvalidInput("nothing to check: no backend, device and problem left to combine")
     return configs, skipped
+
+
+def _spread(data_parallel: int | None, processes: int | None) -> matrix.Spread | None:
+    """How every configuration spreads its rows (asked of each backend), or None."""
+    if data_parallel is None and processes is None:
+        return None
+    kind = "devices" if processes is None else "processes"
+    return matrix.Spread(kind, (data_parallel or 1, processes is not None))
 
 
 def _engine_exists(config: Config, skipped: list[str]) -> bool:

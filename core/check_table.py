@@ -104,25 +104,30 @@ def summary(report: Report) -> str:
         return f"PASS: all {n} configurations within tolerance{checked}"
     if report.missing:
         return f"FAIL: no result for {len(report.missing)}: {'; '.join(report.missing)}"
-    bad = [g for g in report.gradients if not g.passed]
-    lead = ""
-    if bad:  # a wrong backward first: the rows that fail after it follow from it
-        more = f" (and {len(bad) - 1} more gradient checks)" if len(bad) > 1 else ""
-        lead = f"{gradient_failure(bad[0])}{more}"
-        if not report.failures:
-            return f"FAIL: {lead}"
-        lead += "; "
-    parts = []
-    for row in report.failures[:5]:
-        where = (
-            f"first bad epoch {row.first_bad_epoch}"
-            if row.first_bad_epoch is not None
-            else (row.error or "parameters")
-        )
-        parts.append(f"{row.config.label} ({where})")
+    lead = _gradient_lead(report)
+    if lead and not report.failures:
+        return f"FAIL: {lead}"
+    lead += "; " if lead else ""
+    parts = [f"{row.config.label} ({_where_it_failed(row)})" for row in report.failures[:5]]
     more = f", and {len(report.failures) - 5} more" if len(report.failures) > 5 else ""
     failed = len(report.failures)
     return f"FAIL: {lead}{failed} of {n} configurations: {'; '.join(parts)}{more}"
+
+
+def _where_it_failed(row: Row) -> str:
+    if row.first_bad_epoch is not None:
+        return f"first bad epoch {row.first_bad_epoch}"
+    return row.error or "parameters"
+
+
+def _gradient_lead(report: Report) -> str:
+    """The first failed gradient check (a wrong backward comes first: the rows that fail
+    after it follow from it), or ""."""
+    bad = [g for g in report.gradients if not g.passed]
+    if not bad:
+        return ""
+    more = f" (and {len(bad) - 1} more gradient checks)" if len(bad) > 1 else ""
+    return f"{gradient_failure(bad[0])}{more}"
 
 
 def describe_failure(row: Row) -> str:

@@ -25,9 +25,10 @@ longest dot product of the model (its widest parameter or the features: K counts
 widest): on digits10 (a softmax MLP, K = 10) and diabetes (an MLP on mse), every CPU backend,
 grad, mode and dtype, the largest errors are 0.035 and 0.077 of u·(√N+√D)·(1 + 1/L) for losses
 and 0.027 and 0.034 of u·(√N+√D)·√E for parameters (``xptrain check --problems
-digits10,diabetes --json``, 2-core AMD EPYC): well inside. A float32 run passed off as float64 (error ~1e-7 against τ ~1e-15), a TF32
-matmul, or an ``exp`` off by 1e-10 all fail it. The float64 reference itself agrees with an
-np.longdouble run to a few float64 ulps (tested).
+digits10,diabetes --json``, 2-core AMD EPYC): well inside. A float32 run passed off as
+float64 (error ~1e-7 against τ ~1e-15), a TF32 matmul, or an ``exp`` off by 1e-10 all fail
+it. The float64 reference itself agrees with an np.longdouble run to a few float64 ulps
+(tested).
 """
 
 from __future__ import annotations

@@ -165,17 +165,7 @@ def _plan(runs: dict[str, Any], name: str, analytic: bool = True) -> tuple[list[
     """The runs, reference first, and a note for each combination left out and why; without
     ``analytic`` gradients (a model with no backward) the reference is torch's (else JAX's)
     float64 autodiff run and no analytic run is planned."""
-    dtypes, grads, modes = (_names(runs, k) for k in ("dtypes", "grads", "modes"))
-    for key, values, allowed in (
-        ("dtypes", dtypes, backends.DTYPES),
-        ("grads", grads, matrix.GRADS),
-        ("modes", modes, matrix.MODES),
-    ):
-        wrong = [v for v in values if v not in allowed]
-        if wrong:
-            raise InvalidInput(
-                f"[runs] {key}: unknown {wrong[0]!r}; choose from {', '.join(allowed)}"
-            )
+    dtypes, grads, modes = (_known(runs, k) for k in ("dtypes", "grads", "modes"))
     cells, skipped = matrix.plan(
         _names(runs, "backends"), _names(runs, "devices"), dtypes, grads, modes
     )
@@ -189,6 +179,18 @@ def _plan(runs: dict[str, Any], name: str, analytic: bool = True) -> tuple[list[
         if analytic or c.grad != "analytic"
     ]
     return list(dict.fromkeys(ran)), skipped  # the reference once, though also asked for
+
+
+_ALLOWED = {"dtypes": backends.DTYPES, "grads": matrix.GRADS, "modes": matrix.MODES}
+
+
+def _known(runs: dict[str, Any], key: str) -> list[str]:
+    """``[runs] key``'s names, each one of those allowed there."""
+    values, allowed = _names(runs, key), _ALLOWED[key]
+    wrong = [v for v in values if v not in allowed]
+    if wrong:
+        raise InvalidInput(f"[runs] {key}: unknown {wrong[0]!r}; choose from {', '.join(allowed)}")
+    return values
 
 
 def _autodiff_reference() -> tuple[str, ...]:

@@ -191,15 +191,20 @@ def _check_layers(fitted: FittedModel, path: str | Path) -> None:
     d, shapes = fitted.features, [p.shape for p in params]
     if scaling is not None and not scaling[0].shape == scaling[1].shape == (1, d):
         raise InvalidInput(f"{path}: its feature scaling does not fit its rows' {d} features")
+    if not _makes_its_model(fitted, d, shapes):
+        raise InvalidInput(f"{path}: its parameters ({shapes}) do not make its model")
+
+
+def _makes_its_model(fitted: FittedModel, d: int, shapes: list[tuple]) -> bool:
+    """Whether the parameters have the shapes the model's ``init`` gives for the outputs its
+    forward pass makes (one, for the binary losses)."""
     try:
         out = fitted.decision_function(np.zeros((1, d)))
         outputs = out.shape[-1] if out.ndim == 2 else 1
         made = fitted.model.init(np.random.default_rng(fitted.options.seed), d, outputs)
-        fits = [np.shape(p) for p in made] == shapes
     except InvalidInput:
         raise
     except Exception:
-        fits = False
-    binary = fitted.options.loss in ("bce", "bce-logits")  # one output
-    if not fits or (binary and outputs != 1):
-        raise InvalidInput(f"{path}: its parameters ({shapes}) do not make its model")
+        return False
+    binary = fitted.options.loss in ("bce", "bce-logits")
+    return [np.shape(p) for p in made] == shapes and not (binary and outputs != 1)

@@ -58,6 +58,13 @@ def metric_names(validation: bool, classifies: bool = True) -> tuple[str, ...]:
     return ("loss", "val_loss", "val_accuracy") if classifies else ("loss", "val_loss")
 
 
+def _names(validation: Validation | None) -> tuple[str, ...]:
+    """The history's columns for a run with these held-out rows (or none)."""
+    if validation is None:
+        return metric_names(False)
+    return metric_names(True, validation.classifies)
+
+
 def fit(
     step: Step,
     carry: Carry,
@@ -92,7 +99,7 @@ def fit(
 
     Stops with :class:`TrainingDiverged` naming the first epoch whose loss is NaN or inf.
     """
-    names = metric_names(validation is not None, validation is None or validation.classifies)
+    names = _names(validation)
     history: History = {name: [] for name in names}
     # stretches end at checkpoints; and, in a group, wherever any process's would
     every = checkpoint_every if on_checkpoint is not None or lockstep else None

@@ -213,6 +213,28 @@ def _load_module(where: str, stamp: float) -> Any:
     return module
 
 
+def _located(spec: str, where: str, folder: Path | None) -> tuple[str, float]:
+    """A model file's absolute path and modification time (a module: as named, 0)."""
+    if not where.endswith(".py"):
+        return where, 0.0
+    path = Path(where) if folder is None else Path(folder) / where
+    if not path.is_file():
+        raise InvalidInput(f"model {spec!r}: no file {str(path)!r}")
+    return str(path.resolve()), path.stat().st_mtime
+
+
+def _imported(spec: str, where: str, stamp: float) -> Any:
+    """The module, or its import's own error in one line (even a SystemExit of a script)."""
+    try:
+        return _load_module(where, stamp)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:
+        raise InvalidInput(
+            f"model {spec!r}: importing it failed: {type(err).__name__}: {err}"
+        ) from None
+
+
 def load(spec: str, folder: Path | None = None) -> Any:
     """The object a ``FILE.py:NAME`` or ``package.module:NAME`` spec names (a file relative to
     ``folder``, default the working directory). Importing the file runs it, as ``python
@@ -222,20 +244,8 @@ def load(spec: str, folder: Path | None = None) -> Any:
         raise InvalidInput(
             f"model {spec!r}: use logistic, mlp, FILE.py:NAME or package.module:NAME"
         )
-    stamp = 0.0
-    if where.endswith(".py"):
-        path = Path(where) if folder is None else Path(folder) / where
-        if not path.is_file():
-            raise InvalidInput(f"model {spec!r}: no file {str(path)!r}")
-        where, stamp = str(path.resolve()), path.stat().st_mtime
-    try:
-        module = _load_module(where, stamp)
-    except BaseException as err:  # a user's file: its own error, one line
-        if isinstance(err, KeyboardInterrupt):
-            raise
-        raise InvalidInput(
-            f"model {spec!r}: importing it failed: {type(err).__name__}: {err}"
-        ) from None
+    where, stamp = _located(spec, where, folder)
+    module = _imported(spec, where, stamp)
     if not hasattr(module, name):
         found = sorted(k for k, v in vars(module).items() if is_model(v) and not k.startswith("_"))
         raise InvalidInput(

@@ -152,16 +152,22 @@ def model_arguments(value: Any) -> tuple[tuple[str, Any], ...]:
         items = [(k, v) for k, v in pairs]
     except (TypeError, ValueError):
         raise Invalid(f"must be a table of names to values, got {value!r}") from None
-    out = []
-    for key, item in items:
-        if isinstance(item, (list, tuple)) and all(isinstance(v, _SCALARS) for v in item):
-            item = tuple(item)
-        elif not isinstance(item, _SCALARS):
-            raise Invalid(f"{key}: must be a string, number, boolean or list, got {item!r}")
-        if not isinstance(key, str) or not key.isidentifier():
-            raise Invalid(f"must name arguments with Python identifiers, got {key!r}")
-        out.append((key, item))
-    return tuple(sorted(out))
+    return tuple(sorted((_argument_name(key), _argument_value(key, v)) for key, v in items))
+
+
+def _argument_name(key: Any) -> str:
+    if not isinstance(key, str) or not key.isidentifier():
+        raise Invalid(f"must name arguments with Python identifiers, got {key!r}")
+    return key
+
+
+def _argument_value(key: str, item: Any) -> Any:
+    """A TOML scalar, or a list of them (as a tuple: options are hashable)."""
+    if isinstance(item, (list, tuple)) and all(isinstance(v, _SCALARS) for v in item):
+        return tuple(item)
+    if not isinstance(item, _SCALARS):
+        raise Invalid(f"{key}: must be a string, number, boolean or list, got {item!r}")
+    return item
 
 
 def key_value(text: str) -> tuple[str, Any]:

@@ -37,7 +37,7 @@ class SoftplusNet:
 
     def backward(self, xp, params, X, G):
         """The gradients of the loss for G = ∂loss/∂outputs, one per parameter."""
-        W1, b1, W2, b2 = params
+        W1, b1, W2, _ = params
         z = xp.matmul(X, W1) + b1
         h = softplus(xp, z)
         dh = xp.matmul(G, W2.T) * sigmoid(xp, z)  # softplus' = sigmoid

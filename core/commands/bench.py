@@ -160,6 +160,17 @@ def _spread(args: argparse.Namespace) -> tuple[str, tuple[int, ...]]:
     return chosen[0] if chosen else ("", (1,))
 
 
+def _passed_on(args: argparse.Namespace, p: dict) -> list[str]:
+    """The options every launched bench of a scale-out is given: this bench's own."""
+    common = ["--dtype", args.dtype, "--epochs", str(p["epochs"]), "--repeat", str(p["repeat"])]
+    common += ["--sizes", ",".join(f"{n}x{d}" for n, d in p["sizes"]), "--out", args.out]
+    common += ["--modes", *p["modes"], "--paths", *p["paths"], "--quiet"]
+    common += ["--distributed-timeout", str(args.distributed_timeout)]
+    common += ["--resume"] if args.resume else []
+    common += ["--model", args.model, "--loss", args.loss]
+    return common + [word for text in args.model_arg for word in ("--model-arg", text)]
+
+
 def _scale_out(
     args: argparse.Namespace,
     plan: functools.partial,
@@ -170,15 +181,7 @@ def _scale_out(
     """Each spread timed in processes of its own, into the same --out, then the table."""
     if devices and set(devices) != {"cpu"}:
         raise InvalidInput("--scale-out runs on this machine's CPU: drop --devices")
-    p = plan.keywords
-    common = ["--dtype", args.dtype, "--epochs", str(p["epochs"]), "--repeat", str(p["repeat"])]
-    common += ["--sizes", ",".join(f"{n}x{d}" for n, d in p["sizes"]), "--out", args.out]
-    common += ["--modes", *p["modes"], "--paths", *p["paths"], "--quiet"]
-    common += ["--distributed-timeout", str(args.distributed_timeout)]
-    common += ["--resume"] if args.resume else []
-    common += ["--model", args.model, "--loss", args.loss]
-    common += [word for text in args.model_arg for word in ("--model-arg", text)]
-    ran, notes = bench.scale_out(counts, named, common)
+    ran, notes = bench.scale_out(counts, named, _passed_on(args, plan.keywords))
     # the configurations the launched benches planned (a 1-process group included)
     configs = [c for name, how in ran for c in plan([name], ["cpu"], spread=how, counts=counts)]
     code = _report(args, configs)

@@ -110,17 +110,7 @@ def _check_spread(args: argparse.Namespace) -> None:
 def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: bool) -> int:
     """Plan and run the check (every process of a group runs every configuration, in the same
     order); ``main`` prints the table and writes the outputs."""
-    problem_names = listed(args.problems, "--problems")
-    if args.model is not None:
-        own = _own_problem(args).name
-        check.ready(own)  # a model that breaks its protocol: bad input, exit 2
-        problem_names = [*(problem_names or []), own]
-    else:
-        own = ("data", "loss", "epochs", "lr", "model_arg", "standardize")
-        given = [name for name in own if getattr(args, name)]
-        if given:
-            flag = "--" + given[0].replace("_", "-")
-            raise InvalidInput(f"{flag} is for your own model: add --model FILE.py:NAME")
+    problem_names = _problem_names(args)
     backend_names = listed(args.backends, "--backends")
     dtypes = listed(args.dtypes, "--dtypes")
     configs, skipped = check.plan(
@@ -146,6 +136,22 @@ def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: 
     if not main:
         return 0 if report.passed else 1
     return _report(args, report)
+
+
+def _problem_names(args: argparse.Namespace) -> list[str] | None:
+    """The problems named by --problems, and the user's model's with --model (checked now:
+    a model that breaks its protocol is bad input, exit 2); None: every reference problem."""
+    names = listed(args.problems, "--problems")
+    if args.model is not None:
+        own = _own_problem(args).name
+        check.ready(own)
+        return [*(names or []), own]
+    own_options = ("data", "loss", "epochs", "lr", "model_arg", "standardize")
+    given = [name for name in own_options if getattr(args, name)]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise InvalidInput(f"{flag} is for your own model: add --model FILE.py:NAME")
+    return names
 
 
 def _own_problem(args: argparse.Namespace) -> problems.ReferenceProblem:
