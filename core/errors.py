@@ -1,4 +1,5 @@
-"""The exception families a user can act on; the CLI prints each as one line and exits 2."""
+"""The exception families a user can act on; the CLI prints each as one line and exits 2 (1 for
+a library's own failure, :class:`LibraryError`)."""
 
 from __future__ import annotations
 
