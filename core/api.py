@@ -291,8 +291,8 @@ def _library_failures(bk: Backend, model: Any, distributed: bool) -> Iterator[No
     cause kept; in a process group as it is (the launcher must see a rank fail)."""
     try:
         yield
-    except XptrainError:
-        raise
+    except (XptrainError, OSError, MemoryError):
+        raise  # ours, and the machine's (a full disk, a closed stdout): each said as it is
     except Exception as err:
         if distributed:
             raise
