@@ -394,3 +394,15 @@ def test_a_terminal_gets_a_progress_bar_with_the_live_loss():
         timeout=300,
     )
     assert "epoch/s" not in quiet.stdout and "Epoch:" not in quiet.stdout
+
+
+@pytest.mark.backends("dask")
+def test_a_library_failure_is_one_line_and_exit_1(tmp_path):
+    """An array library failing inside an operation (dask.array as a bring-your-own namespace:
+    its from_array takes no device) is the library's failure, not bad input: one line naming
+    the library and the root cause, exit 1, nothing written."""
+    out = tmp_path / "out.json"
+    run = xptrain("train", "--backend", "dask.array", "--json", str(out), cwd=tmp_path)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith("xptrain train: error: dask.array failed running model logistic:")
+    assert "device" in run.stderr and len(run.stderr.splitlines()) == 1 and not out.exists()
