@@ -213,11 +213,11 @@ def _load_module(where: str, stamp: float) -> Any:
     return module
 
 
-def _located(spec: str, where: str, folder: Path | None) -> tuple[str, float]:
+def _located(spec: str, where: str) -> tuple[str, float]:
     """A model file's absolute path and modification time (a module: as named, 0)."""
     if not where.endswith(".py"):
         return where, 0.0
-    path = Path(where) if folder is None else Path(folder) / where
+    path = Path(where)
     if not path.is_file():
         raise InvalidInput(f"model {spec!r}: no file {str(path)!r}")
     return str(path.resolve()), path.stat().st_mtime
@@ -235,16 +235,16 @@ def _imported(spec: str, where: str, stamp: float) -> Any:
         ) from None
 
 
-def load(spec: str, folder: Path | None = None) -> Any:
+def load(spec: str) -> Any:
     """The object a ``FILE.py:NAME`` or ``package.module:NAME`` spec names (a file relative to
-    ``folder``, default the working directory). Importing the file runs it, as ``python
-    FILE.py`` would. Every failure is an :class:`InvalidInput` naming the spec."""
+    the working directory; experiment files make theirs absolute). Importing the file runs it,
+    as ``python FILE.py`` would. Every failure is an :class:`InvalidInput` naming the spec."""
     where, sep, name = spec.rpartition(":")
     if not sep or not where or not name:
         raise InvalidInput(
             f"model {spec!r}: use logistic, mlp, FILE.py:NAME or package.module:NAME"
         )
-    where, stamp = _located(spec, where, folder)
+    where, stamp = _located(spec, where)
     module = _imported(spec, where, stamp)
     if not hasattr(module, name):
         found = sorted(k for k, v in vars(module).items() if is_model(v) and not k.startswith("_"))
@@ -274,15 +274,13 @@ def instantiate(obj: Any, args: dict[str, Any], label: str) -> Any:
 
 
 @functools.lru_cache(maxsize=64)
-def _resolve_cached(
-    model: Any, args: tuple, hidden: tuple[int, ...], activation: str, folder: str | None
-) -> Any:
+def _resolve_cached(model: Any, args: tuple, hidden: tuple[int, ...], activation: str) -> Any:
     if model in (None, "logistic"):
         return Logistic()
     if model == "mlp":
         return MLP(hidden or DEFAULT_HIDDEN, activation)
     label = model if isinstance(model, str) else describe(model)
-    obj = load(model, Path(folder) if folder else None) if isinstance(model, str) else model
+    obj = load(model) if isinstance(model, str) else model
     made = instantiate(obj, dict(args), label)
     if isinstance(model, str):
         with contextlib.suppress(TypeError):  # not weakly referable: named by its type
@@ -291,18 +289,14 @@ def _resolve_cached(
 
 
 def resolve(
-    model: Any,
-    args: tuple = (),
-    hidden: tuple[int, ...] = (),
-    activation: str = "sigmoid",
-    folder: Path | None = None,
+    model: Any, args: tuple = (), hidden: tuple[int, ...] = (), activation: str = "sigmoid"
 ) -> Any:
     """The model object a run uses: the built-ins by name, a user's ``FILE.py:NAME`` loaded
     (and its class instantiated with ``args``, ``(key, value)`` pairs), an object as given.
     The same arguments give the same object (so compiled steps are reused)."""
+    key = (model, tuple(args), tuple(hidden), activation)
     try:
-        return _resolve_cached(
-            model, tuple(args), tuple(hidden), activation, folder and str(folder)
-        )
-    except TypeError:  # an unhashable model object: not cached
-        return _resolve_cached.__wrapped__(model, tuple(args), tuple(hidden), activation, None)
+        hash(key)
+    except TypeError:  # a model object that cannot be hashed: not cached
+        return _resolve_cached.__wrapped__(*key)
+    return _resolve_cached(*key)

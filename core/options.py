@@ -26,7 +26,6 @@ from .models import ACTIVATIONS, BUILT_IN, DEFAULT_HIDDEN, describe, is_model
 from .optim import OPTIMIZERS
 
 GRADS = ("analytic", "autodiff")
-MODELS = BUILT_IN
 
 
 class Invalid(ValueError):
