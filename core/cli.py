@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from . import commands
 from .commands.common import Parser
-from .errors import LibraryError, OptionError, XptrainError
+from .errors import OptionError, XptrainError
 from .options import cli_spelling
 from .runinfo import xptrain_version
 
@@ -50,9 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OptionError as err:  # an option as the command line spells it: --exact, not exact=True
         print(f"xptrain {args.command}: error: {err.spelled(cli_spelling)}", file=sys.stderr)
         return 2
-    except XptrainError as err:  # exit 1 for a library's own failure, 2 for bad input
+    except XptrainError as err:
         print(f"xptrain {args.command}: error: {err}", file=sys.stderr)
-        return 1 if isinstance(err, LibraryError) else 2
+        return err.exit_code
     except KeyboardInterrupt:
         print("xptrain: interrupted", file=sys.stderr)
         return 130

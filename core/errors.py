@@ -9,6 +9,8 @@ from collections.abc import Callable
 class XptrainError(Exception):
     """Base of every error xptrain raises on purpose; its message says what to do."""
 
+    exit_code = 2  # the command line's: bad input
+
 
 class InvalidInput(XptrainError, ValueError):
     """Data, parameters, options or files that xptrain refuses to train on."""
@@ -44,6 +46,8 @@ class BackendUnavailable(XptrainError, RuntimeError):
 class LibraryError(XptrainError, RuntimeError):
     """An array library (or a user's model running on it) failed during a run: its exception's
     type and first line, with the library named; the original is the ``__cause__``."""
+
+    exit_code = 1  # not the input's fault
 
     @classmethod
     def of(cls, library: str, model: str, err: Exception) -> LibraryError:
