@@ -164,10 +164,13 @@ def load(spec: str | Path) -> Problem:
     download: ``breast_cancer`` and ``digits``, binary; ``digits10``, ten classes;
     ``diabetes``, regression); an ``.npz`` (X, y of shape N, N×1 or N×K, optional W, b) or
     ``.csv`` (last column the label or target) file; or a folder holding ``X.npy`` and
-    ``y.npy`` (X memory-mapped, for data larger than memory). Files are never unpickled."""
+    ``y.npy`` (X memory-mapped, for data larger than memory). Files are never unpickled.
+    Parameters a spec does not take (``seed:1``, ``digits:x``) are refused, not ignored."""
     text = str(spec)
-    name, _, params = text.partition(":")
+    name, colon, params = text.partition(":")
     if name in GENERATORS:
+        if colon and name in NO_PARAMETERS:
+            raise InvalidInput(f"data {text!r}: {name} takes no parameters; give {name} alone")
         return GENERATORS[name](params)
     path = Path(spec)
     suffix = path.suffix.lower()
@@ -209,15 +212,17 @@ def _sizes(params: str, name: str) -> tuple[int, int, int]:
         values = [int(v) for v in params.split(",")]
     except ValueError:
         values = []
-    if len(values) not in (2, 3) or min(values[:2]) < 1:
-        raise InvalidInput(f"{name}:{params}: give {name}:N,D or {name}:N,D,SEED with N, D ≥ 1")
+    if len(values) not in (2, 3) or min(values[:2]) < 1 or min(values[2:], default=0) < 0:
+        raise InvalidInput(
+            f"{name}:{params}: give {name}:N,D or {name}:N,D,SEED with N, D ≥ 1, SEED ≥ 0"
+        )
     n, d, seed = (*values, 0) if len(values) == 2 else values
     return n, d, seed
 
 
 def linear(params: str) -> Problem:
     """``linear:N,D[,SEED]``: standard normal features, labels from a random linear rule plus
-    noise (about 10% of labels flipped near the boundary)."""
+    noise (about 10% of labels flipped near the boundary). N, D ≥ 1, SEED ≥ 0 (default 0)."""
     n, d, seed = _sizes(params, "linear")
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
@@ -305,6 +310,8 @@ GENERATORS = {
     "digits10": digits10,
     "diabetes": diabetes,
 }
+# the specs of GENERATORS that take no parameters (anything after a colon is refused)
+NO_PARAMETERS = frozenset({"seed", "breast_cancer", "digits", "digits10", "diabetes"})
 
 
 def _load_npz(path: Path) -> Problem:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -99,6 +100,11 @@ def _parse(doc: dict[str, Any], path: Path) -> Experiment:
     name = doc.pop("name", path.stem)
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput(f"name must be a non-empty string, got {name!r}")
+    if ".." in name or "/" in name or "\\" in name or os.path.isabs(name.strip()):
+        raise InvalidInput(
+            f"name {name!r} must be one folder name (the results' default folder): "
+            "no '..', no path separator, not an absolute path"
+        )
     if isinstance(doc.get("model"), str):  # model = "FILE.py:NAME", short for [model] kind
         doc["model"] = {"kind": doc["model"]}
     unknown = set(doc) - set(SCHEMA)

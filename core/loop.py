@@ -173,18 +173,27 @@ def _record(
     history: History,
     on_epoch: EpochCallback | None,
 ) -> None:
-    """Host rows of metrics into the history (and ``on_epoch``); divergence stops the run."""
+    """Host rows of metrics into the history (and ``on_epoch``); divergence stops the run:
+    at epoch 0 (the loss never finite) the data or the starting point is to blame, and the
+    message says so; later, the step size."""
     for epoch, values in enumerate(metrics, start=first):
         if not math.isfinite(values[0]):
-            raise TrainingDiverged(
-                f"the loss became {values[0]} at epoch {epoch}; try a smaller learning rate",
-                epoch,
-            )
+            raise TrainingDiverged(_diverged(values[0], epoch), epoch)
         named = dict(zip(names, values, strict=True))
         for name, value in named.items():
             history[name].append(value)
         if on_epoch is not None:
             on_epoch(epoch, named)
+
+
+def _diverged(loss: float, epoch: int) -> str:
+    """The message of a loss that became ``loss`` (NaN or inf) at ``epoch``."""
+    if epoch == 0:
+        return (
+            f"the loss was {loss} at epoch 0 (never finite): the data's scale or the model's "
+            "start is the cause, not the step size; try --standardize, or --loss bce-logits"
+        )
+    return f"the loss became {loss} at epoch {epoch}; try a smaller learning rate"
 
 
 def _minibatch_epoch(

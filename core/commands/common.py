@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from ..data import GENERATORS
 from ..errors import InvalidInput
 from ..files import check_writable
 from ..plot import check_plot_path
@@ -63,7 +64,8 @@ def add_timeout(parser: argparse.ArgumentParser) -> None:
 
 
 def check_outputs(args: argparse.Namespace) -> None:
-    """Refuse unusable output paths (--json, --out, --plot, --save-model) before any work."""
+    """Refuse unusable output paths (--json, --out, --plot, --save-model) before any work:
+    two of them naming one file, or one naming the --data file (it would be overwritten)."""
     files = {
         flag: getattr(args, flag.lstrip("-").replace("-", "_"))
         for flag in ("--json", "--out", "--plot", "--save-model")
@@ -73,5 +75,15 @@ def check_outputs(args: argparse.Namespace) -> None:
         check_writable(path, flag)
     if len({os.path.realpath(path) for path in files.values()}) < len(files):
         raise InvalidInput(f"{' and '.join(files)} name the same file; give one each")
+    _check_not_the_data(getattr(args, "data", None), files)
     if "--plot" in files:
         check_plot_path(files["--plot"])
+
+
+def _check_not_the_data(data: Any, files: dict[str, str]) -> None:
+    """Refuse an output that names the --data file (paths compared resolved)."""
+    if data is None or str(data).partition(":")[0] in GENERATORS or not os.path.isfile(data):
+        return
+    for flag, path in files.items():
+        if os.path.realpath(path) == os.path.realpath(data):
+            raise InvalidInput(f"--data and {flag} name the same file; {flag} would overwrite it")
