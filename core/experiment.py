@@ -97,14 +97,7 @@ def read(path: str | Path) -> Experiment:
 
 
 def _parse(doc: dict[str, Any], path: Path) -> Experiment:
-    name = doc.pop("name", path.stem)
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidInput(f"name must be a non-empty string, got {name!r}")
-    if ".." in name or "/" in name or "\\" in name or os.path.isabs(name.strip()):
-        raise InvalidInput(
-            f"name {name!r} must be one folder name (the results' default folder): "
-            "no '..', no path separator, not an absolute path"
-        )
+    name = _folder_name(doc.pop("name", path.stem))
     if isinstance(doc.get("model"), str):  # model = "FILE.py:NAME", short for [model] kind
         doc["model"] = {"kind": doc["model"]}
     unknown = set(doc) - set(SCHEMA)
@@ -112,24 +105,39 @@ def _parse(doc: dict[str, Any], path: Path) -> Experiment:
         raise InvalidInput(
             f"unknown section {sorted(unknown)[0]!r}; sections are {', '.join(SCHEMA)} (and name)"
         )
-    settings = {}
-    for section, defaults in SCHEMA.items():
-        given = doc.get(section, {})
-        if not isinstance(given, dict):
-            raise InvalidInput(f"{section} must be a table ([{section}])")
-        if defaults is None:  # a free table
-            settings[section] = given
-            continue
-        bad = set(given) - set(defaults)
-        if bad:
-            raise InvalidInput(
-                f"unknown key {sorted(bad)[0]!r} in [{section}]; keys: {', '.join(defaults)}"
-            )
-        settings[section] = {**defaults, **given}
+    settings = {section: _section(doc, section, defaults) for section, defaults in SCHEMA.items()}
     _model_beside(settings["model"], path.parent)
     options = _options(settings)
     runs, skipped = _plan(settings["runs"], name, has_backward(model_of(options)))
     return Experiment(name.strip(), settings, options, runs, skipped, path.parent)
+
+
+def _folder_name(name: Any) -> str:
+    """The experiment's name: one folder name (its results' default folder)."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(f"name must be a non-empty string, got {name!r}")
+    if ".." in name or "/" in name or "\\" in name or os.path.isabs(name.strip()):
+        raise InvalidInput(
+            f"name {name!r} must be one folder name (the results' default folder): "
+            "no '..', no path separator, not an absolute path"
+        )
+    return name
+
+
+def _section(doc: dict[str, Any], section: str, defaults: dict[str, Any] | None) -> dict:
+    """One section of the file with its defaults filled in (a free table as given); unknown
+    keys refused."""
+    given = doc.get(section, {})
+    if not isinstance(given, dict):
+        raise InvalidInput(f"{section} must be a table ([{section}])")
+    if defaults is None:
+        return given
+    bad = set(given) - set(defaults)
+    if bad:
+        raise InvalidInput(
+            f"unknown key {sorted(bad)[0]!r} in [{section}]; keys: {', '.join(defaults)}"
+        )
+    return {**defaults, **given}
 
 
 def _model_beside(model: dict[str, Any], folder: Path) -> None:
