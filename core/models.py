@@ -14,7 +14,10 @@ A model is any object (an instance, or a module) with
   by the count once, so row blocks and replicas add up.
 - optionally ``forward_residuals(xp, params, X) -> (outputs, residuals)``: the forward pass with
   what ``backward(xp, params, X, G, residuals)`` reuses (the built-in MLP's hidden layers), so
-  analytic training need not run the forward pass twice.
+  analytic training need not run the forward pass twice;
+- optionally ``rowwise = True``: each row's outputs depend on that row alone, so the CPU fast
+  path may sum the gradient over row blocks (the built-ins declare it; without it a model
+  trains full batch).
 
 The built-ins :class:`Logistic` (the seed's regressor) and :class:`MLP` follow it; a user's
 model is named ``FILE.py:NAME`` or ``package.module:NAME`` (a class is called with the
@@ -74,6 +77,8 @@ def _dense_backward(xp: Any, a: Any, G: Any) -> tuple[Any, Any]:
 class Logistic:
     """The seed's logistic regressor: ``outputs = X·W + b`` (the sigmoid is the loss's)."""
 
+    rowwise = True  # each row's output is its own: the one-pass row blocks may be used
+
     def init(self, rng: np.random.Generator, d_in: int, d_out: int) -> Params:
         """The seed's rule: ``np.random.seed(S); W = 2*np.random.random((D, 1)) - 1`` with S
         the seed ``rng`` was made from (NumPy's global state untouched), and b = 0."""
@@ -100,6 +105,7 @@ class MLP:
 
     hidden: tuple[int, ...] = DEFAULT_HIDDEN
     activation: str = "sigmoid"
+    rowwise = True  # (a class attribute, not a field)
 
     def init(self, rng: np.random.Generator, d_in: int, d_out: int) -> Params:
         """Every layer Glorot-uniform (scale √(6/(fan_in+fan_out))), in order; zero biases."""

@@ -250,12 +250,15 @@ def choose_block(bk: Backend, device: str, options: Options, n: int, d: int) -> 
     """Rows per block of the one-pass gradient for ``n`` rows (per step) of ``d`` features, or
     None for the full-batch path: with ``exact`` (the seed's arithmetic), autodiff, off the
     CPU (GPU memory needs no cache blocking), on a chunked library (Dask: its graph already
-    reads a chunk at a time), under torch.compile, on JAX without jit, and where one block
-    would hold every row. ``options.block_rows`` is used as given."""
+    reads a chunk at a time), under torch.compile, on JAX without jit, where one block would
+    hold every row, and for a model that does not declare ``rowwise = True`` (blocks assume each
+    row's outputs depend on that row alone). ``options.block_rows`` is used as given."""
     o = options
     if o.block_rows is not None:
         return o.block_rows if o.block_rows < n else None
     if o.exact or o.grad != "analytic" or device != "cpu" or bk.caps.chunked:
+        return None
+    if not getattr(model_of(o), "rowwise", False):
         return None
     if o.jit != bk.caps.scan:
         # JAX without jit would trace and compile its fori_loop anew every epoch (~0.25 s);

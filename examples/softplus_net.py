@@ -14,6 +14,8 @@ import numpy as np
 class SoftplusNet:
     """``X → softplus(X·W1 + b1) → ·W2 + b2``: N × d_out logits (or predictions)."""
 
+    rowwise = True  # each row's outputs depend on that row alone: the CPU's row blocks may be used
+
     def __init__(self, width: int = 32):
         self.width = width
 

@@ -374,3 +374,21 @@ def test_the_regression_example_agrees_across_backends(backend):
     )
     assert agreement.passed, (agreement.first_bad_epoch, agreement.max_rel_err)
     assert numpy.losses[-1] < numpy.losses[0] / 2
+
+
+def test_a_users_model_trains_full_batch_unless_asked():
+    """The one-pass blocks assume each row's outputs depend on that row alone: the built-ins
+    (rowwise = True) take them on a large problem, a user's model that does not declare it
+    trains full batch unless --block-rows asks."""
+    from xptrain.grad import block_rows
+
+    data = load("linear:40000,64")
+    common = {"epochs": 1, "lr": 0.1, "loss": "bce-logits"}
+    builtin = xptrain.train(data.X, data.y, hidden=(8,), activation="tanh", **common)
+    rows = block_rows(40000, 64, 8)
+    assert builtin.block == (rows if rows < 40000 else None)
+    own = xptrain.train(data.X, data.y, model=GOOD, **common)
+    assert own.block is None
+    asked = xptrain.train(data.X, data.y, model=GOOD, block_rows=4096, **common)
+    assert asked.block == 4096
+    np.testing.assert_allclose(asked.losses, own.losses, rtol=1e-12)
