@@ -172,11 +172,3 @@ LOSSES: dict[str, Loss] = {
 def get(name: str) -> Loss:
     """The loss called ``name``."""
     return LOSSES[name]
-
-
-def bce(xp: Any, y: Any, y_hat: Any) -> Any:
-    """The seed's binary cross-entropy of probabilities ``y_hat``:
-    ``-1/N * sum(y*log(y_hat) + (1-y)*log(1-y_hat))`` (written ``1/N * sum(-(...))``: negation
-    is exact, so the bits are the seed's)."""
-    n = y.shape[0]
-    return 1 / n * xp.sum(-(y * xp.log(y_hat) + (1 - y) * xp.log(1 - y_hat)))
