@@ -430,7 +430,7 @@ def add_flags(parser: argparse.ArgumentParser, convert: Callable[[Callable], Cal
     for name, spec, default in declared():
         if spec.flag is None:
             continue
-        shown = "" if default in (None, False) else f" (default {default})"
+        shown = "" if default in (None, False, ()) else f" (default {default})"
         kwargs: dict[str, Any] = {"dest": name, "help": spec.help + shown, "default": None}
         if spec.parse is None:
             kwargs["action"] = "store_true"
