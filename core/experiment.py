@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,18 +24,13 @@ from .checkpoint import fingerprint
 from .conformance import tolerance
 from .data import Problem, load
 from .errors import InvalidInput
-from .files import atomic_write, json_writer
+from .files import atomic_write, json_writer, tomllib
 from .model_setup import check_ready, longest_dot
 from .models import has_backward
 from .options import Options
 from .reference import Reference
 from .steps import model_of
 from .terminal import progress
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 REFERENCE = ("numpy", "cpu", "float64", "analytic", "eager")
 # Every key an experiment file may hold, with its default; anything else is refused (a typo

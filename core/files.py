@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import zipfile
 import zlib
@@ -15,6 +16,13 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInput
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
+
+__all__ = ["tomllib"]  # experiment files and --model-arg values read TOML through this one
 
 Writer = Callable[[str], None]  # writes a whole file, given its (temporary) name
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from .backends import DTYPES
 from .errors import InvalidInput, OptionError, python_spelling
+from .files import tomllib
 from .loss import LOSSES
 from .models import ACTIVATIONS, BUILT_IN, DEFAULT_HIDDEN, describe, is_model
 from .optim import OPTIMIZERS
@@ -172,8 +173,6 @@ def _argument_value(key: str, item: Any) -> Any:
 def key_value(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE read as a TOML scalar (``32``, ``0.5``, ``true``, ``"tanh"``,
     ``[8, 8]``); a bare word is a string."""
-    import tomllib
-
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise InvalidInput(f"{text!r}: give KEY=VALUE, e.g. width=32")
