@@ -31,10 +31,10 @@ def loss_and_grads(
     ``G = ∂Σterms/∂outputs`` (the seed's ``dz = A - y`` for bce), the model's gradient sums,
     each divided by the loss's count once (the seed's ``1/N * X.T·dz``: its bits)."""
     outputs, residuals = forward_for_backward(model, xp, params, X)
-    value = loss.value(xp, y, outputs)
-    sums = backward(model, xp, params, X, loss.grad(xp, y, outputs), residuals)
+    terms, G = loss.terms_and_grad(xp, y, outputs)
     scale = 1 / loss.count(y)
-    return value, tuple(scale * s for s in sums)
+    sums = backward(model, xp, params, X, G, residuals)
+    return scale * xp.sum(terms), tuple(scale * s for s in sums)
 
 
 # -- one pass over row blocks ---------------------------------------------------------------------
@@ -65,8 +65,7 @@ def _block_step(
     if masked:
         keep, y = masked_targets(xp, y)
     outputs, residuals = forward_for_backward(model, xp, params, X)
-    terms = loss.terms(xp, y, outputs)
-    G = loss.grad(xp, y, outputs)
+    terms, G = loss.terms_and_grad(xp, y, outputs)
     if keep is not None:
         terms = xp.where(keep, terms, xp.zeros_like(terms))
         G = xp.where(keep, G, xp.zeros_like(G))

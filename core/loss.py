@@ -1,10 +1,11 @@
 """Losses, each written once against the Array API with its analytic derivative.
 
 A model's outputs ``out`` are N × d_out: logits for the classification losses, predictions for
-``mse``. Each :class:`Loss` gives its per-element ``terms``, the derivative of their *sum* with
-respect to ``out`` (``grad``), and the number the sum is divided by (``count``: the rows, or
-every element for ``mse``). Training divides summed losses and gradients by that count once, at
-the end, so row blocks and data-parallel replicas add up exactly as one full batch does.
+``mse``. Each :class:`Loss` gives its per-element ``terms``, with the derivative of their *sum*
+with respect to ``out`` (``terms_and_grad``: one sigmoid or logsumexp for both), and the number
+the sum is divided by (``count``: the rows, or every element for ``mse``). Training divides
+summed losses and gradients by that count once, at the end, so row blocks and data-parallel
+replicas add up exactly as one full batch does.
 """
 
 from __future__ import annotations
@@ -23,12 +24,21 @@ def sigmoid(xp: Any, z: Any) -> Any:
     return 1 / (1 + xp.exp(-z))
 
 
-def _bce_terms(xp: Any, y: Any, z: Any) -> Any:
-    """The seed's per-row terms ``-(y·log(A) + (1-y)·log(1-A))`` with ``A = sigmoid(z)``,
+def _bce_of(xp: Any, y: Any, A: Any) -> Any:
+    """The seed's per-row terms ``-(y·log(A) + (1-y)·log(1-A))`` of probabilities ``A``,
     kept in its exact form (no clipping) so its numbers are reproduced; a saturated ``A``
     gives inf, which the loop reports as divergence (``bce-logits`` does not saturate)."""
-    A = sigmoid(xp, z)
     return -(y * xp.log(A) + (1 - y) * xp.log(1 - A))
+
+
+def _bce_terms(xp: Any, y: Any, z: Any) -> Any:
+    return _bce_of(xp, y, sigmoid(xp, z))
+
+
+def _bce_both(xp: Any, y: Any, z: Any) -> tuple[Any, Any]:
+    """The terms and the seed's ``dz = A - y`` from one ``A = sigmoid(z)``."""
+    A = sigmoid(xp, z)
+    return _bce_of(xp, y, A), A - y
 
 
 def _bce_logits_terms(xp: Any, y: Any, z: Any) -> Any:
@@ -36,9 +46,9 @@ def _bce_logits_terms(xp: Any, y: Any, z: Any) -> Any:
     return xp.maximum(z, xp.zeros_like(z)) - z * y + xp.log1p(xp.exp(-xp.abs(z)))
 
 
-def _bce_grad(xp: Any, y: Any, z: Any) -> Any:
-    """``A - y``: the seed's ``dz``, for both forms."""
-    return sigmoid(xp, z) - y
+def _bce_logits_both(xp: Any, y: Any, z: Any) -> tuple[Any, Any]:
+    """The stable terms and ``A - y`` (the same ``dz`` as the seed's form)."""
+    return _bce_logits_terms(xp, y, z), sigmoid(xp, z) - y
 
 
 def _logsumexp(xp: Any, z: Any) -> Any:
@@ -52,9 +62,10 @@ def _softmax_ce_terms(xp: Any, y: Any, z: Any) -> Any:
     return _logsumexp(xp, z) - xp.sum(y * z, axis=1, keepdims=True)
 
 
-def _softmax_ce_grad(xp: Any, y: Any, z: Any) -> Any:
-    """``softmax(z) − onehot(y)``."""
-    return xp.exp(z - _logsumexp(xp, z)) - y
+def _softmax_ce_both(xp: Any, y: Any, z: Any) -> tuple[Any, Any]:
+    """The terms and ``softmax(z) − onehot(y)`` from one logsumexp."""
+    lse = _logsumexp(xp, z)
+    return lse - xp.sum(y * z, axis=1, keepdims=True), xp.exp(z - lse) - y
 
 
 def one_hot(y: np.ndarray, k: int) -> np.ndarray:
@@ -70,8 +81,8 @@ def _mse_terms(xp: Any, y: Any, out: Any) -> Any:
     return (out - y) * (out - y)
 
 
-def _mse_grad(xp: Any, y: Any, out: Any) -> Any:
-    return 2 * (out - y)
+def _mse_both(xp: Any, y: Any, out: Any) -> tuple[Any, Any]:
+    return _mse_terms(xp, y, out), 2 * (out - y)
 
 
 def _binary_hits(xp: Any, y: Any, z: Any) -> Any:
@@ -115,14 +126,16 @@ def _any_targets(name: str, y: np.ndarray) -> int:
 
 @dataclass(frozen=True)
 class Loss:
-    """A loss: its name, per-element ``terms(xp, y, out)``, ``grad(xp, y, out)`` = ∂Σterms/∂out,
-    whether the mean is over every element (``per_element``) or over rows, ``hits`` (per-row
-    1/0 of a correct class; None for regression) and ``outputs(y)``: d_out for targets ``y``
-    (N × columns, host), after checking them."""
+    """A loss: its name, per-element ``terms(xp, y, out)`` (what autodiff differentiates), and
+    ``terms_and_grad(xp, y, out)``: the terms with ∂Σterms/∂out, sharing what both need (the
+    sigmoid, the logsumexp), what analytic training calls; whether the mean is over every
+    element (``per_element``) or over rows, ``hits`` (per-row 1/0 of a correct class; None for
+    regression) and ``outputs(y)``: d_out for targets ``y`` (N × columns, host), after
+    checking them."""
 
     name: str
     terms: Callable[[Any, Any, Any], Any]
-    grad: Callable[[Any, Any, Any], Any]
+    terms_and_grad: Callable[[Any, Any, Any], tuple[Any, Any]]
     check: Callable[[str, np.ndarray], int]
     hits: Callable[[Any, Any, Any], Any] | None = None
     per_element: bool = False
@@ -154,17 +167,17 @@ class Loss:
 LOSSES: dict[str, Loss] = {
     loss.name: loss
     for loss in (
-        Loss("bce", _bce_terms, _bce_grad, _binary_labels, _binary_hits),
-        Loss("bce-logits", _bce_logits_terms, _bce_grad, _binary_labels, _binary_hits),
+        Loss("bce", _bce_terms, _bce_both, _binary_labels, _binary_hits),
+        Loss("bce-logits", _bce_logits_terms, _bce_logits_both, _binary_labels, _binary_hits),
         Loss(
             "softmax-ce",
             _softmax_ce_terms,
-            _softmax_ce_grad,
+            _softmax_ce_both,
             _class_labels,
             _class_hits,
             encode=one_hot,
         ),
-        Loss("mse", _mse_terms, _mse_grad, _any_targets, per_element=True),
+        Loss("mse", _mse_terms, _mse_both, _any_targets, per_element=True),
     )
 }
 
