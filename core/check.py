@@ -17,7 +17,7 @@ from . import backends, launch, matrix, problems
 from .api import TrainResult, train_problem
 from .conformance import MODEL, compare, tolerance
 from .data import Problem
-from .errors import InvalidInput, XptrainError, first_line
+from .errors import BackendUnavailable, InvalidInput, XptrainError, first_line
 from .gradcheck import GRAD_TOL, GradCheck, gradient_checks
 from .model_setup import check_ready, longest_dot
 from .models import has_backward
@@ -233,14 +233,26 @@ def _reference_of(name: str, version: int) -> Reference:
     return reference_run(_data(name), epochs=p.epochs, lr=p.lr, seed=p.seed)
 
 
+def reference_engine(analytic: bool) -> tuple[str, str]:
+    """``(backend, grad)`` of the float64 reference run of a model: NumPy's analytic run, or
+    for a model without backward torch's autodiff (else JAX's); refused where neither is here.
+    Only the backend chosen is started."""
+    if analytic:
+        return "numpy", "analytic"
+    for name in ("torch", "jax"):
+        try:
+            backends.get(name)
+        except BackendUnavailable:
+            continue
+        return name, "autodiff"
+    raise InvalidInput("the model has no backward, and neither torch nor jax (autodiff) is here")
+
+
 def _own_reference(name: str) -> Reference:
-    """A user's model: its float64 NumPy run (analytic), or where it has no backward the first
-    autodiff backend's float64 eager run."""
+    """A user's model: its float64 eager run on the reference engine."""
     options = problems.get(name).options()
-    names = ["numpy"] if has_backward(model_of(options)) else ["torch", "jax"]
-    chosen = next((n for n in names if n in backends.available()), names[0])
-    grad = "analytic" if chosen == "numpy" else "autodiff"
-    result = train_problem(_data(name), backends.get(chosen), "cpu", options.replace(grad=grad))
+    backend, grad = reference_engine(has_backward(model_of(options)))
+    result = train_problem(_data(name), backends.get(backend), "cpu", options.replace(grad=grad))
     return Reference(np.array(result.losses), result.params)
 
 

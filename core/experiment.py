@@ -19,7 +19,7 @@ import numpy as np
 
 from . import backends, matrix, options
 from .api import TrainResult, train_problem, training_rows
-from .check import Config, Report, Row, compared_row, error_row
+from .check import Config, Report, Row, compared_row, error_row, reference_engine
 from .checkpoint import fingerprint
 from .conformance import tolerance
 from .data import Problem, load
@@ -32,7 +32,6 @@ from .reference import Reference
 from .steps import model_of
 from .terminal import progress
 
-REFERENCE = ("numpy", "cpu", "float64", "analytic", "eager")
 # Every key an experiment file may hold, with its default; anything else is refused (a typo
 # must not silently fall back to a default). The run options' keys come from their declarations.
 _OPTION_KEYS = options.toml_schema()
@@ -177,7 +176,8 @@ def _plan(runs: dict[str, Any], name: str, analytic: bool = True) -> tuple[list[
     cells, skipped = matrix.plan(
         _names(runs, "backends"), _names(runs, "devices"), dtypes, grads, modes
     )
-    reference = REFERENCE if analytic else _autodiff_reference()
+    backend, grad = reference_engine(analytic)
+    reference = (backend, "cpu", "float64", grad, "eager")
     if not analytic and "analytic" in grads:
         skipped.append("analytic gradients: the model has no backward")
     ran = [Config(name, *reference)]  # first: every other run is compared with it
@@ -199,15 +199,6 @@ def _known(runs: dict[str, Any], key: str) -> list[str]:
     if wrong:
         raise InvalidInput(f"[runs] {key}: unknown {wrong[0]!r}; choose from {', '.join(allowed)}")
     return values
-
-
-def _autodiff_reference() -> tuple[str, ...]:
-    """The reference of a model without backward: torch's float64 eager autodiff run, or
-    JAX's; refused where neither is installed."""
-    for name in ("torch", "jax"):
-        if name in backends.available():
-            return (name, "cpu", "float64", "autodiff", "eager")
-    raise InvalidInput("the model has no backward, and neither torch nor jax (autodiff) is here")
 
 
 def _label(config: Config) -> str:
