@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import array_api_compat.numpy as xp_numpy
 import numpy as np
 
 from .data import Problem
@@ -83,12 +84,10 @@ def check_protocol(
 ) -> None:
     """Run ``forward`` (and ``backward``, where there is one) on a few rows with NumPy and
     refuse, in one line, outputs or gradients of the wrong shape or kind."""
-    from array_api_compat import numpy as xp
-
     X = np.asarray(X, dtype=np.float64)
     n, d = X.shape
     try:
-        out, residuals = forward_for_backward(model, xp, tuple(params), X)
+        out, residuals = forward_for_backward(model, xp_numpy, tuple(params), X)
         out = np.asarray(out)
     except Exception as err:
         shapes = [p.shape for p in params]
@@ -108,10 +107,8 @@ def check_protocol(
 def _check_backward(
     model: Any, label: str, X: np.ndarray, params: list, G: np.ndarray, residuals: Any
 ) -> None:
-    from array_api_compat import numpy as xp
-
     try:
-        grads = backward(model, xp, tuple(params), X, G, residuals)
+        grads = backward(model, xp_numpy, tuple(params), X, G, residuals)
     except Exception as err:
         raise InvalidInput(f"model {label}: backward fails: {type(err).__name__}: {err}") from None
     if len(grads) != len(params):
