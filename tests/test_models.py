@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,10 @@ BLOBS = ["--data", "blobs:200,4,3", "--loss", "softmax-ce", "--epochs", "3"]
 
 
 def _module(name: str):
-    """tests/models/NAME.py imported as a module of its own."""
+    """tests/models/NAME.py imported as a module of its own (its folder on sys.path, as
+    xptrain puts a model file's folder: the files import good.py, their neighbour)."""
+    if str(MODELS) not in sys.path:
+        sys.path.append(str(MODELS))
     spec = importlib.util.spec_from_file_location(f"test_models_{name}", MODELS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
