@@ -201,7 +201,8 @@ class Backend:
         )
 
     def value_and_grad(self, fn: Callable) -> Callable:
-        """``fn(params, *args) -> loss`` to ``(params, *args) -> (loss, grads)``; or refuse."""
+        """``fn(params, *args) -> (loss, aux)`` to ``(params, *args) -> ((loss, aux), grads)``
+        (the gradients of the loss; ``aux`` rides along undifferentiated); or refuse."""
         raise OptionError(
             lambda s: (
                 f"{self.name} has no automatic differentiation; use "

@@ -91,7 +91,7 @@ class JaxBackend(Backend):
         return jax.jit(fn)
 
     def value_and_grad(self, fn: Callable) -> Callable:
-        return jax.value_and_grad(fn)
+        return jax.value_and_grad(fn, has_aux=True)
 
     def fold(self, body: Callable[[Any, Any], Any], init: Any, count: int) -> Any:
         # One loop in the compiled program, not `count` unrolled copies of the body (eager

@@ -94,11 +94,11 @@ class TorchBackend(Backend):
         return torch.compile(fn, dynamic=False)
 
     def value_and_grad(self, fn: Callable) -> Callable:
-        grad_and_value = torch.func.grad_and_value(fn)
+        grad_and_value = torch.func.grad_and_value(fn, has_aux=True)
 
         def value_and_grad(params: Any, *args: Any) -> tuple[Any, Any]:
-            grads, value = grad_and_value(params, *args)
-            return value, grads
+            grads, value_and_aux = grad_and_value(params, *args)
+            return value_and_aux, grads
 
         return value_and_grad
 
@@ -159,11 +159,11 @@ class TorchReplicas:
     def reduce(self, tree: tuple) -> tuple:
         from torch.distributed import _functional_collectives as funcol
 
-        total, sums = tree
-        flat = torch.cat([total.reshape(1), *(s.reshape(-1) for s in sums)])
+        total, sums = tree  # the metric sums (a vector) and the gradient sums: one all_reduce
+        flat = torch.cat([total.reshape(-1), *(s.reshape(-1) for s in sums)])
         flat = funcol.wait_tensor(funcol.all_reduce(flat, "sum", dist.group.WORLD))
-        parts = torch.split(flat, [1, *(s.numel() for s in sums)])
-        return parts[0].reshape(()), tuple(
+        parts = torch.split(flat, [total.numel(), *(s.numel() for s in sums)])
+        return parts[0].reshape(total.shape), tuple(
             p.reshape(s.shape) for p, s in zip(parts[1:], sums, strict=True)
         )
 

@@ -48,4 +48,4 @@ def test_epoch(benchmark, name, mode):
             backend=name, device=device, mode=mode, epochs=EPOCHS, bytes_per_epoch=N * D * 4
         )
         losses = benchmark(run)
-    assert len(losses) == EPOCHS and all(np.isfinite(losses))
+    assert len(losses) == EPOCHS and np.isfinite(losses).all()

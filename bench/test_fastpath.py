@@ -91,7 +91,7 @@ def test_epoch(benchmark, name, variant):
             bytes_per_epoch=N * D * 4,
         )
         losses = benchmark(_epochs, bk, step, carry, X, y, EPOCHS)
-    assert len(losses) == EPOCHS and all(np.isfinite(losses))
+    assert len(losses) == EPOCHS and np.isfinite(losses).all()
 
 
 @pytest.mark.parametrize("name", NAMES)

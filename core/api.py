@@ -55,6 +55,7 @@ class TrainResult:
     backend: str
     device: str
     device_name: str
+    accuracy: list[float] = field(default_factory=list)  # per epoch, for a loss with classes
     val_losses: list[float] = field(default_factory=list)  # per epoch, with val_split
     val_accuracy: list[float] = field(default_factory=list)
     block: int | None = None
@@ -99,6 +100,16 @@ class TrainResult:
         """``{"loss": ..., "accuracy": ...}`` of the trained model on labelled rows."""
         return self.fitted.evaluate(X, y, **where)
 
+    def _history(self) -> dict[str, list[float | None]]:
+        """The per-epoch metrics as the JSON holds them: a value that is not finite is null (a
+        saturated validation loss is inf; an old checkpoint's epochs have no accuracy)."""
+        columns = {"losses": self.losses}
+        if get_loss(self.options.loss).classifies:
+            columns["accuracy"] = self.accuracy
+        if self.options.val_split is not None:
+            columns |= {"val_losses": self.val_losses, "val_accuracy": self.val_accuracy}
+        return {k: [v if math.isfinite(v) else None for v in vs] for k, vs in columns.items()}
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``--json`` file): where it ran, every option, the history,
         the parameters and what decided the numbers (versions, precision settings)."""
@@ -109,12 +120,8 @@ class TrainResult:
             **self.options.to_json(),
             "data": self.data,
             "block": self.block,
-            "losses": self.losses,
+            **self._history(),
         }
-        if self.options.val_split is not None:
-            # a saturated validation loss is inf: null in the (strict) JSON
-            record["val_losses"] = [v if math.isfinite(v) else None for v in self.val_losses]
-            record["val_accuracy"] = self.val_accuracy
         if self.replicas is not None:
             record["replicas"] = self.replicas
         if self.params[-1].size == 1:  # one output: the seed's W and b, as it prints them
@@ -252,7 +259,7 @@ def train_problem(
 
     def checkpoint(done: int, carry: Carry, history: History) -> None:
         params, state = carry
-        whole = {k: past[k] + history[k] for k in history}
+        whole = _joined(past, history)
         on_checkpoint(Checkpoint(done, _to_host(bk, params), whole, meta, _to_host(bk, state)))
 
     replicas = None
@@ -264,10 +271,11 @@ def train_problem(
             checkpoint_every, checkpoint if on_checkpoint else None,
         )  # fmt: skip
     _check_finite(final, o.epochs)
-    history = {k: past[k] + history[k] for k in history}
+    history = _joined(past, history)
     return TrainResult(
         options=o,
         losses=history["loss"],
+        accuracy=history.get("accuracy", []),
         params=final,
         seconds=seconds,
         backend=bk.name,
@@ -355,6 +363,14 @@ def _starting_point(
     params = starting_params(model_of(options), rows, d_out, options.seed)
     names = metric_names(held_out is not None, get_loss(options.loss).classifies)
     return params, {name: [] for name in names}, 0
+
+
+def _joined(past: History, history: History) -> History:
+    """The history before this run's epochs (a checkpoint's) and this run's, column by column;
+    a column the past lacks (accuracy, in a checkpoint written before it was recorded) is NaN
+    for those epochs."""
+    before = len(past.get("loss", []))
+    return {k: past.get(k, [math.nan] * before) + history.get(k, []) for k in {**past, **history}}
 
 
 def _check_finite(params: list[np.ndarray], epochs: int) -> None:

@@ -22,16 +22,17 @@ from .optim import OPTIMIZERS
 from .options import Options
 
 FORMAT = 1
-_VAL = ("val_loss", "val_accuracy")  # history beside the loss, with a validation split
+# history beside the loss: accuracy (a loss with classes) and, with a validation split, val_*
+_VAL = ("accuracy", "val_loss", "val_accuracy")
 _NAME = re.compile(r"^epoch-(\d+)\.npz$")
 
 
 @dataclass(frozen=True)
 class Checkpoint:
     """The state after ``epoch`` epochs: parameters ``[W1, b1, ...]`` and optimizer state
-    (float64 host arrays), the history (``{"loss": [...]}``, and ``val_loss``, ``val_accuracy``
-    with a validation split), and what the run was (``meta``: data fingerprint, learning rate,
-    optimizer, model, backend, dtype, ...)."""
+    (float64 host arrays), the history (``{"loss": [...]}``, ``accuracy`` for a loss with
+    classes, and ``val_loss``, ``val_accuracy`` with a validation split), and what the run
+    was (``meta``: data fingerprint, learning rate, optimizer, model, backend, dtype, ...)."""
 
     epoch: int
     params: list[np.ndarray]

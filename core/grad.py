@@ -27,14 +27,35 @@ Spread = Callable[[Callable[[int], Any], int], list[Any]]
 def loss_and_grads(
     xp: Any, model: Any, loss: Loss, params: Params, X: Any, y: Any
 ) -> tuple[Any, Params]:
-    """The loss and every parameter's gradient, full batch, through the model's ``backward``:
+    """The metrics (:func:`metric_means`: the loss, and the accuracy for a loss with classes)
+    and every parameter's gradient, full batch, through the model's ``backward``:
     ``G = ∂Σterms/∂outputs`` (the seed's ``dz = A - y`` for bce), the model's gradient sums,
     each divided by the loss's count once (the seed's ``1/N * X.T·dz``: its bits)."""
     outputs, residuals = forward_for_backward(model, xp, params, X)
     terms, G = loss.terms_and_grad(xp, y, outputs)
     scale = 1 / loss.count(y)
     sums = backward(model, xp, params, X, G, residuals)
-    return scale * xp.sum(terms), tuple(scale * s for s in sums)
+    metrics = metric_means(xp, loss, metric_sums(xp, loss, y, outputs, terms), *y.shape)
+    return metrics, tuple(scale * s for s in sums)
+
+
+def metric_sums(xp: Any, loss: Loss, y: Any, outputs: Any, terms: Any, keep: Any = None) -> Any:
+    """``[Σ terms]``, or for a loss with classes ``[Σ terms, Σ hits]``: one device vector that
+    row blocks and replicas add up as they add gradients; ``keep``: the rows that count."""
+    total = xp.reshape(xp.sum(terms), (1,))
+    if not loss.classifies:
+        return total
+    hits = loss.hits(xp, y, outputs)
+    if keep is not None:
+        hits = xp.where(keep, hits, xp.zeros_like(hits))
+    return xp.concat([total, xp.reshape(xp.sum(hits), (1,))])
+
+
+def metric_means(xp: Any, loss: Loss, sums: Any, rows: int, columns: int) -> Any:
+    """The epoch's metrics from :func:`metric_sums` over ``rows`` rows of ``columns`` targets:
+    ``[loss]`` (``1/count · Σ terms``, the seed's bits) or ``[loss, accuracy]``."""
+    value = 1 / (rows * (columns if loss.per_element else 1)) * sums[:1]
+    return xp.concat([value, sums[1:] / rows]) if loss.classifies else value
 
 
 # -- one pass over row blocks ---------------------------------------------------------------------
@@ -70,7 +91,8 @@ def _block_step(
         terms = xp.where(keep, terms, xp.zeros_like(terms))
         G = xp.where(keep, G, xp.zeros_like(G))
     grads = backward(model, xp, params, X, G, residuals)
-    return total + xp.sum(terms), tuple(s + g for s, g in zip(sums, grads, strict=True))
+    total = total + metric_sums(xp, loss, y, outputs, terms, keep)
+    return total, tuple(s + g for s, g in zip(sums, grads, strict=True))
 
 
 def blocked_loss_and_grads(
@@ -102,7 +124,7 @@ def blocked_loss_and_grads(
     :meth:`~xptrain.backends.Backend.spread`: threads on NumPy) and their sums added in order,
     so the result depends on ``workers`` only through the summation order.
 
-    Returns ``(loss, grads)`` like :func:`loss_and_grads`: the same value and gradients, summed
+    Returns ``(metrics, grads)`` like :func:`loss_and_grads`: the same values and gradients, summed
     in another order (float64: ~1e-15 relative apart; float32: a few ulps·√N). With ``block >=
     N`` it is one block, which is *not* guaranteed to round as the full batch does: callers that
     must reproduce the seed bit for bit use the full-batch path when one block covers N. For
@@ -110,7 +132,7 @@ def blocked_loss_and_grads(
     """
     total, sums = blocked_sums(xp, model, loss, params, X, y, block, fold, spread, workers)
     scale = 1 / loss.count(y)
-    return scale * total, tuple(scale * s for s in sums)
+    return metric_means(xp, loss, total, *y.shape), tuple(scale * s for s in sums)
 
 
 def blocked_sums(
@@ -126,10 +148,11 @@ def blocked_sums(
     workers: int = 1,
     masked: bool = False,
 ) -> tuple[Any, Params]:
-    """:func:`blocked_loss_and_grads` before its division by the count: the loss terms
-    *summed* over the rows and every parameter's gradient sums. A data-parallel run adds these
-    over its replicas and divides by the global count. ``masked``: rows whose targets are
-    :data:`PAD_LABEL` (the padding that makes rows divide evenly over devices) add nothing."""
+    """:func:`blocked_loss_and_grads` before its division by the count: the loss terms (and
+    hits) *summed* over the rows (:func:`metric_sums`) and every parameter's gradient sums. A
+    data-parallel run adds these over its replicas and divides by the global count.
+    ``masked``: rows whose targets are :data:`PAD_LABEL` (the padding that makes rows divide
+    evenly over devices) add nothing."""
     n, d = X.shape
     block = block_rows(n, d, _itemsize(xp, X)) if block is None else int(block)
     if block < 1:
@@ -139,7 +162,9 @@ def blocked_sums(
     full, rest = divmod(n, block)
     # zeros_like of a 0-d slice: X's dtype and device without asking for the device
     # (array_api_compat's device() is an lru_cache'd helper that torch.compile warns about)
-    init = (xp.zeros_like(X[0, 0]), tuple(xp.zeros_like(p) for p in params))
+    zero = xp.reshape(xp.zeros_like(X[0, 0]), (1,))
+    metrics = xp.concat([zero, zero]) if loss.classifies else zero
+    init = (metrics, tuple(xp.zeros_like(p) for p in params))
 
     def step(X_part: Any, y_part: Any, carry: tuple) -> tuple:
         return _block_step(xp, model, loss, params, X_part, y_part, masked, carry)

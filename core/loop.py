@@ -23,7 +23,8 @@ _CHECK_EVERY = 64
 # stops within this many epochs, and a run compiles at most two lengths (this and the rest).
 _FUSED_EPOCHS = 1024
 
-History = dict[str, list[float]]  # per epoch: "loss", and "val_loss", "val_accuracy"
+# per epoch: "loss" (and "accuracy" for a loss with classes), and "val_" the same on held-out rows
+History = dict[str, list[float]]
 EpochCallback = Callable[[int, dict[str, float]], None]  # (epoch, {"loss": ..., ...})
 
 
@@ -47,22 +48,13 @@ class Validation:
     run: Callable
     X: Any
     y: Any
-    classifies: bool = True  # the loss has classes: an accuracy column after the loss
 
 
-def metric_names(validation: bool, classifies: bool = True) -> tuple[str, ...]:
-    """The history's columns: the training loss, and the validation loss and (for a loss
-    with classes) accuracy."""
-    if not validation:
-        return ("loss",)
-    return ("loss", "val_loss", "val_accuracy") if classifies else ("loss", "val_loss")
-
-
-def _names(validation: Validation | None) -> tuple[str, ...]:
-    """The history's columns for a run with these held-out rows (or none)."""
-    if validation is None:
-        return metric_names(False)
-    return metric_names(True, validation.classifies)
+def metric_names(validation: bool, classifies: bool) -> tuple[str, ...]:
+    """The history's columns: the step's metrics (the loss, and the accuracy for a loss with
+    classes), then with ``validation`` the same on the held-out rows (``val_``...)."""
+    names = ("loss", "accuracy") if classifies else ("loss",)
+    return names + tuple(f"val_{name}" for name in names) if validation else names
 
 
 def fit(
@@ -83,8 +75,9 @@ def fit(
     lockstep: bool = False,
 ) -> tuple[Carry, History]:
     """Run epochs ``start_epoch`` to ``epochs - 1``; return the final carry (parameters and
-    optimizer state) and the history of those epochs on the host: ``{"loss": [...]}``, plus
-    ``val_loss`` and ``val_accuracy`` with ``validation`` (evaluated after each epoch's update).
+    optimizer state) and the history of those epochs on the host: ``{"loss": [...]}``, with
+    ``accuracy`` where the step's metrics have it (a loss with classes), and the same prefixed
+    ``val_`` with ``validation`` (evaluated after each epoch's update).
     ``on_epoch(epoch, metrics)`` gets each epoch's numbers as a dict; ``on_checkpoint(done,
     carry, history)`` is called every ``checkpoint_every`` epochs and at the end.
 
@@ -99,8 +92,7 @@ def fit(
 
     Stops with :class:`TrainingDiverged` naming the first epoch whose loss is NaN or inf.
     """
-    names = _names(validation)
-    history: History = {name: [] for name in names}
+    history: History = {"loss": []}
     # stretches end at checkpoints; and, in a group, wherever any process's would
     every = checkpoint_every if on_checkpoint is not None or lockstep else None
     live = on_epoch is not None and not lockstep  # an epoch a call, each reported at once
@@ -113,7 +105,7 @@ def fit(
             carry, metrics = fused(stop - epoch)(carry, X, y, *extra)
         else:
             carry, metrics = _epochs(step, carry, X, y, bk, range(epoch, stop), batches, validation)
-        _record(bk.to_numpy(metrics).tolist(), epoch, names, history, on_epoch)
+        _record(bk.to_numpy(metrics).tolist(), epoch, validation is not None, history, on_epoch)
         epoch = stop
         if on_checkpoint is not None and _due(epoch, epochs, every):
             on_checkpoint(epoch, carry, history)
@@ -154,34 +146,35 @@ def _epochs(
     xp, per_epoch = bk.xp, []
     for epoch in epochs:
         if batches is None:
-            carry, loss = step(carry, X, y)
+            carry, metrics = step(carry, X, y)
         else:
-            carry, loss = _minibatch_epoch(step, carry, X, y, xp, batches, epoch)
+            carry, metrics = _minibatch_epoch(step, carry, X, y, xp, batches, epoch)
         if validation is not None:
-            metrics = validation.run(carry[0], validation.X, validation.y)
-            loss = xp.concat([xp.reshape(loss, (1,)), metrics])
-        carry, loss = bk.settle((carry, loss))  # a lazy library: not a graph over every epoch
-        per_epoch.append(loss)
-    metrics = xp.stack(per_epoch)
-    return carry, metrics if validation is not None else xp.reshape(metrics, (-1, 1))
+            held_out = validation.run(carry[0], validation.X, validation.y)
+            metrics = xp.concat([metrics, held_out])
+        carry, metrics = bk.settle((carry, metrics))  # a lazy library: no graph of every epoch
+        per_epoch.append(metrics)
+    return carry, xp.stack(per_epoch)
 
 
 def _record(
     metrics: list[list[float]],
     first: int,
-    names: tuple[str, ...],
+    validation: bool,
     history: History,
     on_epoch: EpochCallback | None,
 ) -> None:
-    """Host rows of metrics into the history (and ``on_epoch``); divergence stops the run:
-    at epoch 0 (the loss never finite) the data or the starting point is to blame, and the
+    """Host rows of metrics into the history (and ``on_epoch``), named by their width (the
+    step's metrics have an accuracy for a loss with classes); divergence stops the run: at
+    epoch 0 (the loss never finite) the data or the starting point is to blame, and the
     message says so; later, the step size."""
+    names = metric_names(validation, len(metrics[0]) == (4 if validation else 2))
     for epoch, values in enumerate(metrics, start=first):
         if not math.isfinite(values[0]):
             raise TrainingDiverged(_diverged(values[0], epoch), epoch)
         named = dict(zip(names, values, strict=True))
         for name, value in named.items():
-            history[name].append(value)
+            history.setdefault(name, []).append(value)
         if on_epoch is not None:
             on_epoch(epoch, named)
 
@@ -199,11 +192,12 @@ def _diverged(loss: float, epoch: int) -> str:
 def _minibatch_epoch(
     step: Step, carry: Carry, X: Any, y: Any, xp: Any, batches: Minibatches, epoch: int
 ) -> tuple[Carry, Any]:
+    """One epoch of minibatches; its metrics the batches' weighted by their rows."""
     if batches.shares is not None:  # data-parallel: each batch spread over the replicas
         total, n = 0, 0
         for X_part, y_part, batch_step, size in batches.shares(epoch):
-            carry, loss = batch_step(carry, X_part, y_part)
-            total, n = total + loss * size, n + size
+            carry, metrics = batch_step(carry, X_part, y_part)
+            total, n = total + metrics * size, n + size
         return carry, total / n
     n, size = X.shape[0], batches.size
     order = batches.order(epoch)
@@ -211,6 +205,6 @@ def _minibatch_epoch(
     total = 0
     for start in range(0, n, size):
         stop = min(start + size, n)
-        carry, loss = step(carry, X[start:stop, ...], y[start:stop, ...])
-        total = total + loss * (stop - start)
+        carry, metrics = step(carry, X[start:stop, ...], y[start:stop, ...])
+        total = total + metrics * (stop - start)
     return carry, total / n

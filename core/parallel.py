@@ -19,7 +19,8 @@ import numpy as np
 
 from .data import Problem
 from .errors import InvalidInput
-from .grad import PAD_LABEL
+from .grad import PAD_LABEL, metric_means
+from .loss import Loss
 from .models import Params
 
 
@@ -74,15 +75,15 @@ def local_problem(problem: Problem, replicas: Replicas) -> tuple[Problem, bool]:
 
 
 def reduced_loss_and_grads(
-    local_sums: Callable, reduce: Callable, n: int, per_element: bool = False
+    xp: Any, loss: Loss, local_sums: Callable, reduce: Callable, n: int
 ) -> Callable:
-    """``(params, X, y) -> (loss, grads)`` from a replica's ``local_sums`` (loss sum and
+    """``(params, X, y) -> (metrics, grads)`` from a replica's ``local_sums`` (metric sums and
     gradient sums of its rows), added over the replicas by ``reduce``, divided by the global
-    ``n`` rows (times the targets' columns for a ``per_element`` loss)."""
+    ``n`` rows (times the targets' columns for a per-element loss; accuracy: by the rows)."""
 
     def loss_and_grads(params: Params, X: Any, y: Any) -> tuple[Any, Params]:
         total, sums = reduce(local_sums(params, X, y))
-        scale = 1 / (n * (y.shape[1] if per_element else 1))
-        return scale * total, tuple(scale * s for s in sums)
+        scale = 1 / (n * (y.shape[1] if loss.per_element else 1))
+        return metric_means(xp, loss, total, n, y.shape[1]), tuple(scale * s for s in sums)
 
     return loss_and_grads

@@ -16,7 +16,6 @@ from .backends import Backend
 from .data import Problem, batch_order
 from .errors import InvalidInput, OptionError
 from .loop import History, Minibatches, Validation, fit
-from .loss import get as get_loss
 from .options import Options
 from .parallel import Replicas, local_problem
 from .steps import (
@@ -124,8 +123,7 @@ def _validation(
     if held_out is None:
         return None
     evaluate = make_evaluate(bk, options.jit, model_of(options), options.loss)
-    classifies = get_loss(options.loss).classifies
-    return Validation(evaluate, put(held_out.X), put(held_out.y), classifies)
+    return Validation(evaluate, put(held_out.X), put(held_out.y))
 
 
 def _rows_here(

@@ -2,7 +2,8 @@
 the one-pass blocked sums, the backend's autodiff, or a data-parallel replica's sums), the
 optimizer's update, and compilation (``jit``; a whole stretch of epochs as one compiled scan).
 
-A step maps ``((params, optimizer_state), X, y)`` to ``((params, optimizer_state), loss)``. It is
+A step maps ``((params, optimizer_state), X, y)`` to ``((params, optimizer_state), metrics)``:
+the epoch's loss, and its accuracy for a loss with classes, as one device vector. It is
 built from a frozen :class:`StepSpec` and cached, so the same configuration gets the same
 function object and compiled steps (jax.jit, torch.compile) are reused, not recompiled. This is
 the low-level API under :func:`xptrain.train`; :mod:`xptrain.placement` chooses the spec.
@@ -22,6 +23,8 @@ from .grad import (
     blocked_sums,
     loss_and_grads,
     masked_targets,
+    metric_means,
+    metric_sums,
 )
 from .loss import Loss
 from .loss import get as get_loss
@@ -85,13 +88,13 @@ def _cached(build: Callable) -> Callable:
 
 
 def update_step(xp: Any, lr: float, optimizer: Optimizer, loss_and_grads: Callable) -> Step:
-    """One epoch: ``loss_and_grads(params, X, y) -> (loss, grads)``, then the optimizer's
+    """One epoch: ``loss_and_grads(params, X, y) -> (metrics, grads)``, then the optimizer's
     update. Every gradient engine (analytic, one-pass, autodiff) is one such function."""
 
     def step(carry: Carry, X: Any, y: Any) -> tuple[Carry, Any]:
         params, state = carry
-        value, grads = loss_and_grads(params, X, y)
-        return optimizer.update(xp, params, tuple(grads), state, lr), value
+        metrics, grads = loss_and_grads(params, X, y)
+        return optimizer.update(xp, params, tuple(grads), state, lr), metrics
 
     return step
 
@@ -120,33 +123,47 @@ def blocked_loss_and_grads_of(bk: Backend, spec: StepSpec) -> Callable:
 
 
 def autodiff_loss_and_grads(xp: Any, model: Any, loss: Loss, value_and_grad: Callable) -> Callable:
-    """The backend's automatic differentiation of the same loss."""
+    """The backend's automatic differentiation of the same loss; the metrics ride along."""
 
-    def loss_fn(params: Params, X: Any, y: Any) -> Any:
-        return loss.value(xp, y, model.forward(xp, params, X))
+    def loss_fn(params: Params, X: Any, y: Any) -> tuple[Any, Any]:
+        metrics = evaluate(xp, model, loss, params, X, y)
+        return metrics[0], metrics
 
-    return value_and_grad(loss_fn)
+    return _with_metrics(value_and_grad(loss_fn))
+
+
+def _with_metrics(run: Callable) -> Callable:
+    """``value_and_grad``'s ``((value, metrics), grads)`` as ``(metrics, grads)``."""
+
+    def metrics_and_grads(params: Params, X: Any, y: Any) -> tuple[Any, Params]:
+        (_, metrics), grads = run(params, X, y)
+        return metrics, grads
+
+    return metrics_and_grads
 
 
 def local_sums_of(bk: Backend, spec: StepSpec) -> Callable:
-    """``(params, X, y) -> (loss sum, gradient sums)`` over one replica's rows, for a
+    """``(params, X, y) -> (metric sums, gradient sums)`` over one replica's rows, for a
     data-parallel step: the one-pass analytic sums (one block of every row without
     ``spec.block``), or the backend's autodiff of the summed loss. ``spec.masked`` leaves
     padding rows out."""
     xp, model, loss = bk.xp, spec.model, get_loss(spec.loss)
     if spec.grad == "autodiff":
 
-        def summed(params: Params, X: Any, y: Any) -> Any:
-            if not spec.masked:
-                return xp.sum(loss.terms(xp, y, model.forward(xp, params, X)))
-            keep, y = masked_targets(xp, y)
-            # padding rows: outputs 0, so no inf whose zero cotangent is NaN
+        def summed(params: Params, X: Any, y: Any) -> tuple[Any, Any]:
+            keep = None
+            if spec.masked:
+                keep, y = masked_targets(xp, y)
             out = model.forward(xp, params, X)
-            out = xp.where(keep, out, xp.zeros_like(out))
+            if keep is not None:  # padding rows: outputs 0, so no inf whose zero cotangent is NaN
+                out = xp.where(keep, out, xp.zeros_like(out))
             terms = loss.terms(xp, y, out)
-            return xp.sum(xp.where(keep, terms, xp.zeros_like(terms)))
+            if keep is not None:
+                terms = xp.where(keep, terms, xp.zeros_like(terms))
+            sums = metric_sums(xp, loss, y, out, terms, keep)
+            return sums[0], sums
 
-        return bk.value_and_grad(summed)
+        return _with_metrics(bk.value_and_grad(summed))
 
     def sums(params: Params, X: Any, y: Any) -> tuple[Any, Params]:
         block = spec.block or X.shape[0]
@@ -164,7 +181,7 @@ def _loss_and_grads(bk: Backend, spec: StepSpec, replicas: Replicas | None) -> C
         if spec.total_rows is None:
             raise ValueError("a data-parallel step needs the global number of rows")
         return reduced_loss_and_grads(
-            local_sums_of(bk, spec), replicas.reduce, spec.total_rows, loss.per_element
+            bk.xp, loss, local_sums_of(bk, spec), replicas.reduce, spec.total_rows
         )
     if spec.grad == "autodiff":
         return autodiff_loss_and_grads(bk.xp, spec.model, loss, bk.value_and_grad)
@@ -199,10 +216,7 @@ def evaluate(xp: Any, model: Any, loss: Loss, params: Params, X: Any, y: Any) ->
     training computes it, and the share of rows whose class is right (a logit > 0 read as
     class 1; the largest logit's column for softmax-ce); ``[loss]`` for a regression loss."""
     out = model.forward(xp, params, X)
-    value = xp.reshape(loss.value(xp, y, out), (1,))
-    if not loss.classifies:
-        return value
-    return xp.concat([value, xp.reshape(xp.mean(loss.hits(xp, y, out)), (1,))])
+    return metric_means(xp, loss, metric_sums(xp, loss, y, out, loss.terms(xp, y, out)), *y.shape)
 
 
 @_cached
@@ -227,15 +241,14 @@ def make_fused(
 ) -> Callable:
     """``length`` full-batch epochs as one compiled call (the backend's ``scan`` under its
     ``jit``): ``(carry, X, y[, X_val, y_val]) -> (carry, metrics)``, one metrics row per epoch
-    (the loss, and with ``validation`` the held-out loss and accuracy), built and compiled
+    (the step's, and with ``validation`` the held-out ones), built and compiled
     once per length."""
     xp, loss = bk.xp, get_loss(spec.loss)
     step = make_step(bk, spec, False, replicas)
 
     def run(carry: Carry, X: Any, y: Any, *held_out: Any) -> tuple[Carry, Any]:
         def epoch(c: Carry) -> tuple[Carry, Any]:
-            c, value = step(c, X, y)
-            row = xp.reshape(value, (1,))
+            c, row = step(c, X, y)
             if validation:
                 metrics = evaluate(xp, spec.model, loss, c[0], *held_out)
                 row = xp.concat([row, metrics])

@@ -140,13 +140,15 @@ def _train_and_write(
 
 
 def _summary(result: TrainResult, first: int) -> str:
-    """One line after training: the epochs this call ran and their time, the last loss, and
-    the held-out accuracy (a regression's loss) with --val-split (from the history: no pass
-    over the data)."""
+    """One line after training: the epochs this call ran and their time, the last epoch's loss
+    and training accuracy (a loss with classes), and the held-out accuracy (a regression's
+    loss) with --val-split (from the history: no pass over the data)."""
     line = (
         f"xptrain train: {len(result.losses) - first} epochs in {result.seconds:.3g} s; "
         f"last loss {result.losses[-1]:.6g}"
     )
+    if result.accuracy:
+        line += f"; training accuracy {result.accuracy[-1]:.4f}"
     if result.val_accuracy:
         line += f"; held-out accuracy {result.val_accuracy[-1]:.4f}"
     elif result.val_losses:  # a regression: no accuracy
@@ -219,7 +221,10 @@ def _epoch_printer(
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         _print(bar, _epoch_line(epoch, metrics))
-        bar.set_postfix_str(f"loss {metrics['loss']:.6g}", refresh=False)
+        live = f"loss {metrics['loss']:.6g}"
+        if "accuracy" in metrics:
+            live += f" accuracy {metrics['accuracy']:.4f}"
+        bar.set_postfix_str(live, refresh=False)
         bar.update(1)
 
     try:
