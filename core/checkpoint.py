@@ -147,11 +147,12 @@ def _history_inside(arrays: dict[str, np.ndarray]) -> dict[str, list[float]]:
 
 
 def _logged(source: str, epochs: int) -> dict[str, list[float]]:
-    """The first ``epochs`` epochs of the history log beside the checkpoint ``source``: its
-    complete lines (a last line cut short by a kill has no newline yet, and is left out)."""
+    """The first ``epochs`` epochs of the history log beside the checkpoint ``source``. A line
+    is synced before its checkpoint is written, so a line a kill cut short lies past every
+    checkpoint's epochs: it is never read (and a resumed run's first save rewrites the log)."""
     log = Path(source).parent / LOG
     try:
-        lines = log.read_text(encoding="utf-8").split("\n")[:-1]
+        lines = log.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise InvalidInput(
             f"{source}: its history log {str(log)!r} is unreadable ({err})"
@@ -254,10 +255,14 @@ class Folder:
         self._created = not self.path.is_dir()
         self.path.mkdir(exist_ok=True)
         self._lock = _lock(self.path)
-        for stale in self.path.glob(".xpt-*"):  # a killed run's half-written files
-            stale.unlink(missing_ok=True)
-        owner = {"pid": os.getpid(), "host": socket.gethostname()}
-        atomic_write(self.path / _OWNER, json_writer(owner))
+        try:
+            for stale in self.path.glob(".xpt-*"):  # a killed run's half-written files
+                stale.unlink(missing_ok=True)
+            owner = {"pid": os.getpid(), "host": socket.gethostname()}
+            atomic_write(self.path / _OWNER, json_writer(owner))
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
