@@ -254,3 +254,21 @@ def test_only_the_writing_rank_of_a_group_holds_the_folder(tmp_path, monkeypatch
         refused = pytest.raises(InvalidInput, match="in use by process")
         with refused, train_command._checkpointing(args):
             pass
+
+
+def test_held_out_history_resumes_exactly_through_the_log(tmp_path, capsys):
+    ck, data = tmp_path / "ck", ["--data", "linear:200,3", "--val-split", "0.25", "--quiet"]
+    code, _, err = train(capsys, *data, "--checkpoint-dir", str(ck), "--epochs", "5")
+    assert code == 0, err
+    out_json = tmp_path / "r.json"
+    code, _, err = train(
+        capsys, *data, "--checkpoint-dir", str(ck), "--resume", "--json", str(out_json)
+    )
+    assert code == 0, err
+    straight = train_problem(
+        load("linear:200,3"), *_numpy(), Options(val_split=0.25), data="linear:200,3"
+    )
+    record = json.loads(out_json.read_text())
+    assert record["losses"] == straight.losses
+    assert record["val_losses"] == straight.val_losses
+    assert record["val_accuracy"] == straight.val_accuracy
