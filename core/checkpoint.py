@@ -8,6 +8,7 @@ epochs between checkpoints, each written whole and synced before its checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -268,8 +269,10 @@ class Folder:
     def __exit__(self, *exc: object) -> None:
         (self.path / _OWNER).unlink(missing_ok=True)
         # removed while still held: a run that opened it meanwhile finds it unlinked once it
-        # holds it, and filelock has that run try again (here: refused), never share it
-        (self.path / _LOCK).unlink(missing_ok=True)
+        # holds it, and filelock has that run try again (here: refused), never share it.
+        # (Windows refuses to remove a held file; its lock removes the file on release.)
+        with contextlib.suppress(PermissionError):
+            (self.path / _LOCK).unlink(missing_ok=True)
         self._lock.release()
         if self._created and not any(self.path.iterdir()):
             self.path.rmdir()  # a run refused before its first checkpoint leaves nothing

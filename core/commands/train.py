@@ -68,7 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quiet", action="store_true", help="print nothing: no line per epoch, no summary"
     )
-    parser.add_argument("--checkpoint-dir", metavar="DIR", help="save checkpoints (.npz) here")
+    parser.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        help="save checkpoints (.npz) here, the loss history beside them (history.jsonl); "
+        "one run at a time (a second one is refused)",
+    )
     parser.add_argument(
         "--checkpoint-every",
         type=int,
@@ -86,7 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume",
         action="store_true",
         help="continue from the latest checkpoint in --checkpoint-dir (on any "
-        "backend) up to --epochs in all",
+        "backend) up to --epochs in all; an unreadable one is set aside (*.corrupt) for the "
+        "newest that reads back",
     )
 
 
