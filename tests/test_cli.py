@@ -353,6 +353,7 @@ def test_checkpoints_resume_on_another_backend(tmp_path):
         "epoch-000003.npz",
         "epoch-000006.npz",
         "epoch-000007.npz",
+        "history.jsonl",
     ]
     out = tmp_path / "r.json"
     rest = xptrain(

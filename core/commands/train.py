@@ -68,7 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quiet", action="store_true", help="print nothing: no line per epoch, no summary"
     )
-    parser.add_argument("--checkpoint-dir", metavar="DIR", help="save checkpoints (.npz) here")
+    parser.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        help="save checkpoints (.npz) here, the loss history beside them (history.jsonl); "
+        "one run at a time (a second one is refused)",
+    )
     parser.add_argument(
         "--checkpoint-every",
         type=int,
@@ -76,10 +81,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="save every K epochs (default: at the end only)",
     )
     parser.add_argument(
+        "--keep-checkpoints",
+        type=arg(_kept),
+        metavar="N|all",
+        help=f"keep the newest N checkpoints in --checkpoint-dir, deleting older ones (default "
+        f"{checkpoint.KEEP}; all: keep every one; 0 is refused, a run always keeps its latest)",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="continue from the latest checkpoint in --checkpoint-dir (on any "
-        "backend) up to --epochs in all",
+        "backend) up to --epochs in all; an unreadable one is set aside (*.corrupt) for the "
+        "newest that reads back",
     )
 
 
@@ -87,13 +100,13 @@ def run(args: argparse.Namespace) -> int:
     """Check everything, train, then write the outputs together."""
     run_options = options.from_flags(args)
     check_outputs(args)
-    start, save = _checkpointing(args)
-    if run_options.distributed:  # before the backend's first use: JAX joins before computing
-        group = backends.process_group(args.backend, args.distributed_timeout)
-        with group as joined:  # rank 0 prints and writes; the ranks step alike (fit's lockstep)
-            main = joined.rank == 0
-            return _train_and_write(args, run_options, start, save if main else None, main=main)
-    return _train_and_write(args, run_options, start, save, main=True)
+    with _checkpointing(args) as (start, save):
+        if run_options.distributed:  # before the backend's first use: JAX joins before computing
+            group = backends.process_group(args.backend, args.distributed_timeout)
+            with group as joined:  # rank 0 prints and writes; the ranks step alike (fit's lockstep)
+                main = joined.rank == 0
+                return _train_and_write(args, run_options, start, save if main else None, main=main)
+        return _train_and_write(args, run_options, start, save, main=True)
 
 
 def _train_and_write(
@@ -169,43 +182,80 @@ def _write(args: argparse.Namespace, result: TrainResult) -> None:
     write_all(outputs)
 
 
+def _kept(text: str) -> int | str:
+    """--keep-checkpoints' value: a whole number ≥ 1, or ``all``."""
+    if text == "all":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidInput(f"--keep-checkpoints must be a whole number ≥ 1 or all, got {text!r}")
+    return int(text)
+
+
+@contextlib.contextmanager
 def _checkpointing(
     args: argparse.Namespace,
-) -> tuple[checkpoint.Checkpoint | None, Callable[[checkpoint.Checkpoint], None] | None]:
-    """The checkpoint to resume from (if any) and the function that saves new ones."""
+) -> Iterator[tuple[checkpoint.Checkpoint | None, Callable[[checkpoint.Checkpoint], None] | None]]:
+    """The checkpoint to resume from (if any) and the function that saves new ones, with the
+    checkpoint folder locked meanwhile by the process that writes it."""
     if args.checkpoint_dir is None:
-        if args.resume or args.checkpoint_every is not None:
-            raise InvalidInput("--resume and --checkpoint-every need --checkpoint-dir DIR")
-        return None, None
+        if args.resume or args.checkpoint_every is not None or args.keep_checkpoints is not None:
+            raise InvalidInput(
+                "--resume, --checkpoint-every and --keep-checkpoints need --checkpoint-dir DIR"
+            )
+        yield None, None
+        return
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise InvalidInput(f"--checkpoint-every must be ≥ 1, got {args.checkpoint_every}")
     directory = check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
-    start = _resumed(args, directory)
+    if not _writes(args):  # another rank of a group: it reads the folder rank 0 holds
+        yield _resumed(args, directory, None), None
+        return
+    kept = args.keep_checkpoints
+    keep = None if kept == "all" else (kept or checkpoint.KEEP)  # None: every one
+    with checkpoint.Folder(directory, keep) as folder:
+        yield _resumed(args, directory, folder), folder.save
 
-    def save(ckpt: checkpoint.Checkpoint) -> None:
-        directory.mkdir(exist_ok=True)
-        checkpoint.save(checkpoint.path_for(directory, ckpt.epoch), ckpt)
 
-    return start, save
+def _writes(args: argparse.Namespace) -> bool:
+    """Whether this process writes the checkpoints: any but a process group's other ranks."""
+    return not (args.distributed and os.environ.get("RANK", "0") != "0")
 
 
-def _resumed(args: argparse.Namespace, directory: Path) -> checkpoint.Checkpoint | None:
-    """The latest checkpoint in ``directory`` to resume from (None: start afresh); a folder
-    holding another run's checkpoints is refused without --resume."""
+def _resumed(
+    args: argparse.Namespace, directory: Path, folder: checkpoint.Folder | None
+) -> checkpoint.Checkpoint | None:
+    """The checkpoint in ``directory`` to resume from (None: start afresh); a folder holding
+    another run's checkpoints is refused without --resume."""
     latest = checkpoint.latest(directory) if directory.is_dir() else None
     if latest is not None and not args.resume:
         raise InvalidInput(
             f"--checkpoint-dir {str(directory)!r} already holds another run's checkpoints; "
             "add --resume to continue it, or give an empty folder"
         )
-    # a group's other ranks read the same (shared) folder; rank 0 alone says what it found
-    rank0 = not (args.distributed and os.environ.get("RANK", "0") != "0")
-    if latest is None and args.resume and rank0:
+    if latest is None:
+        if args.resume and folder is not None:  # a group's other ranks stay silent
+            print(
+                f"xptrain train: no checkpoint in {str(directory)!r} yet; starting from epoch 0",
+                file=sys.stderr,
+            )
+        return None
+    return _newest_readable(directory, folder)
+
+
+def _newest_readable(
+    directory: Path, folder: checkpoint.Folder | None
+) -> checkpoint.Checkpoint | None:
+    """The newest checkpoint in ``directory`` that reads back whole; the ``folder``'s holder
+    sets newer unreadable ones aside, and says so."""
+    start, unreadable = checkpoint.newest_valid(directory)
+    if folder is not None and unreadable:
+        moved = folder.set_aside([path for path, _ in unreadable])
         print(
-            f"xptrain train: no checkpoint in {str(directory)!r} yet; starting from epoch 0",
+            f"xptrain train: {unreadable[0][1]}; resuming from {start.source} (epoch "
+            f"{start.epoch}) instead; set aside: {', '.join(p.name for p in moved)}",
             file=sys.stderr,
         )
-    return checkpoint.load(latest) if latest is not None else None
+    return start
 
 
 @contextlib.contextmanager
