@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 from helpers import xptrain
 
 import xptrain as xpt
+from xptrain import files
 from xptrain.data import SEED_X, SEED_Y, load
 from xptrain.errors import InvalidInput
 
@@ -80,3 +83,53 @@ def test_a_loss_never_finite_blames_the_data_not_the_step(tmp_path):
 def test_a_later_divergence_still_suggests_a_smaller_step():
     with pytest.raises(xpt.TrainingDiverged, match=r"at epoch 1;.*smaller learning rate"):
         xpt.train(SEED_X, SEED_Y, lr=1e4)
+
+
+def _bomb(path, rows: int) -> None:
+    """An .npz whose X (``rows`` × 1000 float64 zeros) is written a chunk at a time: the zip
+    bomb's ~1000x, without holding the inflated array in memory here."""
+    header = {"descr": "<f8", "fortran_order": False, "shape": (rows, 1000)}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("X.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            chunk = bytes(8000 * 1000)
+            for _ in range(rows // 1000):
+                f.write(chunk)
+        with archive.open("y.npy", "w") as f:
+            np.save(f, np.zeros(rows))
+
+
+def test_an_npz_inflating_past_its_limit_is_refused_before_inflating(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "SMALL_INFLATION", 1000)
+    path = tmp_path / "zeros.npz"
+    np.savez_compressed(path, X=np.zeros((2000, 10)), y=np.zeros(2000))
+    with pytest.raises(InvalidInput, match=r"would inflate .* only up to 100x.*np\.savez"):
+        load(path)
+    rng = np.random.default_rng(0)  # real data compresses far less: 1x floats, ~27x 0/1 labels
+    X, y = rng.standard_normal((2000, 10)), (rng.random(2000) > 0.5).astype(np.float64)
+    np.savez_compressed(path, X=X, y=y)
+    assert np.array_equal(load(path).X, X)
+    np.savez(path, X=np.zeros((2000, 10)), y=np.zeros(2000))  # stored: as big as it says
+    assert not load(path).X.any()
+
+
+@pytest.mark.slow
+def test_a_zip_bomb_is_refused_from_its_headers(tmp_path):
+    path = tmp_path / "bomb.npz"
+    _bomb(path, 40_000)  # 320 MB of zeros in a ~0.3 MB file
+    run = xptrain("train", "--data", str(path), "--epochs", "1")
+    _refused(run, "would inflate from")
+    assert "X.npy and y.npy" in run.stderr
+
+
+def test_an_npy_header_claiming_more_than_its_member_holds_is_refused(tmp_path):
+    header = {"descr": "<f8", "fortran_order": False, "shape": (10**10, 3)}
+    path = tmp_path / "liar.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("X.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            f.write(np.zeros((4, 3)).tobytes())
+        with archive.open("y.npy", "w") as f:
+            np.save(f, np.zeros(4))
+    with pytest.raises(InvalidInput, match=r"declares a float64 array of shape \(10000000000, 3\)"):
+        load(path)
