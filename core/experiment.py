@@ -24,7 +24,7 @@ from .checkpoint import fingerprint
 from .conformance import tolerance
 from .data import Problem, load
 from .errors import InvalidInput
-from .files import atomic_write, json_writer, tomllib
+from .files import atomic_write, json_writer, parse_toml, tomllib
 from .model_setup import check_ready, longest_dot
 from .models import has_backward
 from .options import Options
@@ -80,9 +80,11 @@ def read(path: str | Path) -> Experiment:
         reason = getattr(err, "strerror", None) or str(err)
         raise InvalidInput(f"{path}: cannot read the experiment file ({reason})") from None
     try:
-        doc = tomllib.loads(text)
+        doc = parse_toml(text)
     except tomllib.TOMLDecodeError as err:
         raise InvalidInput(f"{path}: not valid TOML ({err})") from None
+    except InvalidInput as err:
+        raise InvalidInput(f"{path}: {err}") from None
     try:
         return replace(_parse(doc, path), source=text)
     except InvalidInput as err:
@@ -289,10 +291,10 @@ def _prepare(folder: Path, source: str, resume: bool) -> None:
                 "finish it, or give another --out"
             )
         try:
-            before = tomllib.loads(saved.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            before = parse_toml(saved.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # unreadable, not UTF-8, not TOML or nested too deeply
             before = None
-        if before != tomllib.loads(source):
+        if before != parse_toml(source):
             raise InvalidInput(
                 f"{str(folder)!r} holds the results of another experiment (its "
                 "experiment.toml differs); give another --out"

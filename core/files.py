@@ -108,6 +108,15 @@ MAX_RATIO = 100
 SMALL_INFLATION = 250_000_000
 
 
+def parse_toml(text: str) -> dict[str, Any]:
+    """``tomllib.loads``, with a document nested too deeply for Python's stack refused in one
+    line (tomllib recurses once per level of arrays or tables)."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise InvalidInput("not valid TOML (nested too deeply)") from None
+
+
 def load_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
     """Every array in an .npz, never unpickling and never inflating a zip bomb; one clear error
     for a missing, corrupt, object-holding or bomb-like file."""

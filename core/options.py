@@ -21,7 +21,7 @@ import numpy as np
 
 from .backends import DTYPES
 from .errors import InvalidInput, OptionError, python_spelling
-from .files import tomllib
+from .files import parse_toml, tomllib
 from .loss import LOSSES
 from .models import ACTIVATIONS, BUILT_IN, DEFAULT_HIDDEN, describe, is_model
 from .optim import OPTIMIZERS
@@ -177,7 +177,7 @@ def key_value(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise InvalidInput(f"{text!r}: give KEY=VALUE, e.g. width=32")
     try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        value = parse_toml(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()  # a bare word: the string it spells
     return key.strip(), value

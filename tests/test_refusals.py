@@ -133,3 +133,15 @@ def test_an_npy_header_claiming_more_than_its_member_holds_is_refused(tmp_path):
             np.save(f, np.zeros(4))
     with pytest.raises(InvalidInput, match=r"declares a float64 array of shape \(10000000000, 3\)"):
         load(path)
+
+
+def test_toml_nested_too_deeply_is_one_line(tmp_path):
+    deep = "[" * 1000 + "]" * 1000
+    path = tmp_path / "deep.toml"
+    path.write_text(
+        f'[train]\nepochs = 2\n[runs]\nbackends = ["numpy"]\n[model_args]\nx = {deep}\n'
+    )
+    _refused(xptrain("run", str(path), "--quiet", cwd=tmp_path), "deep.toml: not valid TOML")
+    assert [p.name for p in tmp_path.iterdir()] == ["deep.toml"]
+    run = xptrain("train", "--model", "mlp", "--model-arg", f"x={deep}")
+    _refused(run, "--model-arg: not valid TOML (nested too deeply)")
