@@ -145,3 +145,17 @@ def test_toml_nested_too_deeply_is_one_line(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["deep.toml"]
     run = xptrain("train", "--model", "mlp", "--model-arg", f"x={deep}")
     _refused(run, "--model-arg: not valid TOML (nested too deeply)")
+
+
+def test_bench_out_lines_that_are_not_utf8_are_skipped_as_torn_lines_are(tmp_path):
+    out = tmp_path / "bench.jsonl"
+    junk = b'{"not": "a record"}\n\xff\xfe not text\n'
+    out.write_bytes(junk)
+    args = ["bench", "--quick", "--backends", "numpy", "--modes", "eager", "--quiet"]
+    first = xptrain(*args, "--out", str(out))
+    assert first.returncode == 0 and "Traceback" not in first.stderr, first.stderr
+    written = out.read_bytes()
+    assert written.startswith(junk) and written.count(b"\n") == 3
+    again = xptrain(*args, "--out", str(out), "--resume")  # the record is read back: not rerun
+    assert again.returncode == 0, again.stderr
+    assert out.read_bytes() == written
