@@ -159,3 +159,11 @@ def test_bench_out_lines_that_are_not_utf8_are_skipped_as_torn_lines_are(tmp_pat
     again = xptrain(*args, "--out", str(out), "--resume")  # the record is read back: not rerun
     assert again.returncode == 0, again.stderr
     assert out.read_bytes() == written
+
+
+def test_a_bad_mplbackend_is_one_line_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "bogus")
+    out = tmp_path / "loss.png"
+    run = xptrain("train", "--plot", str(out), "--json", str(tmp_path / "r.json"))
+    _refused(run, "matplotlib failed to start")
+    assert "MPLBACKEND" in run.stderr and not list(tmp_path.iterdir())
