@@ -167,3 +167,13 @@ def test_a_bad_mplbackend_is_one_line_before_training(tmp_path, monkeypatch):
     run = xptrain("train", "--plot", str(out), "--json", str(tmp_path / "r.json"))
     _refused(run, "matplotlib failed to start")
     assert "MPLBACKEND" in run.stderr and not list(tmp_path.iterdir())
+
+
+def test_an_mlp_with_no_hidden_layers_is_refused(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text('[model]\nkind = "mlp"\nhidden = []\n[runs]\nbackends = ["numpy"]\n')
+    run = xptrain("run", str(path), "--quiet", cwd=tmp_path)
+    _refused(run, '[model] kind = "mlp" needs at least one layer in [model] hidden')
+    assert [p.name for p in tmp_path.iterdir()] == ["exp.toml"]
+    with pytest.raises(InvalidInput, match="needs at least one layer in hidden"):
+        xpt.train(SEED_X, SEED_Y, model="mlp", hidden=[])
