@@ -175,9 +175,9 @@ def _plan(runs: dict[str, Any], name: str, analytic: bool = True) -> tuple[list[
     ``analytic`` gradients (a model with no backward) the reference is torch's (else JAX's)
     float64 autodiff run and no analytic run is planned."""
     dtypes, grads, modes = (_known(runs, k) for k in ("dtypes", "grads", "modes"))
-    cells, skipped = matrix.plan(
-        _names(runs, "backends"), _names(runs, "devices"), dtypes, grads, modes
-    )
+    names, devices = _names(runs, "backends"), _names(runs, "devices")
+    _check_devices(names, devices)
+    cells, skipped = matrix.plan(names, devices, dtypes, grads, modes)
     backend, grad = reference_engine(analytic)
     reference = (backend, "cpu", "float64", grad, "eager")
     if not analytic and "analytic" in grads:
@@ -189,6 +189,19 @@ def _plan(runs: dict[str, Any], name: str, analytic: bool = True) -> tuple[list[
         if analytic or c.grad != "analytic"
     ]
     return list(dict.fromkeys(ran)), skipped  # the reference once, though also asked for
+
+
+def _check_devices(names: list[str] | None, devices: list[str] | None) -> None:
+    """Refuse a device of ``[runs] devices`` that none of the experiment's backends has here:
+    its runs would silently not happen (``cuda`` and ``gpu`` ask for any GPU)."""
+    bks, _ = matrix.select_backends(names)
+    present = list(dict.fromkeys(device for bk in bks for device in bk.devices()))
+    for spec in devices or ():
+        if not any(filter(backends.device_filter([spec]), present)):
+            raise InvalidInput(
+                f"[runs] devices: no {spec!r} here for {', '.join(bk.name for bk in bks)}; "
+                f"their devices: {', '.join(present)}"
+            )
 
 
 _ALLOWED = {"dtypes": backends.DTYPES, "grads": matrix.GRADS, "modes": matrix.MODES}

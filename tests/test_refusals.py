@@ -177,3 +177,12 @@ def test_an_mlp_with_no_hidden_layers_is_refused(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["exp.toml"]
     with pytest.raises(InvalidInput, match="needs at least one layer in hidden"):
         xpt.train(SEED_X, SEED_Y, model="mlp", hidden=[])
+
+
+@pytest.mark.parametrize("device", ["cuda:99", "cuda"])
+def test_experiment_devices_not_here_are_refused_naming_those_here(tmp_path, device):
+    path = tmp_path / "exp.toml"
+    path.write_text(f'[runs]\nbackends = ["numpy"]\ndevices = ["cpu", "{device}"]\n')
+    run = xptrain("run", str(path), "--quiet", cwd=tmp_path)
+    _refused(run, f"[runs] devices: no '{device}' here for numpy; their devices: cpu")
+    assert [p.name for p in tmp_path.iterdir()] == ["exp.toml"]
