@@ -22,7 +22,7 @@ from .api import TrainResult, train_problem, training_rows
 from .check import Config, Report, Row, compared_row, error_row, reference_engine
 from .checkpoint import fingerprint
 from .conformance import tolerance
-from .data import Problem, load
+from .data import GENERATORS, Problem, load
 from .errors import InvalidInput
 from .files import atomic_write, json_writer, parse_toml, tomllib
 from .model_setup import check_ready, longest_dot
@@ -60,14 +60,15 @@ class Experiment:
     options: Options  # the training options (dtype, grad and jit vary per run)
     runs: list[Config]  # the reference run first
     skipped: list[str] = field(default_factory=list)
-    folder: Path = Path(".")  # where relative data paths are read from
+    folder: Path = Path(".")  # the file's folder: relative data paths are read from there
     source: str = ""  # the file's text, kept beside the results
 
     def problem(self) -> Problem:
-        """The experiment's data, loaded on the host (standardised per run, after the split)."""
+        """The experiment's data, loaded on the host (standardised per run, after the split):
+        a generator or packaged set by name, any path (an .npz or .csv file, a folder of
+        X.npy and y.npy) relative to the experiment file, not to where it is run from."""
         source = self.settings["data"]["source"]
-        path = self.folder / source
-        return load(path if path.suffix.lower() in (".npz", ".csv") else source)
+        return load(source if source.partition(":")[0] in GENERATORS else self.folder / source)
 
 
 def read(path: str | Path) -> Experiment:
