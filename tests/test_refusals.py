@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 
 import numpy as np
@@ -186,3 +191,39 @@ def test_experiment_devices_not_here_are_refused_naming_those_here(tmp_path, dev
     run = xptrain("run", str(path), "--quiet", cwd=tmp_path)
     _refused(run, f"[runs] devices: no '{device}' here for numpy; their devices: cpu")
     assert [p.name for p in tmp_path.iterdir()] == ["exp.toml"]
+
+
+def test_the_command_starts_inside_its_ctrl_c_handling():
+    """Nothing heavy is imported before ``main`` runs: a Ctrl-C while NumPy or an array library
+    is imported at start-up is main's to handle (it was a KeyboardInterrupt traceback)."""
+    code = "import sys; from xptrain.cli import main; print('numpy' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.stdout.strip() == "False", run.stderr
+
+
+_SLOW_LIBRARY = """
+import pathlib, time
+pathlib.Path({marker!r}).touch()
+try:
+    time.sleep(60)
+except KeyboardInterrupt:  # as JAX's gc callback did: an interrupt raised here is lost
+    pass
+"""
+
+
+def test_ctrl_c_while_importing_an_array_library_is_one_line_and_exit_130(tmp_path):
+    marker = tmp_path / "importing"
+    (tmp_path / "slowlib.py").write_text(_SLOW_LIBRARY.format(marker=str(marker)))
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    }
+    args = [sys.executable, "-m", "xptrain", "train", "--backend", "slowlib"]
+    with subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=env) as proc:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stderr = proc.communicate(timeout=30)[1]
+    assert proc.returncode == 130, stderr
+    assert stderr.strip() == "xptrain: interrupted"
