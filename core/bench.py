@@ -323,10 +323,11 @@ _OLD_DEFAULTS |= {"model": "logistic", "model_args": "", "loss": "bce"}
 
 def load_records(path: Path) -> list[dict[str, Any]]:
     """Every complete record in a results file; a line that does not parse is skipped (a run
-    killed mid-write leaves at most one)."""
+    killed mid-write leaves at most one), and so is one of bytes that are not UTF-8 (read as
+    bytes, each line decoded by json.loads: a UnicodeDecodeError is a ValueError)."""
     records = []
     if path.exists():
-        with open(path, encoding="utf-8") as f:
+        with open(path, "rb") as f:
             for line in f:
                 try:
                     record = json.loads(line)

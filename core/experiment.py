@@ -22,9 +22,9 @@ from .api import TrainResult, train_problem, training_rows
 from .check import Config, Report, Row, compared_row, error_row, reference_engine
 from .checkpoint import fingerprint
 from .conformance import tolerance
-from .data import Problem, load
+from .data import GENERATORS, Problem, load
 from .errors import InvalidInput
-from .files import atomic_write, json_writer, tomllib
+from .files import atomic_write, json_writer, parse_toml, tomllib
 from .model_setup import check_ready, longest_dot
 from .models import has_backward
 from .options import Options
@@ -60,14 +60,15 @@ class Experiment:
     options: Options  # the training options (dtype, grad and jit vary per run)
     runs: list[Config]  # the reference run first
     skipped: list[str] = field(default_factory=list)
-    folder: Path = Path(".")  # where relative data paths are read from
+    folder: Path = Path(".")  # the file's folder: relative data paths are read from there
     source: str = ""  # the file's text, kept beside the results
 
     def problem(self) -> Problem:
-        """The experiment's data, loaded on the host (standardised per run, after the split)."""
+        """The experiment's data, loaded on the host (standardised per run, after the split):
+        a generator or packaged set by name, any path (an .npz or .csv file, a folder of
+        X.npy and y.npy) relative to the experiment file, not to where it is run from."""
         source = self.settings["data"]["source"]
-        path = self.folder / source
-        return load(path if path.suffix.lower() in (".npz", ".csv") else source)
+        return load(source if source.partition(":")[0] in GENERATORS else self.folder / source)
 
 
 def read(path: str | Path) -> Experiment:
@@ -80,9 +81,11 @@ def read(path: str | Path) -> Experiment:
         reason = getattr(err, "strerror", None) or str(err)
         raise InvalidInput(f"{path}: cannot read the experiment file ({reason})") from None
     try:
-        doc = tomllib.loads(text)
+        doc = parse_toml(text)
     except tomllib.TOMLDecodeError as err:
         raise InvalidInput(f"{path}: not valid TOML ({err})") from None
+    except InvalidInput as err:
+        raise InvalidInput(f"{path}: {err}") from None
     try:
         return replace(_parse(doc, path), source=text)
     except InvalidInput as err:
@@ -173,9 +176,9 @@ def _plan(runs: dict[str, Any], name: str, analytic: bool = True) -> tuple[list[
     ``analytic`` gradients (a model with no backward) the reference is torch's (else JAX's)
     float64 autodiff run and no analytic run is planned."""
     dtypes, grads, modes = (_known(runs, k) for k in ("dtypes", "grads", "modes"))
-    cells, skipped = matrix.plan(
-        _names(runs, "backends"), _names(runs, "devices"), dtypes, grads, modes
-    )
+    names, devices = _names(runs, "backends"), _names(runs, "devices")
+    _check_devices(names, devices)
+    cells, skipped = matrix.plan(names, devices, dtypes, grads, modes)
     backend, grad = reference_engine(analytic)
     reference = (backend, "cpu", "float64", grad, "eager")
     if not analytic and "analytic" in grads:
@@ -187,6 +190,19 @@ def _plan(runs: dict[str, Any], name: str, analytic: bool = True) -> tuple[list[
         if analytic or c.grad != "analytic"
     ]
     return list(dict.fromkeys(ran)), skipped  # the reference once, though also asked for
+
+
+def _check_devices(names: list[str] | None, devices: list[str] | None) -> None:
+    """Refuse a device of ``[runs] devices`` that none of the experiment's backends has here:
+    its runs would silently not happen (``cuda`` and ``gpu`` ask for any GPU)."""
+    bks, _ = matrix.select_backends(names)
+    present = list(dict.fromkeys(device for bk in bks for device in bk.devices()))
+    for spec in devices or ():
+        if not any(filter(backends.device_filter([spec]), present)):
+            raise InvalidInput(
+                f"[runs] devices: no {spec!r} here for {', '.join(bk.name for bk in bks)}; "
+                f"their devices: {', '.join(present)}"
+            )
 
 
 _ALLOWED = {"dtypes": backends.DTYPES, "grads": matrix.GRADS, "modes": matrix.MODES}
@@ -289,10 +305,10 @@ def _prepare(folder: Path, source: str, resume: bool) -> None:
                 "finish it, or give another --out"
             )
         try:
-            before = tomllib.loads(saved.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            before = parse_toml(saved.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # unreadable, not UTF-8, not TOML or nested too deeply
             before = None
-        if before != tomllib.loads(source):
+        if before != parse_toml(source):
             raise InvalidInput(
                 f"{str(folder)!r} holds the results of another experiment (its "
                 "experiment.toml differs); give another --out"

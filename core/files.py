@@ -4,6 +4,7 @@ unpickled, and a crash never leaves a half-written result."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
@@ -99,17 +100,37 @@ def _umask() -> int:
     return mask
 
 
+# A compressed .npz member may inflate at most MAX_RATIO times its compressed size, once that is
+# more than SMALL_INFLATION. Deflate tops out near 1032x; real float data compresses 1-30x (0/1
+# labels stored as float64: ~27x), but sparse real data (one-hot features) reaches ~900x just as
+# zeros do, so the ratio alone cannot tell a zip bomb from data: only large inflations are refused.
+MAX_RATIO = 100
+SMALL_INFLATION = 250_000_000
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    """``tomllib.loads``, with a document nested too deeply for Python's stack refused in one
+    line (tomllib recurses once per level of arrays or tables)."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise InvalidInput("not valid TOML (nested too deeply)") from None
+
+
 def load_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
-    """Every array in an .npz, never unpickling; one clear error for a missing, corrupt or
-    object-holding file."""
+    """Every array in an .npz, never unpickling and never inflating a zip bomb; one clear error
+    for a missing, corrupt, object-holding or bomb-like file."""
     path = Path(path)
     if not path.is_file():
         raise InvalidInput(f"{what} {str(path)!r} does not exist (or is not a file)")
     if not zipfile.is_zipfile(path):
         raise InvalidInput(f"{what} {str(path)!r} is not a valid .npz file (not a zip archive)")
     try:
+        _check_sizes(path, what)
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
+    except InvalidInput:
+        raise
     except ValueError as err:
         if "allow_pickle" in str(err):
             raise InvalidInput(
@@ -119,3 +140,61 @@ def load_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
         raise InvalidInput(f"{what} {str(path)!r} is not a valid .npz file ({err})") from None
     except (OSError, zipfile.BadZipFile, EOFError, KeyError, zlib.error) as err:
         raise InvalidInput(f"{what} {str(path)!r} is not a valid .npz file ({err})") from None
+
+
+def _check_sizes(path: Path, what: str) -> None:
+    """Refuse, from the zip's central directory and each array's .npy header and before any
+    array is inflated, an .npz that would inflate past its limit or whose arrays claim more
+    bytes than their members hold. (zipfile never inflates a member past the size the
+    central directory gives it, so those sizes bound the memory np.load takes.)"""
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+        _check_inflation(path, what, infos)
+        for info in infos:
+            _check_declared_size(archive, info, f"{what} {str(path)!r}")
+
+
+def _check_inflation(path: Path, what: str, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse compressed members that inflate past :data:`MAX_RATIO` times their compressed
+    size once that is more than :data:`SMALL_INFLATION` (all of them together: many small
+    bombs are one large one)."""
+    packed = [i for i in infos if i.compress_type != zipfile.ZIP_STORED]
+    inflated = sum(i.file_size for i in packed)
+    compressed = sum(i.compress_size for i in packed)
+    if inflated <= max(MAX_RATIO * compressed, SMALL_INFLATION):
+        return
+    raise InvalidInput(
+        f"{what} {str(path)!r} would inflate from {_size(compressed)} to {_size(inflated)} "
+        f"({inflated / max(compressed, 1):.0f}x); xptrain inflates compressed arrays beyond "
+        f"{_size(SMALL_INFLATION)} only up to {MAX_RATIO}x (a zip bomb inflates ~1000x); if "
+        "the data really is that sparse, save it uncompressed (np.savez) or as a folder of "
+        "X.npy and y.npy"
+    )
+
+
+def _check_declared_size(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> None:
+    """Refuse an array whose .npy header declares more bytes than its member holds (np.load
+    allocates what the header declares before reading)."""
+    if not info.filename.endswith(".npy"):
+        return
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):  # 3.0 (UTF-8 field names): np.load checks it
+            return
+        read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
+        shape, _, dtype = read_header(f)
+        declared = f.tell() + math.prod(shape) * dtype.itemsize
+    if not dtype.hasobject and declared > info.file_size:
+        raise InvalidInput(
+            f"{where} is not a valid .npz file ({info.filename} declares a {dtype} array of "
+            f"shape {shape}, {_size(declared)}, but holds {_size(info.file_size)})"
+        )
+
+
+def _size(n: float) -> str:
+    """Bytes in a unit a person reads at a glance (``1.2 GB``)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} TB"

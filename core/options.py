@@ -21,7 +21,7 @@ import numpy as np
 
 from .backends import DTYPES
 from .errors import InvalidInput, OptionError, python_spelling
-from .files import tomllib
+from .files import parse_toml, tomllib
 from .loss import LOSSES
 from .models import ACTIVATIONS, BUILT_IN, DEFAULT_HIDDEN, describe, is_model
 from .optim import OPTIMIZERS
@@ -177,7 +177,7 @@ def key_value(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise InvalidInput(f"{text!r}: give KEY=VALUE, e.g. width=32")
     try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        value = parse_toml(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()  # a bare word: the string it spells
     return key.strip(), value
@@ -352,6 +352,17 @@ def _model_has_layers(o: Options) -> None:
         )
 
 
+def _mlp_has_a_hidden_layer(o: Options) -> None:
+    # hidden = [] given for an MLP: the default layers would silently replace "none"
+    if o.model == "mlp" and o.hidden == ():
+        raise OptionError(
+            lambda s: (
+                f"{s('model', 'mlp')} needs at least one layer in {s('hidden')}; an MLP "
+                f"without hidden layers is {s('model', 'logistic')}"
+            )
+        )
+
+
 def _args_need_own_model(o: Options) -> None:
     if o.model_args and o.model in BUILT_IN:
         raise OptionError(
@@ -381,6 +392,7 @@ def _exact_is_one_device(o: Options) -> None:
 
 RULES: tuple[Callable[[Options], None], ...] = (
     _model_has_layers,
+    _mlp_has_a_hidden_layer,
     _args_need_own_model,
     _block_needs_one_pass,
     _exact_is_one_device,

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInput
+from .errors import InvalidInput, first_line
 from .files import Writer
 
 _NEEDS_LATEX = {"pgf"}  # needs an external TeX installation; refused rather than failing late
@@ -17,6 +17,11 @@ def _pyplot() -> Any:
         import matplotlib
     except ImportError:
         raise InvalidInput("plotting needs matplotlib: pip install 'xptrain[plot]'") from None
+    except ValueError as err:  # matplotlib refuses to import with a bad MPLBACKEND or rc value
+        raise InvalidInput(
+            f"matplotlib failed to start: {first_line(err)} (xptrain draws to files with agg: "
+            "unset MPLBACKEND or fix matplotlibrc)"
+        ) from None
     matplotlib.use("Agg")  # files only; never open a window
     import matplotlib.pyplot as plt
 

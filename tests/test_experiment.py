@@ -168,3 +168,20 @@ def test_resume_reruns_runs_of_other_data_and_keeps_versions(tmp_path):
     second = json.loads((out / "runs/numpy-cpu-float32-analytic-eager.json").read_text())
     assert second["run"]["losses"] != first["run"]["losses"]
     assert second["run"]["data_fingerprint"] != first["run"]["data_fingerprint"]
+
+
+def test_a_data_folder_is_read_relative_to_the_experiment_file(tmp_path):
+    """``source`` naming a folder of X.npy and y.npy is the one beside the experiment file,
+    not one of that name where xptrain is run from."""
+    import numpy as np
+
+    X = np.random.default_rng(0).standard_normal((30, 3))
+    beside, elsewhere = tmp_path / "exp" / "data", tmp_path / "cwd" / "data"
+    for folder in (beside, elsewhere):
+        folder.mkdir(parents=True)
+        np.save(folder / "X.npy", X)
+    np.save(beside / "y.npy", (X[:, 0] > 0).astype(float))  # the one here lacks its y.npy
+    text = '[data]\nsource = "data"\n[train]\nepochs = 2\n[runs]\nbackends = ["numpy"]\n'
+    path = _write(tmp_path / "exp", text)
+    run = xptrain("run", str(path), "--out", "out", "--quiet", cwd=tmp_path / "cwd")
+    assert run.returncode == 0, run.stderr
