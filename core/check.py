@@ -7,7 +7,7 @@ import functools
 import itertools
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,8 @@ class Row:
     param_tol: float | None = None
     data_parallel: int | None = None
     processes: int | None = None
+    # a failing row's culprit (``xptrain explain``'s): op, site, max_ulp, expected_ulp, excess
+    culprit: dict[str, Any] | None = None
 
     @property
     def config(self) -> Config:
@@ -194,13 +196,13 @@ def _problems(names: Sequence[str] | None) -> tuple[list[problems.ReferenceProbl
     if names:
         named = [problems.get(name) for name in names]
         for problem in named:
-            _data(problem.name)  # named but its data missing: refused before anything runs
+            reference_data(problem.name)  # named but its data missing: refused before anything runs
         return named, []
     chosen: list[problems.ReferenceProblem] = []
     skipped: list[str] = []
     for problem in problems.PROBLEMS.values():
         try:
-            _data(problem.name)
+            reference_data(problem.name)
         except InvalidInput as err:
             skipped.append(f"problem {problem.name}: {err}")
             continue
@@ -208,7 +210,8 @@ def _problems(names: Sequence[str] | None) -> tuple[list[problems.ReferenceProbl
     return chosen, skipped
 
 
-def _data(name: str) -> Problem:
+def reference_data(name: str) -> Problem:
+    """The data of problem ``name`` (made once per registration)."""
     return _data_of(name, problems.get(name).version)
 
 
@@ -217,7 +220,8 @@ def _data_of(name: str, version: int) -> Problem:
     return problems.get(name).make()
 
 
-def _reference(name: str) -> Reference:
+def reference_of(name: str) -> Reference:
+    """The float64 reference run of problem ``name`` (run once per registration)."""
     return _reference_of(name, problems.get(name).version)
 
 
@@ -228,9 +232,9 @@ def _reference_of(name: str, version: int) -> Reference:
         return _own_reference(name)
     if p.hidden:
         return reference_mlp_run(
-            _data(name), p.hidden, p.activation, p.epochs, p.lr, p.seed, p.loss
+            reference_data(name), p.hidden, p.activation, p.epochs, p.lr, p.seed, p.loss
         )
-    return reference_run(_data(name), epochs=p.epochs, lr=p.lr, seed=p.seed)
+    return reference_run(reference_data(name), epochs=p.epochs, lr=p.lr, seed=p.seed)
 
 
 def reference_engine(analytic: bool) -> tuple[str, str]:
@@ -252,7 +256,8 @@ def _own_reference(name: str) -> Reference:
     """A user's model: its float64 eager run on the reference engine."""
     options = problems.get(name).options()
     backend, grad = reference_engine(has_backward(model_of(options)))
-    result = train_problem(_data(name), backends.get(backend), "cpu", options.replace(grad=grad))
+    bk = backends.get(backend)
+    result = train_problem(reference_data(name), bk, "cpu", options.replace(grad=grad))
     return Reference(np.array(result.losses), result.params)
 
 
@@ -260,17 +265,17 @@ def ready(name: str) -> None:
     """Refuse, as bad input, a problem whose data does not fit its loss or whose model breaks
     the protocol (before any configuration runs)."""
     p = problems.get(name)
-    check_ready(model_of(p.options()), p.loss, _data(name), p.seed)
+    check_ready(model_of(p.options()), p.loss, reference_data(name), p.seed)
 
 
 def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
     """Run one configuration twice and compare it with its reference; never raises for a
     failing backend: the failure is the row's result."""
     p = problems.get(config.problem)
-    data = _data(config.problem)
+    data = reference_data(config.problem)
     tol = None  # unknown until the reference has run
     try:
-        ref = _reference(config.problem)
+        ref = reference_of(config.problem)
         tol = tolerance(config.dtype, data.X.shape[0], longest_dot(data.X.shape[1], ref.params))
         options = p.options(
             dtype=config.dtype,
@@ -294,6 +299,22 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
     )
     row = compared_row(config, first, ref, tol, repeatable)
     return row, {"versions": first.versions, "precision": first.precision}
+
+
+def with_culprit(row: Row) -> Row:
+    """A failing single-device row with the culprit ``xptrain explain`` finds for it (None
+    where it finds none, or cannot replay the run: a library that failed outright)."""
+    if row.passed or row.tolerance is None or row.data_parallel or row.processes:
+        return row
+    from .explain import explain  # the replay machinery, only for a failing row
+
+    try:
+        found = explain(row.config)
+    except KeyboardInterrupt:
+        raise
+    except Exception:  # a run that cannot be replayed keeps its row, without a culprit
+        return row
+    return replace(row, culprit=found.to_dict()["culprit"])
 
 
 def scale_out(
@@ -405,14 +426,18 @@ def run(
     skipped: Sequence[str] = (),
     progress_bar: bool = True,
     on_row: Callable[[Row], None] | None = None,
+    explain: bool = True,
 ) -> Report:
-    """Run every configuration (with a progress bar on stderr) and gather the report."""
+    """Run every configuration (with a progress bar on stderr) and gather the report;
+    ``explain``: a failing row names its culprit (:func:`with_culprit`)."""
     configs = list(configs)
     report = Report(skipped=list(skipped))
     bar = progress(configs, "xptrain check", progress_bar)
     for config in bar:
         bar.set_postfix_str(config.label, refresh=False)
         row, info = run_config(config)
+        if explain:
+            row = with_culprit(row)
         report.rows.append(row)
         if info:
             report.versions.update(info["versions"])
@@ -442,8 +467,8 @@ def _gradient_checks(configs: list[Config]) -> list[GradCheck]:
             if not bk.caps.autodiff:
                 continue
             try:
-                trained = _reference(name).params
-                out += gradient_checks(name, _data(name), options, bk, device, trained)
+                trained = reference_of(name).params
+                out += gradient_checks(name, reference_data(name), options, bk, device, trained)
             except Exception as err:  # the check of a broken model fails, it does not stop
                 out.append(GradCheck(name, backend, device, "-", -1, [], None, False,
                                      error_message(err)))  # fmt: skip

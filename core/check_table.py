@@ -7,6 +7,7 @@ from typing import Any
 
 from .check import Report, Row
 from .conformance import MODEL
+from .explain_table import describe_culprit
 from .gradcheck import GRAD_TOL
 from .terminal import align
 
@@ -31,6 +32,11 @@ def format_table(report: Report) -> str:
     """The report as a table, one row per configuration, with the settings under it."""
     out = align([_COLUMNS, *(_table_row(row) for row in report.rows)])
     out += [f"  {row.config.label}: {row.error}" for row in report.rows if row.error]
+    out += [
+        f"  {row.config.label}: culprit {describe_culprit(row.culprit)} (xptrain explain)"
+        for row in report.rows
+        if row.culprit is not None
+    ]
     out.append("")
     out.append(f"{MODEL}; margin = largest error / its tolerance")
     out += _gradient_lines(report)
@@ -131,7 +137,12 @@ def _gradient_lead(report: Report) -> str:
 
 
 def describe_failure(row: Row) -> str:
-    """What went wrong in one failed configuration, in a sentence."""
+    """What went wrong in one failed configuration, in a sentence (and its culprit)."""
+    culprit = "" if row.culprit is None else f"; culprit {describe_culprit(row.culprit)}"
+    return _failure(row) + culprit
+
+
+def _failure(row: Row) -> str:
     if row.error is not None:
         return f"{row.config.label}: {row.error}"
     if row.first_bad_epoch is not None:

@@ -169,3 +169,27 @@ def bench_figure(records: list[dict[str, Any]], best_cpu: dict[tuple[int, int], 
     fig.legend(loc="lower center", ncol=4, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.08 + 0.03 * (len(lines) // 4), 1, 1))
     return fig
+
+
+def explain_figure(found: Any) -> Any:
+    """``xptrain explain``'s calls in execution order: each one's local error (ulps) with its
+    expected error as a band, and the relative error its output carries."""
+    plt = _pyplot()
+    calls = found.calls
+    fig, (local, carried) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    x = [c.index for c in calls]
+    local.fill_between(x, 1e-3, [max(c.expected or 0, 1e-3) for c in calls], color="0.85",
+                       step="mid", label="expected")  # fmt: skip
+    local.semilogy(x, _floored([c.local if c.local is not None else math.nan for c in calls],
+                               1e-3), ".", label="local")  # fmt: skip
+    local.set_ylabel("local error (ulps)")
+    local.legend(loc="upper left")
+    carried.semilogy(x, _floored([c.carried if c.carried is not None else math.nan
+                                  for c in calls]), ".")  # fmt: skip
+    carried.set_ylabel("carried (relative)")
+    carried.set_xlabel("call, in execution order")
+    local.set_title(f"{found.config.label}, epoch {found.epoch}")
+    for ax in (local, carried):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

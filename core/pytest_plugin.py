@@ -121,6 +121,7 @@ class ConformanceItem(pytest.Item):
 
         row, _ = check.run_config(self.check_config)
         if not row.passed:
+            row = check.with_culprit(row)  # the sentence names the operation to blame
             raise ConformanceFailure(check_table.describe_failure(row))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:

@@ -152,9 +152,11 @@ def test_checkpoints_stay_one_size_and_the_log_holds_the_history(tmp_path, capsy
     sizes = {p.stat().st_size for p in ck.glob("epoch-*.npz")}
     assert len(sizes) == 1  # the 150th as small as the first: no history inside
     lines = (ck / "history.jsonl").read_text().splitlines()
+    eighth = checkpoint.load(ck / "epoch-000008.npz")
     assert len(lines) == 150 and json.loads(lines[7]) == {
         "first": 7,
-        "loss": [checkpoint.load(ck / "epoch-000008.npz").losses[7]],
+        "loss": [eighth.losses[7]],
+        "accuracy": [eighth.history["accuracy"][7]],
     }
     assert checkpoint.load(ck / "epoch-000150.npz").losses == _straight(150, lr=0.1)
 

@@ -11,6 +11,7 @@ from types import ModuleType
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train the seed's logistic regressor (or an MLP) on one backend"),
     "check": ("check", "do the backends agree? every configuration against the float64 reference"),
+    "explain": ("explain", "name the operation that makes a backend part from the reference"),
     "bench": ("bench", "seconds per epoch on each backend × device × size, against a bound"),
     "run": ("run", "run an experiment file on several backends and compare them"),
     "predict": ("predict", "apply a model saved by train --save-model to data, on any backend"),

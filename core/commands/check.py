@@ -78,6 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also check data-parallel runs, each in processes of its own: jax over 2 emulated "
         "CPU devices and over 2 processes, torch over 2 gloo ranks (torchrun)",
     )
+    parser.add_argument(
+        "--explain", action=argparse.BooleanOptionalAction, default=True,
+        help="name the culprit of each failing row (xptrain explain; default on)",
+    )  # fmt: skip
     parser.add_argument("--json", metavar="PATH", help="write the report as JSON")
     parser.add_argument("--plot", metavar="PATH", help="draw relative error per epoch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -121,7 +125,7 @@ def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: 
         args.data_parallel,
         processes,
     )
-    report = check.run(configs, skipped, progress_bar=not args.quiet and main)
+    report = check.run(configs, skipped, progress_bar=not args.quiet and main, explain=args.explain)
     if args.scale_out:
         with tempfile.TemporaryDirectory(prefix="xptrain-scale-out-") as directory:
             names = [backends.canonical_name(n) for n in backend_names or []]
