@@ -53,7 +53,7 @@ class DaskBackend(Backend):
         self.chunk_rows: int | None = _env_rows()
         self.client: Any = None  # a distributed.Client, after connect()
         self.watch: Watch | None = None  # what waits for the client's results, after connect()
-        self._default: Any = None  # the dask.config.set that made it the default scheduler
+        self._connected: contextlib.ExitStack | None = None  # what disconnect() undoes
         self._rows_for: dict[int, int] = {}  # N -> rows per chunk: y chunked as its X was
 
     # -- identity ---------------------------------------------------------------------------
@@ -231,36 +231,38 @@ class DaskBackend(Backend):
         _check_timeout(timeout)
         shown = _checked_address(address)
         self.disconnect()
+        connected = contextlib.ExitStack()  # undone by disconnect(), or a failure here
+        connected.enter_context(_client_quiet())
         try:
             # not set_as_default: a Client that fails to start would leave dask's config
             # asking for a distributed scheduler that is not there
             client = Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as err:
+            connected.close()
             raise BackendUnavailable(
                 f"cannot reach the dask scheduler at {shown} ({err}); is it running, and is "
                 "the address tcp://HOST:PORT?"
             ) from None
+        connected.callback(_close, client, timeout)
         try:
             client.wait_for_workers(1, timeout=timeout)
         except (OSError, TimeoutError):
-            _close(client, timeout)
+            connected.close()
             raise BackendUnavailable(
                 f"the dask scheduler at {shown} has no worker after {timeout:g} s; start "
                 f"one with: dask worker {shown}"
             ) from None
-        self.client, self.watch = client, Watch(client, shown, timeout)
         # dask's default scheduler till disconnect(), for every computation of this process
-        self._default = dask.config.set(scheduler=client)
+        connected.enter_context(dask.config.set(scheduler=client))
+        self.client, self.watch, self._connected = client, Watch(client, shown, timeout), connected
         return client
 
     def disconnect(self) -> None:
         """Back to this process's threads; the cluster's client is closed."""
-        client, self.client, watch, self.watch = self.client, None, self.watch, None
-        default, self._default = self._default, None
-        if default is not None:
-            default.__exit__(None, None, None)
-        if client is not None:
-            _close(client, watch.timeout)
+        connected, self._connected = self._connected, None
+        self.client = self.watch = None
+        if connected is not None:
+            connected.close()
 
     @contextlib.contextmanager
     def scheduler(self, address: Any, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
@@ -436,16 +438,29 @@ def _missing_for(scheme: str) -> str | None:
 
 
 def _close(client: Any, timeout: float) -> None:
-    """Close ``client`` within about ``timeout`` seconds, quietly: after a lost scheduler,
-    distributed logs its reconnection's cancellation as an error, traceback and all."""
-    logger = logging.getLogger("distributed.client")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    """Close ``client`` within about ``timeout`` seconds (its scheduler may be gone)."""
+    with contextlib.suppress(OSError, TimeoutError):
+        client.close(timeout=timeout)
+
+
+# the loggers with levels of their own that a lost scheduler makes talk (distributed's config)
+_NOISY = ("distributed", "distributed.client", "tornado.application")
+
+
+@contextlib.contextmanager
+def _client_quiet() -> Iterator[None]:
+    """distributed logs a lost scheduler (closed comms, the client's reconnection, then its
+    cancellation) as errors, tracebacks and all: quiet while xptrain's client is connected,
+    whose wait says so in one line (:class:`Watch`)."""
+    loggers = [logging.getLogger(name) for name in _NOISY]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
-        with contextlib.suppress(OSError, TimeoutError):
-            client.close(timeout=timeout)
+        yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _scheduler_chosen() -> bool:
