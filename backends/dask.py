@@ -160,7 +160,7 @@ class DaskBackend(Backend):
 
     def to_numpy(self, x: Any) -> np.ndarray:
         if is_dask_array(x):
-            x = self.watch.result(self.client.compute(x)) if self.client else x.compute()
+            x = x.compute() if self.watch is None else self.watch.result(self.client.compute(x))
         return np.asarray(x)
 
     def sync(self, x: Any) -> None:
