@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -253,6 +254,29 @@ def test_a_rank_that_cannot_reach_its_master_is_one_line_within_the_timeout():
     assert alone.returncode == 2, err
     assert err.count("\n") == 1 and "rank 1 could not reach the master" in err, err
     assert time.monotonic() - began < SHORT + 8
+
+
+@pytest.mark.slow
+@pytest.mark.backends("torch")
+def test_what_torch_prints_in_c_plus_plus_goes_to_a_debug_log():
+    """Rank 0 waits for a third rank that never comes; rank 1 waits on rank 0's store, and
+    torch's C++ logs its socket time-outs: in a debug log that the one-line error names."""
+    port = launch.free_port()
+    ranks = [_rank(0, 3, port), _rank(1, 2, port)]
+    try:
+        errs = [rank.communicate(timeout=HARD)[1] for rank in ranks]
+    finally:
+        for rank in ranks:
+            _kill(rank, signal.SIGKILL)
+    assert [rank.returncode for rank in ranks] == [2, 2], errs
+    assert all(err.count("\n") == 1 for err in errs), errs
+    named = re.search(r"\(torch's log: (\S+)\)$", errs[1].strip())
+    assert named, errs[1]
+    log = Path(named.group(1))
+    try:
+        assert "[c10d]" in log.read_text()
+    finally:
+        log.unlink()
 
 
 # -- helpers -------------------------------------------------------------------------------------
