@@ -12,10 +12,14 @@ recompute all earlier ones.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import logging
+import math
 import os
 import sys
+import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from typing import Any
 
 import array_api_compat.dask.array as xp_dask
@@ -30,6 +34,7 @@ from .base import Backend, Capabilities
 from .dask_data import CHUNK_BYTES, Copying, is_memmap
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler, and again to see a worker
+POLL = 0.5  # seconds between looks at the cluster while waiting for its results
 
 
 class DaskBackend(Backend):
@@ -47,7 +52,8 @@ class DaskBackend(Backend):
         self.chunk_bytes = CHUNK_BYTES
         self.chunk_rows: int | None = _env_rows()
         self.client: Any = None  # a distributed.Client, after connect()
-        self._default: Any = None  # the dask.config.set that made it the default scheduler
+        self.watch: Watch | None = None  # what waits for the client's results, after connect()
+        self._connected: contextlib.ExitStack | None = None  # what disconnect() undoes
         self._rows_for: dict[int, int] = {}  # N -> rows per chunk: y chunked as its X was
 
     # -- identity ---------------------------------------------------------------------------
@@ -138,7 +144,12 @@ class DaskBackend(Backend):
             host[start : start + rows].astype(want, copy=False)
             for start in range(0, host.shape[0], rows)
         ]
-        futures = self.client.scatter(parts, hash=False)
+        try:
+            futures = self.client.scatter(parts, hash=False)
+        except TimeoutError:  # no worker came to take them
+            raise self.watch.workerless() from None
+        except OSError as err:  # the scheduler is gone
+            raise self.watch.lost(err) from None
         return da.concatenate(
             [
                 da.from_delayed(future, part.shape, dtype=part.dtype)
@@ -149,7 +160,7 @@ class DaskBackend(Backend):
 
     def to_numpy(self, x: Any) -> np.ndarray:
         if is_dask_array(x):
-            x = x.compute()
+            x = x.compute() if self.watch is None else self.watch.result(self.client.compute(x))
         return np.asarray(x)
 
     def sync(self, x: Any) -> None:
@@ -157,12 +168,11 @@ class DaskBackend(Backend):
         schedulers compute synchronously, so there is nothing to wait for. A lazy ``x`` is not
         computed: :meth:`settle` does that, once per epoch."""
         if self.client is not None and is_dask_array(x):
-            from distributed import futures_of, wait
+            from distributed import futures_of
 
             futures = futures_of(x)
             if futures:
-                with self.client.as_current():
-                    wait(futures)
+                self.watch.wait(futures)
 
     def replicas(self, devices: int, distributed: bool, device: str) -> Any:
         """Refused: dask spreads chunks over a cluster's workers itself (``--scheduler``)."""
@@ -207,54 +217,52 @@ class DaskBackend(Backend):
             yield
 
     # -- a cluster --------------------------------------------------------------------------
-    def connect(self, address: str, timeout: float = CONNECT_TIMEOUT) -> Any:
+    def connect(self, address: Any, timeout: float = CONNECT_TIMEOUT) -> Any:
         """Compute on the dask.distributed scheduler at ``address`` (``tcp://host:port``, or a
         ``distributed.LocalCluster``) from now on; its Client. Fails within about ``timeout``
-        seconds, never hangs: when the scheduler cannot be reached, or has no worker."""
+        seconds, never hangs: when the scheduler cannot be reached, or has no worker (and,
+        later, when a wait for results loses the cluster: see :class:`Watch`)."""
         try:
             from distributed import Client
         except ImportError:
             raise BackendUnavailable(
                 "--scheduler needs dask.distributed: pip install 'xptrain[dask]'"
             ) from None
-        if not isinstance(address, str) and not hasattr(address, "scheduler_address"):
-            raise InvalidInput(f"a dask scheduler address is tcp://HOST:PORT, got {address!r}")
-        if isinstance(address, str) and not address.strip():
-            raise InvalidInput("a dask scheduler address is tcp://HOST:PORT, got ''")
+        _check_timeout(timeout)
+        shown = _checked_address(address)
         self.disconnect()
-        shown = getattr(address, "scheduler_address", address)
+        connected = contextlib.ExitStack()  # undone by disconnect(), or a failure here
+        connected.enter_context(_client_quiet())
         try:
             # not set_as_default: a Client that fails to start would leave dask's config
             # asking for a distributed scheduler that is not there
             client = Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as err:
+            connected.close()
             raise BackendUnavailable(
                 f"cannot reach the dask scheduler at {shown} ({err}); is it running, and is "
                 "the address tcp://HOST:PORT?"
             ) from None
-        except ValueError as err:  # a malformed address
-            raise InvalidInput(f"bad dask scheduler address {shown!r}: {err}") from None
+        connected.callback(_close, client, timeout)
         try:
             client.wait_for_workers(1, timeout=timeout)
         except (OSError, TimeoutError):
-            client.close()
+            connected.close()
             raise BackendUnavailable(
                 f"the dask scheduler at {shown} has no worker after {timeout:g} s; start "
                 f"one with: dask worker {shown}"
             ) from None
-        self.client = client
         # dask's default scheduler till disconnect(), for every computation of this process
-        self._default = dask.config.set(scheduler=client)
+        connected.enter_context(dask.config.set(scheduler=client))
+        self.client, self.watch, self._connected = client, Watch(client, shown, timeout), connected
         return client
 
     def disconnect(self) -> None:
         """Back to this process's threads; the cluster's client is closed."""
-        client, self.client = self.client, None
-        default, self._default = self._default, None
-        if default is not None:
-            default.__exit__(None, None, None)
-        if client is not None:
-            client.close()
+        connected, self._connected = self._connected, None
+        self.client = self.watch = None
+        if connected is not None:
+            connected.close()
 
     @contextlib.contextmanager
     def scheduler(self, address: Any, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
@@ -273,6 +281,186 @@ class DaskBackend(Backend):
 def _whole_rows(x: Any) -> Any:
     """A 2-D dask array rechunked so each chunk holds whole rows (columns in one chunk)."""
     return x.rechunk({1: -1}) if x.ndim == 2 and len(x.chunks[1]) > 1 else x
+
+
+class Watch:
+    """A connected cluster, watched while this process waits for its results: a wait ends in
+    one line (:class:`BackendUnavailable`) when the scheduler stops answering, when it has had
+    no worker for ``timeout`` seconds, when a worker has been silent that long (killed,
+    stalled or cut off: the scheduler itself waits minutes, its worker-ttl, for such a worker)
+    or when the run's data went with a lost worker."""
+
+    def __init__(self, client: Any, address: str, timeout: float) -> None:
+        self.client, self.address, self.timeout = client, address, timeout
+        self._beats: dict[str, tuple[Any, float]] = {}  # worker: (last heartbeat, seen when)
+        self._alone_since: float | None = None  # since when the scheduler has had no worker
+
+    def result(self, future: Any) -> Any:
+        """``future``'s result, the cluster looked at every :data:`POLL` seconds till then."""
+        while True:
+            try:
+                return future.result(timeout=POLL)
+            except TimeoutError:
+                self.check()
+            except CancelledError as err:  # its data, or the scheduler, was lost
+                raise self.lost(err) from None
+
+    def wait(self, futures: list[Any]) -> None:
+        """Wait for ``futures`` to finish, the cluster looked at every :data:`POLL` seconds."""
+        from distributed import wait
+
+        while True:
+            try:
+                with self.client.as_current():
+                    wait(futures, timeout=POLL)
+                return
+            except TimeoutError:
+                self.check()
+
+    def check(self) -> None:
+        """Raise if the scheduler does not answer within the timeout, has had no worker for
+        it, or has a worker whose heartbeat has not changed for it."""
+        try:
+            info = self.client.sync(
+                self.client.scheduler.identity, n_workers=-1, callback_timeout=self.timeout
+            )
+        except OSError as err:  # TimeoutError included: a scheduler that does not answer
+            raise self.lost(err) from None
+        workers, now = info.get("workers", {}), time.monotonic()
+        if not workers:
+            self._alone_since = self._alone_since or now
+            if now - self._alone_since >= self.timeout:
+                raise BackendUnavailable(
+                    f"the dask scheduler at {self.address} has had no worker for "
+                    f"{self.timeout:g} s (lost mid-run); the run stops"
+                )
+            return
+        self._alone_since = None
+        silent = self._silent(workers, now)
+        if silent is not None:
+            raise BackendUnavailable(
+                f"the dask worker {silent} of {self.address} has been silent for "
+                f"{self.timeout:g} s (killed, stalled or cut off); the run stops"
+            )
+
+    def _silent(self, workers: dict[str, Any], now: float) -> str | None:
+        """A worker whose last heartbeat (the scheduler's ``last_seen``) has not changed for
+        the timeout, by this process's clock (the scheduler's may differ), or None. Big
+        clusters beat less often: never less than four of their heartbeats."""
+        from distributed.scheduler import heartbeat_interval
+
+        patience = max(self.timeout, 4 * heartbeat_interval(len(workers)))
+        for address, worker in workers.items():
+            beat, since = self._beats.get(address, (None, now))
+            if worker.get("last_seen") != beat:
+                self._beats[address] = (worker.get("last_seen"), now)
+            elif now - since >= patience:
+                return address
+        return None
+
+    def lost(self, err: BaseException) -> BackendUnavailable:
+        """The one-line error for a wait that the cluster ended with ``err``: a cancelled
+        future while the scheduler is still there (its data went with a worker), or the
+        scheduler gone or not answering."""
+        if isinstance(err, CancelledError) and self.client.status == "running":
+            return BackendUnavailable(
+                f"the dask cluster at {self.address} lost this run's data mid-run (a worker "
+                f"that held it was lost: {_reason(err)}); the run stops"
+            )
+        why = f"no answer in {self.timeout:g} s" if isinstance(err, TimeoutError) else _reason(err)
+        return BackendUnavailable(
+            f"lost the dask scheduler at {self.address} mid-run ({why}); is it still running?"
+        )
+
+    def workerless(self) -> BackendUnavailable:
+        """The one-line error for data that found no worker to take it within the timeout."""
+        return BackendUnavailable(
+            f"the dask scheduler at {self.address} had no worker for this run's data within "
+            f"{self.timeout:g} s; start one with: dask worker {self.address}"
+        )
+
+
+def _reason(err: BaseException) -> str:
+    """Why a wait ended: a cancelled future's reason (``lost dependencies``), else the type."""
+    return getattr(err, "reason", None) or type(err).__name__
+
+
+def _check_timeout(timeout: Any) -> None:
+    """A scheduler timeout is a finite number of seconds > 0 (dask cannot wait "inf")."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise InvalidInput(f"a dask scheduler timeout is a number of seconds, got {timeout!r}")
+    if not 0 < timeout < math.inf:
+        raise InvalidInput(
+            f"a dask scheduler timeout is a finite number of seconds > 0, got {timeout!r}"
+        )
+
+
+_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")  # what a Client of another process reaches
+
+
+def _checked_address(address: Any) -> str:
+    """The address of a scheduler to connect to, as shown in messages; one that is malformed
+    or that this process has no transport or certificates for is refused here, in one line,
+    before any Client exists (a Client that fails to start spends seconds in noisy clean-up)."""
+    if hasattr(address, "scheduler_address"):  # a LocalCluster
+        return address.scheduler_address
+    if not isinstance(address, str) or not address.strip():
+        raise InvalidInput(f"a dask scheduler address is tcp://HOST:PORT, got {address!r}")
+    from distributed.comm import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme not in _SCHEMES:
+            raise ValueError(f"unknown scheme {scheme}://; use one of {', '.join(_SCHEMES)}")
+        if scheme != "ucx":
+            parse_host_port(location)
+    except ValueError as err:
+        raise InvalidInput(f"bad dask scheduler address {address!r}: {err}") from None
+    missing = _missing_for(scheme)
+    if missing:
+        raise BackendUnavailable(f"the dask scheduler address {address} needs {missing}")
+    return address
+
+
+def _missing_for(scheme: str) -> str | None:
+    """What this process lacks to connect over ``scheme`` (None: nothing)."""
+    if scheme in ("tls", "wss"):
+        from distributed.security import Security
+
+        if Security().get_connection_args("client").get("ssl_context") is None:
+            return (
+                "TLS certificates in dask's configuration (distributed.comm.tls.ca-file, "
+                "distributed.comm.tls.client.cert and .key)"
+            )
+    if scheme == "ucx" and importlib.util.find_spec("distributed_ucxx") is None:
+        return "distributed-ucxx: pip install distributed-ucxx"
+    return None
+
+
+def _close(client: Any, timeout: float) -> None:
+    """Close ``client`` within about ``timeout`` seconds (its scheduler may be gone)."""
+    with contextlib.suppress(OSError, TimeoutError):
+        client.close(timeout=timeout)
+
+
+# the loggers with levels of their own that a lost scheduler makes talk (distributed's config)
+_NOISY = ("distributed", "distributed.client", "tornado.application")
+
+
+@contextlib.contextmanager
+def _client_quiet() -> Iterator[None]:
+    """distributed logs a lost scheduler (closed comms, the client's reconnection, then its
+    cancellation) as errors, tracebacks and all: quiet while xptrain's client is connected,
+    whose wait says so in one line (:class:`Watch`)."""
+    loggers = [logging.getLogger(name) for name in _NOISY]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _scheduler_chosen() -> bool:

@@ -6,7 +6,12 @@ import contextlib
 import datetime
 import functools
 import os
+import socket
+import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import array_api_compat.torch as xp_torch
@@ -16,7 +21,7 @@ import torch.distributed as dist
 
 from xptrain.errors import BackendUnavailable, InvalidInput, XptrainError
 
-from .base import Backend, Capabilities, Group, Shared, launcher_env
+from .base import Backend, Capabilities, Group, LauncherEnv, Shared, launcher_env
 
 # The matmul precision settings of torch >= 2.9 (empty on older torch, which has only the
 # global float32_matmul_precision).
@@ -184,26 +189,17 @@ class TorchReplicas:
 def process_group(timeout: float) -> Iterator[Group]:
     """Join the group torchrun started (gloo on the CPU; NCCL for CUDA tensors where CUDA is
     present), waiting at most ``timeout`` seconds for the other ranks, at start-up and at every
-    collective after; leave it after."""
+    collective after; leave it after. Joining fails within the timeout, in one line: a master
+    that cannot be reached, a rank that does not come, ranks that disagree on WORLD_SIZE
+    (torch's own rendezvous took five times the timeout for that); what torch's C++ prints
+    meanwhile (warnings, stack frames) goes to a debug log that the error names."""
     env = launcher_env()
     if env is None:
         raise InvalidInput(
             "--distributed needs the launcher's RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT: "
             "run it under torchrun (e.g. torchrun --nproc_per_node 2 -m xptrain train ...)"
         )
-    engine = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
-    try:
-        dist.init_process_group(
-            engine,
-            timeout=datetime.timedelta(seconds=timeout),
-            rank=env.rank,
-            world_size=env.size,
-        )
-    except (RuntimeError, ValueError) as err:  # DistStoreError is a RuntimeError
-        raise BackendUnavailable(
-            f"--distributed: rank {env.rank} could not join {env.address}:{env.port} within "
-            f"{timeout:g} s: {str(err).splitlines()[0]}"
-        ) from None
+    _join(env, timeout)
     try:
         yield Group(env.rank, env.size)
         # every rank done with every collective before any tears its connections down (a rank
@@ -218,6 +214,140 @@ def process_group(timeout: float) -> Iterator[Group]:
         ) from None
     finally:
         dist.destroy_process_group()
+
+
+def _join(env: LauncherEnv, timeout: float) -> None:
+    """``init_process_group`` on a store of our own rendezvous: reached, and agreed on the
+    group's size by every rank, within ``timeout`` seconds."""
+    engine = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    deadline = time.monotonic() + timeout
+    with _native_log(env.rank) as log:
+        try:
+            store = _rendezvous(env, deadline, timeout)
+            store.set_timeout(datetime.timedelta(seconds=timeout))  # every collective's
+            dist.init_process_group(
+                engine,
+                store=dist.PrefixStore("default_pg", store),  # as torch's own rendezvous does
+                timeout=datetime.timedelta(seconds=timeout),
+                rank=env.rank,
+                world_size=env.size,
+            )
+        except XptrainError as err:  # ours say what happened
+            raise BackendUnavailable(f"{err}{log.named()}") from None
+        except (RuntimeError, ValueError) as err:  # DistStoreError is a RuntimeError
+            raise BackendUnavailable(
+                f"--distributed: rank {env.rank} could not join {env.address}:{env.port} within "
+                f"{timeout:g} s: {_first_line(err)}{log.named()}"
+            ) from None
+
+
+def _rendezvous(env: LauncherEnv, deadline: float, timeout: float) -> Any:
+    """torch's env:// store (rank 0 hosts it, or torchrun's agent does), once every rank of
+    WORLD_SIZE has said it counts the same WORLD_SIZE."""
+    if env.rank != 0 or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        _reach(env, deadline, timeout)  # torch's client retries past its timeout, in C++
+    store, _, _ = next(
+        dist.rendezvous("env://", env.rank, env.size, timeout=_left(deadline)),
+    )
+    _agree_on_size(store, env, deadline)
+    return store
+
+
+def _reach(env: LauncherEnv, deadline: float, timeout: float) -> None:
+    """Wait till the master's port takes connections; past ``deadline``, one line."""
+    while True:
+        try:
+            with socket.create_connection((env.address, env.port), timeout=1.0):
+                return
+        except OSError as err:
+            if time.monotonic() >= deadline:
+                raise BackendUnavailable(
+                    f"--distributed: rank {env.rank} could not reach the master at "
+                    f"{env.address}:{env.port} within {timeout:g} s: "
+                    f"{err.strerror or err}; is rank 0 running, at MASTER_ADDR:MASTER_PORT?"
+                ) from None
+            time.sleep(0.2)
+
+
+def _agree_on_size(store: Any, env: LauncherEnv, deadline: float) -> None:
+    """Every rank of ``env.size`` has written its WORLD_SIZE to ``store``, all the same, before
+    ``deadline``; a rank told another size is refused at once, on both sides."""
+    prefix = f"xptrain/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/size/"
+    store.set(f"{prefix}{env.rank}", str(env.size))
+    store.set_timeout(_left(deadline))
+    # the master's first, in one round trip (get waits for it): it exits on a disagreement
+    _same_size(env, {0: int(store.get(f"{prefix}0"))})
+    keys = [f"{prefix}{rank}" for rank in range(env.size)]
+    try:
+        store.wait(keys, _left(deadline))
+    except RuntimeError:
+        missing = [str(rank) for rank, key in enumerate(keys) if not store.check([key])]
+        raise BackendUnavailable(
+            f"--distributed: rank {', '.join(missing)} of WORLD_SIZE {env.size} did not "
+            f"come before the timeout"
+        ) from None
+    _same_size(env, {rank: int(store.get(key)) for rank, key in enumerate(keys)})
+
+
+def _same_size(env: LauncherEnv, sizes: dict[int, int]) -> None:
+    """Refuse ``sizes`` (rank: its WORLD_SIZE) that are not all this rank's."""
+    other = {rank: size for rank, size in sizes.items() if size != env.size}
+    if other:
+        said = ", ".join(f"rank {rank} has {size}" for rank, size in other.items())
+        raise BackendUnavailable(
+            f"--distributed: the ranks disagree on WORLD_SIZE: rank {env.rank} has "
+            f"{env.size}, {said}; start every rank with the same WORLD_SIZE"
+        )
+
+
+def _left(deadline: float) -> datetime.timedelta:
+    """The time left till ``deadline`` (at least a tenth of a second), as torch takes it."""
+    return datetime.timedelta(seconds=max(0.1, deadline - time.monotonic()))
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+class _Log:
+    """A file that takes what torch's C++ prints (on fd 2) while a group is joined."""
+
+    def __init__(self, rank: int) -> None:
+        handle, name = tempfile.mkstemp(prefix=f"xptrain-rank{rank}-", suffix=".log")
+        os.close(handle)
+        self.path = Path(name)
+
+    def named(self) -> str:
+        """`` (torch's log: PATH)`` when torch has written to it, else nothing."""
+        return f" (torch's log: {self.path})" if self.path.stat().st_size else ""
+
+
+@contextlib.contextmanager
+def _native_log(rank: int) -> Iterator[_Log]:
+    """fd 2 (where torch's C++ logs, stack frames and all) into a :class:`_Log` inside; after,
+    what came is passed on to stderr when all went well, and kept in the file for a failure
+    that names it."""
+    log = _Log(rank)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with log.path.open("wb") as sink:
+            os.dup2(sink.fileno(), 2)
+        yield log
+    except BaseException:
+        _restore(saved)
+        if not log.path.stat().st_size:
+            log.path.unlink()
+        raise
+    _restore(saved)
+    sys.stderr.write(log.path.read_text(errors="replace"))
+    log.path.unlink()
+
+
+def _restore(saved: int) -> None:
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
 
 
 @contextlib.contextmanager

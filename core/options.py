@@ -103,6 +103,23 @@ def positive_number(value: Any) -> float:
     return float(value)
 
 
+LONGEST_WAIT = 1e6  # seconds (11.6 days): torch's and dask's clocks overflow far above
+
+
+def seconds(text: str) -> float:
+    """A timeout flag's value (``--scheduler-timeout``, ``--distributed-timeout``): a finite
+    number of seconds > 0, at most :data:`LONGEST_WAIT` (``inf`` broke dask, ``-1`` torch)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= LONGEST_WAIT:
+        raise InvalidInput(
+            f"must be a number of seconds > 0 and at most {LONGEST_WAIT:g}, got {text!r}"
+        )
+    return value
+
+
 def fraction(value: Any) -> float:
     """Strictly between 0 and 1."""
     if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < 1:

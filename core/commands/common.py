@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 from ..data import GENERATORS
 from ..errors import InvalidInput
 from ..files import check_writable
+from ..options import seconds
 from ..plot import check_plot_path
 
 
@@ -55,7 +56,7 @@ def add_timeout(parser: argparse.ArgumentParser) -> None:
     """``--distributed-timeout``: how long a process group waits for its processes."""
     parser.add_argument(
         "--distributed-timeout",
-        type=float,
+        type=arg(seconds),
         default=120.0,
         metavar="S",
         help="seconds to wait for the other processes to join (torch: and at every "

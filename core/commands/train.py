@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--scheduler-timeout",
-        type=float,
+        type=arg(options.seconds),
         default=10.0,
         metavar="S",
         help="seconds to wait for the scheduler and a worker (default 10)",
@@ -122,8 +122,6 @@ def _train_and_write(
     bk = backends.get(args.backend)
     if args.scheduler is not None and not bk.caps.scheduler:
         raise InvalidInput("--scheduler is for --backend dask (a dask.distributed cluster)")
-    if not args.scheduler_timeout > 0:
-        raise InvalidInput(f"--scheduler-timeout must be > 0, got {args.scheduler_timeout}")
     device = bk.resolve_device(args.device)
     problem = load(args.data)
     cluster = (
