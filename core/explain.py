@@ -118,7 +118,11 @@ def _json(values: dict[str, Any]) -> dict[str, Any]:
 def explain(config: Config, epoch: int | None = None) -> Explanation:
     """Explain one configuration of a registered problem (:mod:`xptrain.problems`) at
     ``epoch`` (default: the first past tolerance; the worst if none)."""
-    data, ref = reference_data(config.problem), reference_of(config.problem)
+    data = reference_data(config.problem)
+    try:
+        ref = reference_of(config.problem)
+    except TrainingDiverged:  # the reference diverges too: the run's own divergence is explained
+        ref = None
     from . import problems
 
     options = problems.get(config.problem).options(
@@ -126,7 +130,7 @@ def explain(config: Config, epoch: int | None = None) -> Explanation:
     )
     bk = backends.get(config.backend)
     n, d = data.X.shape
-    tau = tolerance(config.dtype, n, longest_dot(d, ref.params))
+    tau = tolerance(config.dtype, n, longest_dot(d, ref.params) if ref is not None else d)
     agreement, diverged = _run(data, bk, config.device, options, ref, tau)
     k = _chosen_epoch(agreement, diverged, epoch, options.epochs)
     within = agreement is not None and agreement.passed
@@ -138,12 +142,13 @@ def explain(config: Config, epoch: int | None = None) -> Explanation:
 def _run(
     data: Any, bk: Backend, device: str, options: Options, ref: Any, tau: float
 ) -> tuple[Agreement | None, int | None]:
-    """The run compared with its reference, or the epoch where it diverged."""
+    """The run compared with its reference (None without one), or the epoch where it
+    diverged."""
     try:
         result = train_problem(data, bk, device, options)
     except TrainingDiverged as err:
         return None, err.epoch if err.epoch is not None else 0
-    return compare(result, ref, tau), None
+    return (compare(result, ref, tau) if ref is not None else None), None
 
 
 def _chosen_epoch(
@@ -159,7 +164,8 @@ def _chosen_epoch(
         return asked
     if diverged is not None:
         return diverged
-    assert agreement is not None
+    if agreement is None:  # the reference diverged, the run did not: its last epoch
+        return last
     if agreement.first_bad_epoch is not None:
         return agreement.first_bad_epoch
     errors = np.nan_to_num(np.asarray(agreement.rel_err, dtype=np.float64), nan=np.inf)

@@ -23,22 +23,21 @@ def format_table(found: Explanation, top: int | None = 10, op: str | None = None
     ]
     rows = [r for r in found.ops if op is None or r.op == op]
     shown = rows if top is None else rows[:top]
-    cells = [_HEAD, *(_cells(r) for r in shown)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(_HEAD))]
-    for row in cells:
-        lines.append(
-            "  ".join(
-                _aligned(text, width, i)
-                for i, (text, width) in enumerate(zip(row, widths, strict=True))
-            )
-        )
+    lines += _aligned([_HEAD, *(_cells(r) for r in shown)])
     if len(rows) > len(shown):
         lines.append(f"... {len(rows) - len(shown)} more (--top)")
     lines += ["", *(f"note: {note}" for note in found.notes), culprit_line(found)]
     return "\n".join(lines)
 
 
-def _aligned(text: str, width: int, column: int) -> str:
+def _aligned(cells: list[tuple[str, ...]]) -> list[str]:
+    """Rows of cells in columns: the names left-aligned, the numbers right-aligned."""
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return ["  ".join(_cell(t, w, i) for i, (t, w) in enumerate(zip(row, widths, strict=True)))
+            for row in cells]  # fmt: skip
+
+
+def _cell(text: str, width: int, column: int) -> str:
     return text.ljust(width) if column < 2 else text.rjust(width)
 
 

@@ -75,7 +75,7 @@ class Evaluator:
         float as the operation sees it: in the run's dtype (the standard's promotion)."""
         if isinstance(value, tuple | list):
             return type(value)(self.host(v) for v in value)
-        if isinstance(value, float):
+        if type(value) is float:  # not NumPy's float64 scalars: those are a library's outputs
             return float(np.asarray(value, dtype=self.dtype))
         dtype = self._dtype(value)
         if dtype is not None:

@@ -147,7 +147,7 @@ def _problem_names(args: argparse.Namespace) -> list[str] | None:
     a model that breaks its protocol is bad input, exit 2); None: every reference problem."""
     names = listed(args.problems, "--problems")
     if args.model is not None:
-        own = _own_problem(args).name
+        own = own_problem(args).name
         check.ready(own)
         return [*(names or []), own]
     own_options = ("data", "loss", "epochs", "lr", "model_arg", "standardize")
@@ -158,10 +158,10 @@ def _problem_names(args: argparse.Namespace) -> list[str] | None:
     return names
 
 
-def _own_problem(args: argparse.Namespace) -> problems.ReferenceProblem:
-    """The user's model on its data, as a problem of the check."""
+def own_problem(args: argparse.Namespace) -> problems.ReferenceProblem:
+    """The user's model (logistic without --model) on its data, as a problem of the check."""
     return problems.custom(
-        args.model, args.data or "seed", args.loss or "bce",
+        args.model or "logistic", args.data or "seed", args.loss or "bce",
         20 if args.epochs is None else args.epochs, 0.5 if args.lr is None else args.lr,
         model_args=tuple(key_value(text) for text in args.model_arg), scaled=args.standardize,
     )  # fmt: skip

@@ -9,8 +9,8 @@ from .. import backends, check, explain, explain_table, problems
 from ..errors import InvalidInput
 from ..files import json_writer, write_all
 from ..op_errors import known_op
-from ..options import key_value
 from ..plot import explain_figure, figure_writer
+from .check import own_problem
 from .common import arg, check_outputs
 
 DESCRIPTION = (
@@ -106,10 +106,6 @@ def _problem(args: argparse.Namespace) -> str:
         return problems.get(args.problem).name
     if not given:
         return "seed"
-    problem = problems.custom(
-        args.model or "logistic", args.data or "seed", args.loss or "bce",
-        20 if args.epochs is None else args.epochs, 0.5 if args.lr is None else args.lr,
-        model_args=tuple(key_value(text) for text in args.model_arg), scaled=args.standardize,
-    )  # fmt: skip
-    check.ready(problem.name)
-    return problem.name
+    name = own_problem(args).name
+    check.ready(name)
+    return name
