@@ -312,7 +312,8 @@ def with_culprit(row: Row) -> Row:
         found = explain(row.config)
     except KeyboardInterrupt:
         raise
-    except Exception:  # a run that cannot be replayed keeps its row, without a culprit
+    except BaseException:  # a run that cannot be replayed (a library that fails, even by
+        # sys.exit()) keeps its row, without a culprit: the check still fails closed
         return row
     return replace(row, culprit=found.to_dict()["culprit"])
 

@@ -31,7 +31,7 @@ from .backends.base import in_turn, python_fold
 from .check import Config, reference_data, reference_of
 from .checkpoint import Checkpoint
 from .conformance import Agreement, compare, tolerance
-from .errors import InvalidInput, TrainingDiverged
+from .errors import InvalidInput, LibraryError, TrainingDiverged, XptrainError, first_line
 from .loss import get as get_loss
 from .model_setup import longest_dot, starting_params
 from .models import has_backward
@@ -348,7 +348,13 @@ class _Replay:
         """The step on the backend, eager, every call watched: its (carry, metrics)."""
         bk = _Watching(self.bk, Recorder(self.bk.xp, watch), watch)
         step = make_step(bk, StepSpec.of(self.options, block=placed.block), False)
-        out = step(wrap(placed.carry, watch), wrap(placed.X, watch), wrap(placed.y, watch))
+        try:
+            out = step(wrap(placed.carry, watch), wrap(placed.X, watch), wrap(placed.y, watch))
+        except XptrainError:
+            raise
+        except Exception as err:  # a library the watching wrapper cannot drive
+            message = f"explain cannot watch {self.bk.name}'s calls: {first_line(err)}"
+            raise LibraryError(message) from err
         return unwrap(out)
 
     def _compilation(
