@@ -40,6 +40,12 @@ log python3 -m torch.distributed.run --nproc_per_node "$gpus" --master_addr 127.
   --problems seed breast_cancer --json "$out/check-torch-distributed.json" || status=1
 log python3 -m xptrain check --quiet --devices cuda --backends jax --data-parallel "$gpus" \
   --problems seed breast_cancer --json "$out/check-jax-sharded.json" || status=1
+echo "== xptrain explain on CUDA: each op of a float32 synthetic epoch (a correct GPU: no culprit)" \
+  | tee -a "$out/summary.txt"
+for backend in torch jax cupy; do
+  log python3 -m xptrain explain --backend "$backend" --device cuda --dtype float32 \
+    --problem synthetic --json "$out/explain-$backend.json" || status=1
+done
 echo "== xptrain bench: CPU against GPU, N = 1k ... 1M, D = 64, float32" | tee -a "$out/summary.txt"
 log python3 -m xptrain bench --quiet --sweep --epochs 5 --repeat 3 --backends numpy torch jax cupy \
   --out "$out/bench.jsonl" --plot "$out/bench.png" || status=1
