@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import secrets
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -344,9 +345,11 @@ def run(
     resume: bool = False,
     progress_bar: bool = True,
     write: bool = True,
+    run_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Time every configuration not already in ``out`` (with ``resume``), appending each record
-    as it completes. Returns the records of this run. Without ``write`` nothing is written:
+    as it completes, marked with ``run_id`` (default a new one, :func:`new_run_id`) and the
+    run's start. Returns the records of this run. Without ``write`` nothing is written:
     the other processes of a group time alongside the one that writes (their collectives
     need them), the same configurations in the same order."""
     skip = {record_key(r) for r in load_records(out)} if resume else set()
@@ -355,6 +358,7 @@ def run(
     bounds: dict[tuple[str, int, int], tuple[float, str]] = {}
     data: dict[tuple[int, int], Problem] = {}
     bar = progress(todo, "xptrain bench", progress_bar)
+    run = {"run_id": run_id or new_run_id(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     with open(out, "a+", encoding="utf-8") if write else contextlib.nullcontext() as f:
         if f is not None:
             _start_line(f)
@@ -366,14 +370,25 @@ def run(
             size = (config.n, config.d)
             if size not in data:
                 data = {size: bench_problem(*size)}  # one size in memory at a time
-            record = _record(config, data[size])
+            record = {**_record(config, data[size]), **run}
             _attach_bound(record, bounds, todo, config, data[size])
-            if f is not None:
-                f.write(json.dumps(record, allow_nan=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            _append(f, record)
             written.append(record)
     return written
+
+
+def _append(f: Any, record: dict[str, Any]) -> None:
+    """One record as one line, on disk before the next is timed (None: not written)."""
+    if f is not None:
+        f.write(json.dumps(record, allow_nan=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def new_run_id() -> str:
+    """An id for one bench run: its start time and a random suffix (two runs started in the
+    same second differ)."""
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
 
 
 def _record(config: BenchConfig, problem: Problem) -> dict[str, Any]:

@@ -39,14 +39,28 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
 
 def _table_row(r: dict[str, Any]) -> tuple[str, ...]:
     """One record's cells of the table ("-" where it has no timing)."""
+    return (*_where(r), *_timings(r), r["status"][:60])
+
+
+_ONE = {"devices": "device", "processes": "process", "workers": "worker"}
+
+
+def _where(r: dict[str, Any]) -> tuple[str, ...]:
+    """The configuration cells of a record: backend, model, device (× replicas), mode, path,
+    N, D."""
     spread = ""
     if r.get("spread"):  # ×2 devices, ×1 device
-        kind = r["spread"][:-1] if r["replicas"] == 1 else r["spread"]
+        kind = _ONE.get(r["spread"], r["spread"]) if r["replicas"] == 1 else r["spread"]
         spread = f" ×{r['replicas']} {kind}"
     model = r.get("model", "logistic").rpartition(":")[2]  # a user's model: its NAME
     where = (r["backend"], model, r["device"] + spread, r["mode"], _path(r), str(r["n"]))
-    where += (str(r["d"]),)
-    return (*where, *_timings(r), r["status"][:60])
+    return (*where, str(r["d"]))
+
+
+def describe_config(r: dict[str, Any]) -> str:
+    """A record's configuration in one cell: ``numpy logistic cpu eager fast 65536x64``."""
+    backend, model, device, mode, path, n, d = _where(r)
+    return f"{backend} {model} {device} {mode} {path} {n}x{d} {r.get('dtype', '')}".strip()
 
 
 def _timings(r: dict[str, Any]) -> tuple[str, ...]:

@@ -108,6 +108,7 @@ def combinations(
     notes = [] if skipped is None else skipped
     bks, unavailable = select_backends(backend_names)
     notes += unavailable
+    notes += devices_missing(bks, devices or (), unavailable)
     keep = backends.device_filter(devices)
     for bk in bks:
         for device in filter(keep, bk.devices()):
@@ -124,6 +125,27 @@ def combinations(
                     yield cell
                 else:
                     notes.append(f"{cell.label}: {reason}")
+
+
+def devices_missing(
+    bks: Sequence[backends.Backend], devices: Sequence[str], unavailable: Sequence[str]
+) -> list[str]:
+    """A note for each backend without a device asked for (``--devices``) that others have;
+    a device no backend here has is refused, naming what each one found (and why the others
+    did not start)."""
+    notes = []
+    found = {bk.name: bk.devices() for bk in bks}
+    for spec in devices:
+        keep = backends.device_filter([spec])
+        lacking = [name for name, names in found.items() if not any(map(keep, names))]
+        if len(lacking) == len(found):
+            seen = [f"{name}: {', '.join(names)}" for name, names in found.items()]
+            raise InvalidInput(
+                f"no backend here has a {spec} device (" + "; ".join([*seen, *unavailable]) + ")"
+            )
+        notes += [f"{name}: no {spec} device here (it has {', '.join(found[name])})"
+                  for name in lacking]  # fmt: skip
+    return notes
 
 
 def plan(

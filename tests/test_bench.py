@@ -295,3 +295,50 @@ def test_the_bound_reads_x_even_on_a_lazy_library():
     finally:
         del bk.to_numpy
     assert len(computed) == 3 and all(float(c) == 4096 * 8 for c in map(to_numpy, computed))
+
+
+def test_runs_are_kept_only_with_out_and_marked_and_compared(tmp_path):
+    """No file unless --out; each run's records carry its run_id and start; the table shows
+    this run's rows only (a second run into the same file does not double them); --compare
+    puts two runs side by side, by file or by run id."""
+    quick = ["bench", "--quick", "--quiet", "--backends", "numpy", "--sizes", "256x4"]
+    alone = xptrain(*quick, cwd=tmp_path)
+    assert alone.returncode == 0, alone.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written without --out
+    out = tmp_path / "r.jsonl"
+    for _ in range(2):
+        again = xptrain(*quick, "--out", str(out))
+        assert again.returncode == 0, again.stderr
+        assert len([line for line in again.stdout.splitlines() if line.startswith("numpy")]) == 1
+    first, second = records(out)
+    assert first["run_id"] != second["run_id"] and first["started"] <= second["started"]
+    compared = xptrain("bench", "--compare", first["run_id"], second["run_id"], "--out", str(out))
+    assert compared.returncode == 0, compared.stderr
+    head, row = compared.stdout.splitlines()
+    assert head.split()[:3] == ["configuration", "A", "ms"]
+    ratio = second["epoch_s"] / first["epoch_s"]
+    assert row.startswith("numpy logistic cpu eager full 256x4 float32")
+    assert f"{ratio:.2f}" in row.split()
+    by_file = xptrain("bench", "--compare", str(out), str(out))
+    assert by_file.returncode == 0 and " 1.00 " in by_file.stdout  # a run against itself
+    missing = xptrain("bench", "--compare", "nope", first["run_id"], "--out", str(out))
+    assert missing.returncode == 2 and first["run_id"] in missing.stderr  # its runs listed
+    resume = xptrain(*quick, "--resume", cwd=tmp_path)
+    assert resume.returncode == 2 and "--resume needs --out" in resume.stderr
+
+
+def test_a_device_no_backend_has_is_refused_and_a_missing_one_noted():
+    refused = xptrain("bench", "--quick", "--backends", "numpy", "--devices", "cpu,cuda")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        "xptrain bench: error: no backend here has a cuda device (numpy: cpu)"
+    )
+
+
+def test_one_replica_reads_in_the_singular():
+    record = {"backend": "torch", "model": "logistic", "device": "cpu", "mode": "eager",
+              "path": "fast", "block": None, "n": 64, "d": 4, "dtype": "float32",
+              "spread": "processes", "replicas": 1}  # fmt: skip
+    assert bench_table.describe_config(record) == (
+        "torch logistic cpu ×1 process eager full 64x4 float32"
+    )

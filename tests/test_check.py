@@ -159,7 +159,7 @@ def test_train_accepts_an_own_namespace_too():
         (["--problems", "mnist"], "unknown problem"),
         (["--dtypes", "float16"], "unknown dtype"),
         (["--devices", "tpu"], "unknown device"),
-        (["--devices", "cuda:3", "--backends", "numpy"], "nothing to check"),
+        (["--devices", "cuda:3", "--backends", "numpy"], "no backend here has a cuda:3 device"),
         pytest.param(
             ["--plot", "x.pgf"], "cannot draw a plot", marks=pytest.mark.needs("matplotlib")
         ),

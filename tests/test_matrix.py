@@ -222,6 +222,22 @@ def test_check_runs_every_problem_of_a_device_before_the_next(registry):
     assert skipped == []
 
 
+def test_a_device_no_backend_has_is_refused_naming_what_each_found(registry):
+    registry["torch"] = Fake("torch", devices=("cpu",))
+    registry["numpy"] = Fake("numpy", devices=("cpu",))
+    with pytest.raises(InvalidInput) as refused:
+        matrix.plan(["torch", "numpy"], ["cpu", "cuda"])
+    assert str(refused.value) == "no backend here has a cuda device (torch: cpu; numpy: cpu)"
+
+
+def test_a_device_some_backends_lack_is_a_note_for_each(registry):
+    registry["torch"] = Fake("torch", devices=("cpu", "cuda:0"))
+    registry["numpy"] = Fake("numpy", devices=("cpu",))
+    some = dict(dtypes=["float64"], grads=["analytic"], modes=["eager"])
+    cells, notes = matrix.plan(["torch", "numpy"], ["cpu", "cuda"], **some)
+    assert len(cells) == 3 and notes == ["numpy: no cuda device here (it has cpu)"]
+
+
 def test_check_spreads_as_each_backend_says_it_can(registry):
     registry["numpy"] = Fake("numpy", refuse="numpy has no data-parallel training here")
     registry["jax"] = Fake("jax", Capabilities(jit=True, autodiff=True, replicas_jit_only=True))

@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+import tempfile
 from pathlib import Path
 
-from .. import backends, bench, bench_table
+from .. import backends, bench, bench_compare, bench_table, matrix
 from ..errors import InvalidInput
 from ..files import write_all
 from ..options import key_value, positive_ints
@@ -64,12 +65,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="epochs per timed run (default 10)")
     parser.add_argument("--repeat", type=int, help="timed runs per configuration (default 5)")
     parser.add_argument(
-        "--out", default="xptrain-bench.jsonl", metavar="PATH",
-        help="results, one JSON line per configuration, appended",
+        "--out", metavar="PATH",
+        help="keep the results: one JSON line per configuration, appended as it is measured, "
+        "each with the run's run_id (default: none kept)",
     )  # fmt: skip
     parser.add_argument(
         "--resume", action="store_true", help="skip configurations already in --out"
     )
+    parser.add_argument(
+        "--compare", nargs=2, metavar=("A", "B"),
+        help="compare two saved runs (results files, or run ids in --out): B/A per "
+        "configuration with its min-max spread; times nothing",
+    )  # fmt: skip
     parser.add_argument("--plot", metavar="PATH", help="draw time per epoch and speedup vs N")
     parser.add_argument(
         "--quick", action="store_true",
@@ -102,15 +109,34 @@ def _spread_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Time, append records as they come, then the table and crossover."""
+    """Time, append records as they come, then the table and crossover (or --compare)."""
     check_outputs(args)
+    if args.compare is not None:
+        a, b = (bench_compare.records_of(spec, args.out) for spec in args.compare)
+        print(bench_compare.compare_table(a, b))
+        return 0
+    if args.resume and args.out is None:
+        raise InvalidInput("--resume needs --out: the file of the run to finish")
+    if args.out is not None:
+        return _timed(args)
+    with tempfile.TemporaryDirectory(prefix="xptrain-bench-") as folder:
+        args.out = str(Path(folder) / "bench.jsonl")  # this run's records, for its table only
+        return _timed(args)
+
+
+def _timed(args: argparse.Namespace) -> int:
+    """Plan, time into --out, report."""
     plan = _planner(args)
     spread, counts = _spread(args)
     named, devices = listed(args.backends, "--backends"), listed(args.devices, "--devices")
     if spread == "scale-out":
         return _scale_out(args, plan, counts, named, devices)
     if spread != "processes":
-        return _bench(args, plan(named, devices, spread=spread, counts=counts), main=True)
+        configs = plan(named, devices, spread=spread, counts=counts)
+        started, unavailable = matrix.select_backends(named)
+        for note in matrix.devices_missing(started, devices or (), unavailable):
+            print(f"xptrain bench: skipped: {note}", file=sys.stderr)
+        return _bench(args, configs, main=True)
     if len(named or []) != 1:
         raise InvalidInput("--distributed times one backend: give --backends torch or jax")
     with backends.process_group(named[0], args.distributed_timeout) as joined:
@@ -201,6 +227,7 @@ def _bench(args: argparse.Namespace, configs: list, *, main: bool) -> int:
             resume=args.resume,
             progress_bar=not args.quiet and main,
             write=main,
+            run_id=bench.new_run_id(),
         )
     except KeyboardInterrupt:
         interrupted = True
@@ -210,10 +237,11 @@ def _bench(args: argparse.Namespace, configs: list, *, main: bool) -> int:
 
 
 def _report(args: argparse.Namespace, configs: list, interrupted: bool = False) -> int:
-    """The table of the records of ``configs`` in --out (and --plot)."""
+    """The table of ``configs``' records in --out, each one's latest (and --plot)."""
     out = Path(args.out)
     wanted = {c.key() for c in configs}
-    records = [r for r in bench.load_records(out) if bench.record_key(r) in wanted]
+    latest = bench_compare.latest(bench.load_records(out))
+    records = [r for key, r in latest.items() if key in wanted]
     print(bench_table.format_table(records))
     if args.plot is not None and records:
         figure = bench_figure(records, bench_table.best_cpu_times(records))
