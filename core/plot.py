@@ -54,17 +54,33 @@ def figure_writer(fig: Any) -> Writer:
     return write
 
 
-def loss_figure(losses: list[float], title: str) -> Any:
-    """The loss per epoch, as the seed draws it."""
+def loss_figure(history: dict[str, list[float]], title: str) -> Any:
+    """A run's loss per epoch, as the seed draws it, with the held-out loss (dashed) where
+    there is one; beside it the training and held-out accuracy, for a loss with classes.
+    ``history``: ``losses`` and optionally ``val_losses``, ``accuracy``, ``val_accuracy``."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(range(len(losses)), losses, marker="o" if len(losses) <= 50 else None)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
+    accuracy = bool(history.get("accuracy") or history.get("val_accuracy"))
+    fig, axes = plt.subplots(1, 2 if accuracy else 1, figsize=(10 if accuracy else 6, 4))
+    loss_ax = axes[0] if accuracy else axes
+    _curves(loss_ax, history, "losses", "val_losses", "loss")
+    if accuracy:
+        _curves(axes[1], history, "accuracy", "val_accuracy", "accuracy")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _curves(ax: Any, history: dict[str, list[float]], train: str, held_out: str, what: str) -> None:
+    """The training curve (solid) and the held-out one (dashed) of one metric."""
+    values = history.get(train) or []
+    ax.plot(range(len(values)), values, marker="o" if len(values) <= 50 else None, label="training")
+    val = [v if v is not None else math.nan for v in history.get(held_out) or []]
+    if val:
+        ax.plot(range(len(val)), val, "--", label="held out (--val-split)")
+        ax.legend()
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(what)
+    ax.grid(alpha=0.3)
 
 
 def history_figure(runs: dict[str, dict[str, Any]], title: str) -> Any:
@@ -73,8 +89,13 @@ def history_figure(runs: dict[str, dict[str, Any]], title: str) -> Any:
     ``val_losses``)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
-    for label, record in runs.items():
-        (line,) = ax.plot(record["losses"], linewidth=1, label=label)
+    # a colour each (tab20 for up to 20 runs), and line styles beyond: no two curves alike
+    colours = plt.cm.tab10.colors if len(runs) <= 10 else plt.cm.tab20.colors
+    styles = ["-", ":", "-."]
+    for i, (label, record) in enumerate(runs.items()):
+        style = styles[(i // len(colours)) % len(styles)]
+        (line,) = ax.plot(record["losses"], style, color=colours[i % len(colours)], linewidth=1,
+                          label=label)  # fmt: skip
         val = [v if v is not None else float("nan") for v in record.get("val_losses", [])]
         if val:
             ax.plot(val, "--", color=line.get_color(), linewidth=1)

@@ -152,3 +152,18 @@ def test_standardize_scales_with_the_training_rows_only():
     assert result.val_losses[0] == pytest.approx(loss, rel=1e-12)
     leaked, _ = _host_metrics(result.params, standardize(val, like=data).X, val.y)
     assert leaked != pytest.approx(loss, rel=1e-6)
+
+
+@pytest.mark.needs("matplotlib")
+def test_the_plot_draws_the_held_out_curves_and_accuracy():
+    from xptrain.plot import history_figure, loss_figure
+
+    result = xptrain.train(DATA.X, DATA.y, epochs=EPOCHS, lr=LR, val_split=SPLIT)
+    fig = loss_figure(result.to_dict(), "t")
+    loss_ax, accuracy_ax = fig.axes
+    assert [len(line.get_ydata()) for line in loss_ax.get_lines()] == [EPOCHS, EPOCHS]
+    assert list(accuracy_ax.get_lines()[1].get_ydata()) == result.val_accuracy
+    runs = {f"run {i}": {"losses": [1.0, 0.5]} for i in range(25)}
+    lines = history_figure(runs, "t").axes[0].get_lines()
+    looks = {(str(line.get_color()), line.get_linestyle()) for line in lines}
+    assert len(looks) == 25  # no two curves alike, so the legend identifies each

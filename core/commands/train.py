@@ -173,7 +173,7 @@ def _write(args: argparse.Namespace, result: TrainResult) -> None:
     if args.json is not None:
         outputs.append((args.json, json_writer(result.to_dict())))
     if args.plot is not None:
-        figure = loss_figure(result.losses, _title(result))
+        figure = loss_figure(result.to_dict(), _title(result))
         outputs.append((args.plot, figure_writer(figure)))
     if args.save_model is not None:
         outputs.append((args.save_model, result.fitted.writer()))
