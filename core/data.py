@@ -3,6 +3,7 @@ validation every run goes through before anything is moved to a device."""
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -333,6 +334,17 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _csv_place(err: Exception, header: bool) -> str:
+    """NumPy's CSV error with its place as an editor shows it: NumPy counts data rows from 0
+    and columns from 1; say the file's line and column, both from 1."""
+    found = re.search(r"at row (\d+), column (\d+)", str(err))
+    if found is None:
+        return str(err)
+    line = int(found[1]) + 1 + header
+    where = f"at line {line}, column {found[2]}"
+    return str(err)[: found.start()] + where + str(err)[found.end() :]
+
+
 def _load_csv(path: Path) -> Problem:
     if not path.is_file():
         raise InvalidInput(f"data file {str(path)!r} does not exist (or is not a file)")
@@ -344,7 +356,7 @@ def _load_csv(path: Path) -> Problem:
                 warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
                 table = np.loadtxt(f if header else [first, *f], delimiter=",", ndmin=2)
     except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidInput(f"{path}: not a numeric CSV ({err})") from None
+        raise InvalidInput(f"{path}: not a numeric CSV ({_csv_place(err, header)})") from None
     if table.size == 0:
         raise InvalidInput(f"{path}: holds no data rows")
     if table.shape[1] < 2:

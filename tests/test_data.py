@@ -215,3 +215,11 @@ def test_a_data_folder_is_checked_a_chunk_at_a_time(tmp_path, monkeypatch):
     np.save(tmp_path / "X.npy", np.array([{"a": 1}] * 3, dtype=object), allow_pickle=True)
     with pytest.raises(InvalidInput, match=r"not a numeric \.npy pair"):
         data.load(tmp_path)
+
+
+@pytest.mark.parametrize("header", ["a,b,y\n", ""])
+def test_a_csv_error_names_the_line_and_column_as_an_editor_counts(header, tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text(header + "1,2,0\n3,4,1\n5,x,1\n")
+    with pytest.raises(InvalidInput, match=f"at line {3 + bool(header)}, column 2"):
+        load(str(path))

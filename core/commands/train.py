@@ -37,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data",
         default="seed",
         metavar="PATH|seed",
-        help="seed, linear:N,D[,S], blobs:N,D[,K[,S]] (K classes), breast_cancer, digits "
-        "(binary), digits10 (10 classes), diabetes (regression), a .npz (X, y: labels or "
+        help="seed, linear:N,D[,S], blobs:N,D[,K[,S]] (K classes), breast_cancer, digits (digit "
+        "≥ 5, binary), digits10 (10 classes), diabetes (regression), a .npz (X, y: labels or "
         "targets, optional W, b) or .csv (label or target last), or a folder of X.npy and "
         "y.npy (X memory-mapped)",
     )
