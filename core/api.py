@@ -265,7 +265,7 @@ def train_problem(
     replicas = None
     if o.data_parallel is not None or o.distributed:
         replicas = bk.replicas(o.data_parallel or 1, o.distributed, device)
-    with _library_failures(bk, model, o.distributed):
+    with _library_failures(bk, model, o.distributed), _blaming_the_data(rows.X):
         run, history, seconds, final, precision = _run_on_device(
             bk, device, o, rows, params0, start, held_out, replicas, on_epoch, start_epoch,
             checkpoint_every, checkpoint if on_checkpoint else None,
@@ -291,6 +291,22 @@ def train_problem(
         precision=precision,
         features=problem.X.shape[1],
     )
+
+
+@contextlib.contextmanager
+def _blaming_the_data(X: np.ndarray) -> Iterator[None]:
+    """A loss never finite (NaN or inf at epoch 0) comes from the data: the message names the
+    feature column of the largest magnitude (read only on this error path)."""
+    try:
+        yield
+    except TrainingDiverged as err:
+        if err.epoch != 0 or X.size == 0:
+            raise
+        column = np.max(np.abs(X), axis=0)
+        j = int(np.argmax(column))
+        raise TrainingDiverged(
+            f"{err}; the largest feature is column {j} (from 0), |x| up to {column[j]:.3g}", 0
+        ) from None
 
 
 @contextlib.contextmanager

@@ -184,7 +184,7 @@ def _diverged(loss: float, epoch: int) -> str:
     if epoch == 0:
         return (
             f"the loss was {loss} at epoch 0 (never finite): the data's scale or the model's "
-            "start is the cause, not the step size; try --standardize, or --loss bce-logits"
+            "start is the cause, not the step size; try --standardize"
         )
     return f"the loss became {loss} at epoch {epoch}; try a smaller learning rate"
 

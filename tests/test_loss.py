@@ -7,11 +7,13 @@ import json
 
 import numpy as np
 import pytest
+from helpers import on_backends
 from helpers import xptrain as cli
 
 import xptrain
 from xptrain.conformance import compare, tolerance
 from xptrain.data import SEED_X, SEED_Y, initial_weights, seed_problem
+from xptrain.loss import get
 from xptrain.reference import reference_run
 
 
@@ -61,3 +63,34 @@ def test_cli_records_loss_and_batch_size(tmp_path):
     assert record["loss"] == "bce-logits" and record["batch_size"] == 2
     bad = cli("train", "--loss", "hinge")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("data", ["breast_cancer", "digits", "linear:10000,64", "blobs:500,8,2"])
+def test_the_default_loss_trains_unscaled_data_without_nan(data, dtype):
+    """The seed's bce saturates on ordinary unscaled data (log 0 at epoch 0); the default bce
+    takes those rows' terms from the stable logit form and keeps every other bit."""
+    if data in ("breast_cancer", "digits"):
+        pytest.importorskip("sklearn", reason="scikit-learn's packaged data")
+    problem = xptrain.load(data)
+    result = xptrain.train(problem.X, problem.y, dtype=dtype, epochs=20)
+    assert np.isfinite(result.losses).all()
+
+
+@pytest.mark.parametrize("name", on_backends("numpy", "torch", "jax"))
+def test_saturated_rows_take_the_stable_terms_and_autodiff_stays_finite(name):
+    bk = xptrain.backends.get(name)
+    z = np.array([[40.0], [-800.0], [0.3]])  # A rounds to 1, exp(800) overflows, an ordinary row
+    y = np.array([[0.0], [1.0], [1.0]])
+    with bk.float_scope("float64"):
+        on = [bk.asarray(a, "float64", bk.native_device("cpu")) for a in (y, z)]
+        terms = bk.to_numpy(get("bce").terms(bk.xp, *on))
+    np.testing.assert_allclose(terms[:2, 0], [40.0, 800.0], rtol=1e-15)
+    A = 1 / (1 + np.exp(-0.3))
+    assert terms[2, 0] == -(1 * np.log(A) + 0 * np.log(1 - A))  # the seed's bits elsewhere
+    if bk.caps.autodiff:  # rows whose A rounds to 1 (exp(-z) > 0: the sigmoid's own
+        # derivative is finite; at exp overflow, z < -709, it is inf/inf in the seed's sigmoid)
+        grad = bk.value_and_grad(lambda z, y: (get("bce").value(bk.xp, y, z),) * 2)
+        with bk.float_scope("float64"):
+            (_, _), dz = grad(on[1][::2, ...], on[0][::2, ...])
+        np.testing.assert_allclose(bk.to_numpy(dz)[:, 0], [0.5, (A - 1) / 2], rtol=1e-12)

@@ -79,7 +79,8 @@ def test_a_loss_never_finite_blames_the_data_not_the_step(tmp_path):
     assert info.value.epoch == 0
     message = str(info.value)
     assert "smaller learning rate" not in message
-    assert "--standardize" in message and "--loss bce-logits" in message
+    assert "--standardize" in message
+    assert message.endswith("the largest feature is column 0 (from 0), |x| up to 1e+308")
     data = tmp_path / "big.csv"
     np.savetxt(data, np.column_stack([X, y]), delimiter=",")
     _refused(xptrain("train", "--data", str(data), "--epochs", "3"), "--standardize")
