@@ -107,3 +107,23 @@ def test_cli_saves_a_model_and_predicts_with_it(tmp_path):
     assert len(wrong.stderr.splitlines()) == 1
     quiet = xptrain("train", "--quiet")
     assert quiet.returncode == 0 and quiet.stdout == quiet.stderr == ""
+
+
+def test_predict_takes_rows_without_labels(tmp_path):
+    """A CSV of the model's features only, or an .npy of X: predictions, no scores."""
+    model = tmp_path / "m.npz"
+    trained = xptrain("train", "--data", "blobs:200,3", "--save-model", str(model), "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    X = np.random.default_rng(0).normal(size=(7, 3))
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",")
+    np.save(tmp_path / "x.npy", X)
+    outputs = []
+    for name in ("x.csv", "x.npy"):
+        done = xptrain("predict", "--model-file", str(model), "--data", str(tmp_path / name))
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip() == "xptrain predict: 7 rows on numpy; no labels"
+        outputs.append(done.stdout)
+    assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 8
+    np.save(tmp_path / "bad.npy", np.array(["a", "b"]))
+    bad = xptrain("predict", "--model-file", str(model), "--data", str(tmp_path / "bad.npy"))
+    assert bad.returncode == 2 and "2-D array of finite numbers" in bad.stderr

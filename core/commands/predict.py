@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import backends, fitted
 from ..data import load
+from ..errors import InvalidInput
 from ..files import write_all
 from ..loss import get as get_loss
 from .common import check_outputs
@@ -27,8 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``predict``'s options: the model file, the data, where to compute, the output."""
     parser.add_argument("--model-file", required=True, metavar="PATH", help="a saved model")
     parser.add_argument(
-        "--data", required=True, metavar="PATH|NAME", help="the rows, as train's --data"
-    )
+        "--data", required=True, metavar="PATH|NAME",
+        help="the rows, as train's --data; or rows without labels: a .csv of the model's "
+        "features only, or an .npy of X",
+    )  # fmt: skip
     parser.add_argument(
         "--backend", default="numpy", help=f"one of {', '.join(backends.SPECS)} (default numpy)"
     )
@@ -41,10 +44,10 @@ def run(args: argparse.Namespace) -> int:
     """Predict, write the CSV, then say how well the model did on the labels."""
     check_outputs(args)
     model = fitted.load(args.model_file)
-    problem = load(args.data)
+    X, y = _rows(args.data, model.features)
     where = {"backend": args.backend, "device": args.device, "dtype": args.dtype}
-    header, rows, formats = _columns(model, problem.X, where)
-    scores = model.evaluate(problem.X, problem.y, **where)
+    header, rows, formats = _columns(model, X, where)
+    scores = model.evaluate(X, y, **where) if y is not None else {}
     table = io.StringIO()
     np.savetxt(table, rows, fmt=formats, delimiter=",", header=header, comments="")
     if args.out is None:
@@ -52,9 +55,26 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = table.getvalue()
         write_all([(args.out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))])
-    said = ", ".join(f"{name} {value:.6g}" for name, value in scores.items())
+    said = ", ".join(f"{name} {value:.6g}" for name, value in scores.items()) or "no labels"
     print(f"xptrain predict: {len(rows)} rows on {args.backend}; {said}", file=sys.stderr)
     return 0
+
+
+def _rows(spec: str, features: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows to predict and their labels (None: the data has none): an .npy is X alone;
+    a CSV with exactly the model's features has no label column; else as train reads it."""
+    if spec.endswith(".npy"):
+        try:
+            X = np.load(spec, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise InvalidInput(f"{spec}: not a readable .npy of numbers ({err})") from None
+        if X.ndim != 2 or X.dtype.kind not in "biuf" or not np.isfinite(X).all():
+            raise InvalidInput(f"{spec}: X must be a 2-D array of finite numbers")
+        return X.astype(np.float64), None
+    problem = load(spec)
+    if spec.endswith(".csv") and problem.X.shape[1] + 1 == features:
+        return np.column_stack([problem.X, problem.y]), None  # every column a feature
+    return problem.X, problem.y
 
 
 def _columns(model: fitted.FittedModel, X: np.ndarray, where: dict) -> tuple:
