@@ -24,26 +24,33 @@ def sigmoid(xp: Any, z: Any) -> Any:
     return 1 / (1 + xp.exp(-z))
 
 
-def _bce_of(xp: Any, y: Any, A: Any, z: Any) -> Any:
-    """The seed's per-row terms ``-(y·log(A) + (1-y)·log(1-A))`` of ``A = sigmoid(z)``, in its
-    exact form (its numbers, bit for bit) wherever ``A`` lies strictly between 0 and 1. Where
-    the sigmoid saturated (``A`` rounded to 0 or 1: log 0), the same terms from the logits
-    ``z``, stably (``bce-logits``' form), so ordinary unscaled data trains without NaN. The
-    saturated rows' ``A`` is replaced before the logs, so autodiff sees no inf either."""
+def _bce_of(xp: Any, y: Any, A: Any) -> Any:
+    """The seed's per-row terms ``-(y·log(A) + (1-y)·log(1-A))`` of probabilities ``A``."""
+    return -(y * xp.log(A) + (1 - y) * xp.log(1 - A))
+
+
+def _bce_guarded(xp: Any, y: Any, A: Any, z: Any, G: Any, differentiable: bool) -> Any:
+    """The seed's terms (:func:`_bce_of`, bit for bit) wherever ``A = sigmoid(z)`` lies
+    strictly between 0 and 1; where the sigmoid saturated (``A`` rounded to 0 or 1: log 0),
+    the term from the logit, ``G·z`` with ``G = A - y`` (``(1-y)·z`` or ``-y·z``; the dropped
+    ``log1p(exp(-|z|))`` is below half an ulp of 1 there), so unscaled data trains without
+    NaN. ``differentiable``: the saturated rows' ``A`` is replaced before the logs, so
+    autodiff meets no inf (not needed where only the values are used: one pass less)."""
     saturated = (A == 0) | (A == 1)
-    inside = xp.where(saturated, xp.full_like(A, 0.5), A)
-    seed = -(y * xp.log(inside) + (1 - y) * xp.log(1 - inside))
-    return xp.where(saturated, _bce_logits_terms(xp, y, z), seed)
+    inside = xp.where(saturated, xp.full_like(A, 0.5), A) if differentiable else A
+    return xp.where(saturated, G * z, _bce_of(xp, y, inside))
 
 
 def _bce_terms(xp: Any, y: Any, z: Any) -> Any:
-    return _bce_of(xp, y, sigmoid(xp, z), z)
+    A = sigmoid(xp, z)
+    return _bce_guarded(xp, y, A, z, A - y, differentiable=True)
 
 
 def _bce_both(xp: Any, y: Any, z: Any) -> tuple[Any, Any]:
     """The terms and the seed's ``dz = A - y`` from one ``A = sigmoid(z)``."""
     A = sigmoid(xp, z)
-    return _bce_of(xp, y, A, z), A - y
+    G = A - y
+    return _bce_guarded(xp, y, A, z, G, differentiable=False), G
 
 
 def _bce_logits_terms(xp: Any, y: Any, z: Any) -> Any:
