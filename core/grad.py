@@ -39,21 +39,24 @@ def loss_and_grads(
     return metrics, tuple(scale * s for s in sums)
 
 
-def metric_sums(xp: Any, loss: Loss, y: Any, outputs: Any, terms: Any, keep: Any = None) -> Any:
-    """``[Σ terms]``, or for a loss with classes ``[Σ terms, Σ hits]``: one device vector that
-    row blocks and replicas add up as they add gradients; ``keep``: the rows that count."""
-    total = xp.reshape(xp.sum(terms), (1,))
+def metric_sums(
+    xp: Any, loss: Loss, y: Any, outputs: Any, terms: Any, keep: Any = None
+) -> tuple[Any, ...]:
+    """``(Σ terms,)``, or for a loss with classes ``(Σ terms, Σ hits)``: 0-d sums that row
+    blocks and replicas add up as they add gradients; ``keep``: the rows that count."""
     if not loss.classifies:
-        return total
+        return (xp.sum(terms),)
     hits = loss.hits(xp, y, outputs)
     if keep is not None:
         hits = xp.where(keep, hits, xp.zeros_like(hits))
-    return xp.concat([total, xp.reshape(xp.sum(hits), (1,))])
+    return xp.sum(terms), xp.sum(hits)
 
 
 def metric_means(xp: Any, loss: Loss, sums: Any, rows: int, columns: int) -> Any:
-    """The epoch's metrics from :func:`metric_sums` over ``rows`` rows of ``columns`` targets:
-    ``[loss]`` (``1/count · Σ terms``, the seed's bits) or ``[loss, accuracy]``."""
+    """The epoch's metrics, one device vector, from :func:`metric_sums` (or their stack) over
+    ``rows`` rows of ``columns`` targets: ``[loss]`` (``1/count · Σ terms``, the seed's bits)
+    or ``[loss, accuracy]``."""
+    sums = xp.stack(sums) if isinstance(sums, tuple) else sums
     value = 1 / (rows * (columns if loss.per_element else 1)) * sums[:1]
     return xp.concat([value, sums[1:] / rows]) if loss.classifies else value
 
@@ -91,7 +94,8 @@ def _block_step(
         terms = xp.where(keep, terms, xp.zeros_like(terms))
         G = xp.where(keep, G, xp.zeros_like(G))
     grads = backward(model, xp, params, X, G, residuals)
-    total = total + metric_sums(xp, loss, y, outputs, terms, keep)
+    block = metric_sums(xp, loss, y, outputs, terms, keep)
+    total = tuple(t + b for t, b in zip(total, block, strict=True))
     return total, tuple(s + g for s, g in zip(sums, grads, strict=True))
 
 
@@ -162,9 +166,8 @@ def blocked_sums(
     full, rest = divmod(n, block)
     # zeros_like of a 0-d slice: X's dtype and device without asking for the device
     # (array_api_compat's device() is an lru_cache'd helper that torch.compile warns about)
-    zero = xp.reshape(xp.zeros_like(X[0, 0]), (1,))
-    metrics = xp.concat([zero, zero]) if loss.classifies else zero
-    init = (metrics, tuple(xp.zeros_like(p) for p in params))
+    zero = xp.zeros_like(X[0, 0])
+    init = ((zero, zero) if loss.classifies else (zero,), tuple(xp.zeros_like(p) for p in params))
 
     def step(X_part: Any, y_part: Any, carry: tuple) -> tuple:
         return _block_step(xp, model, loss, params, X_part, y_part, masked, carry)
@@ -189,12 +192,15 @@ def blocked_sums(
     if rest:
         start = full * block
         carry = step(X[start:, ...], y[start:, ...], carry)
-    return carry
+    totals, sums = carry
+    return xp.stack(totals), sums  # one vector: what replicas add up
 
 
 def _add(a: tuple, b: tuple) -> tuple:
-    """Two partial (loss sum, gradient sums) pairs added."""
-    return a[0] + b[0], tuple(x + y for x, y in zip(a[1], b[1], strict=True))
+    """Two partial (metric sums, gradient sums) pairs added."""
+    return tuple(x + y for x, y in zip(a[0], b[0], strict=True)), tuple(
+        x + y for x, y in zip(a[1], b[1], strict=True)
+    )
 
 
 # -- block size -----------------------------------------------------------------------------------

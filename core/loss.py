@@ -32,13 +32,19 @@ def _bce_of(xp: Any, y: Any, A: Any) -> Any:
 def _bce_guarded(xp: Any, y: Any, A: Any, z: Any, G: Any, differentiable: bool) -> Any:
     """The seed's terms (:func:`_bce_of`, bit for bit) wherever ``A = sigmoid(z)`` lies
     strictly between 0 and 1; where the sigmoid saturated (``A`` rounded to 0 or 1: log 0),
-    the term from the logit, ``G·z`` with ``G = A - y`` (``(1-y)·z`` or ``-y·z``; the dropped
-    ``log1p(exp(-|z|))`` is below half an ulp of 1 there), so unscaled data trains without
+    the term from the logit, ``G·z + exp(-|z|)`` with ``G = A - y`` (``bce-logits``' form, whose
+    ``log1p(exp(-|z|))`` is ``exp(-|z|)`` to rounding there), so unscaled data trains without
     NaN. ``differentiable``: the saturated rows' ``A`` is replaced before the logs, so
-    autodiff meets no inf (not needed where only the values are used: one pass less)."""
+    autodiff meets no inf (where only the values are used, the seed's non-finite terms are
+    simply replaced: fewer passes on the training path)."""
+    # log1p(exp(-|z|)) is exp(-|z|) to rounding where the sigmoid saturated (exp(-|z|) < eps)
+    edge = G * z + xp.exp(-xp.abs(z))
+    if not differentiable:  # the seed's terms are finite exactly where A is inside (0, 1)
+        seed = _bce_of(xp, y, A)
+        return xp.where(xp.isfinite(seed), seed, edge)
     saturated = (A == 0) | (A == 1)
-    inside = xp.where(saturated, xp.full_like(A, 0.5), A) if differentiable else A
-    return xp.where(saturated, G * z, _bce_of(xp, y, inside))
+    inside = xp.where(saturated, xp.full_like(A, 0.5), A)
+    return xp.where(saturated, edge, _bce_of(xp, y, inside))
 
 
 def _bce_terms(xp: Any, y: Any, z: Any) -> Any:

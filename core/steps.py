@@ -161,7 +161,7 @@ def local_sums_of(bk: Backend, spec: StepSpec) -> Callable:
             if keep is not None:
                 terms = xp.where(keep, terms, xp.zeros_like(terms))
             sums = metric_sums(xp, loss, y, out, terms, keep)
-            return sums[0], sums
+            return sums[0], xp.stack(sums)
 
         return _with_metrics(bk.value_and_grad(summed))
 

@@ -100,12 +100,12 @@ def test_the_same_compiled_run_eager_is_clean(monkeypatch):
 
 def test_a_diverging_run_names_the_first_call_that_made_inf_or_nan(tmp_path):
     out = tmp_path / "e.json"
-    done = xptrain(
-        "explain", "--data", "blobs:200,3", "--lr", "1000", "--epochs", "30", "--json", str(out)
-    )
+    done = xptrain("explain", "--loss", "mse", "--lr", "1e100", "--json", str(out))
     assert done.returncode == 0, done.stderr
     record = json.loads(out.read_text())
-    assert record["culprit"]["op"] == "exp" and record["culprit"]["excess"] is None  # inf
+    assert record["epoch"] == 2  # where the loss became inf (the reference's does too)
+    assert record["culprit"]["op"] == "multiply" and record["culprit"]["excess"] is None  # inf
+    assert record["culprit"]["site"].startswith("loss._mse_terms:")  # (out - y) squared
     assert "inf or NaN from finite inputs" in done.stdout.splitlines()[-1]
 
 
