@@ -248,7 +248,7 @@ BAD = {
     "device absent": (["--device", "cuda:7"], "has no device 'cuda:7'"),
     "autodiff on numpy": (["--grad", "autodiff"], "no automatic differentiation"),
     "jit on numpy": (["--jit"], "no jit compiler"),
-    "diverges": (["--lr", "1e4"], "at epoch 1"),
+    "diverges": (["--loss", "mse", "--lr", "1e100"], "at epoch 2"),
     "json folder missing": (["--json", "{d}/no/such/dir/out.json"], "does not exist"),
     "plot format": (["--plot", "{d}/out.xyz"], "cannot draw a plot"),
 }
