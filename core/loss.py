@@ -29,34 +29,36 @@ def _bce_of(xp: Any, y: Any, A: Any) -> Any:
     return -(y * xp.log(A) + (1 - y) * xp.log(1 - A))
 
 
-def _bce_guarded(xp: Any, y: Any, A: Any, z: Any, G: Any, differentiable: bool) -> Any:
+def _bce_guarded(xp: Any, y: Any, A: Any, z: Any, G: Any, tail: Any = None) -> Any:
     """The seed's terms (:func:`_bce_of`, bit for bit) wherever ``A = sigmoid(z)`` lies
     strictly between 0 and 1; where the sigmoid saturated (``A`` rounded to 0 or 1: log 0),
-    the term from the logit, ``G·z + exp(-|z|)`` with ``G = A - y`` (``bce-logits``' form, whose
-    ``log1p(exp(-|z|))`` is ``exp(-|z|)`` to rounding there), so unscaled data trains without
-    NaN. ``differentiable``: the saturated rows' ``A`` is replaced before the logs, so
-    autodiff meets no inf (where only the values are used, the seed's non-finite terms are
-    simply replaced: fewer passes on the training path)."""
-    # log1p(exp(-|z|)) is exp(-|z|) to rounding where the sigmoid saturated (exp(-|z|) < eps)
-    edge = G * z + xp.exp(-xp.abs(z))
-    if not differentiable:  # the seed's terms are finite exactly where A is inside (0, 1)
+    the term from the logit, ``G·z + exp(-|z|)`` with ``G = A - y`` (``bce-logits``' form,
+    whose ``log1p(exp(-|z|))`` is ``exp(-|z|)`` to rounding there), so unscaled data trains
+    without NaN. ``tail``: ``exp(-|z|)`` where the caller has it (training: from the
+    sigmoid's own ``exp(-z)``); then only values are needed and the seed's non-finite terms are
+    simply replaced. Without it, the saturated rows' ``A`` is replaced before the logs, so
+    autodiff meets no inf."""
+    if tail is not None:  # the seed's terms are finite exactly where A is inside (0, 1)
         seed = _bce_of(xp, y, A)
-        return xp.where(xp.isfinite(seed), seed, edge)
+        return xp.where(xp.isfinite(seed), seed, G * z + tail)
     saturated = (A == 0) | (A == 1)
     inside = xp.where(saturated, xp.full_like(A, 0.5), A)
+    edge = G * z + xp.exp(-xp.abs(z))
     return xp.where(saturated, edge, _bce_of(xp, y, inside))
 
 
 def _bce_terms(xp: Any, y: Any, z: Any) -> Any:
     A = sigmoid(xp, z)
-    return _bce_guarded(xp, y, A, z, A - y, differentiable=True)
+    return _bce_guarded(xp, y, A, z, A - y)
 
 
 def _bce_both(xp: Any, y: Any, z: Any) -> tuple[Any, Any]:
-    """The terms and the seed's ``dz = A - y`` from one ``A = sigmoid(z)``."""
-    A = sigmoid(xp, z)
+    """The terms and the seed's ``dz = A - y`` from one ``A = sigmoid(z)``, computed as the
+    seed does, ``1/(1 + exp(-z))``, keeping ``exp(-z)`` for the saturated rows' terms."""
+    e = xp.exp(-z)
+    A = 1 / (1 + e)
     G = A - y
-    return _bce_guarded(xp, y, A, z, G, differentiable=False), G
+    return _bce_guarded(xp, y, A, z, G, xp.minimum(e, 1 / e)), G
 
 
 def _bce_logits_terms(xp: Any, y: Any, z: Any) -> Any:
