@@ -275,8 +275,11 @@ def _agree_on_size(store: Any, env: LauncherEnv, deadline: float) -> None:
     prefix = f"xptrain/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/size/"
     store.set(f"{prefix}{env.rank}", str(env.size))
     store.set_timeout(_left(deadline))
-    # the master's first, in one round trip (get waits for it): it exits on a disagreement
-    _same_size(env, {0: int(store.get(f"{prefix}0"))})
+    # the master's first, in one round trip (get waits for it); said read, so the master (whose
+    # process holds the store) stays till every rank has read it
+    master = int(store.get(f"{prefix}0"))
+    store.set(f"{prefix}read/{env.rank}", "1")
+    _same_size(env, {0: master})
     keys = [f"{prefix}{rank}" for rank in range(env.size)]
     try:
         store.wait(keys, _left(deadline))
@@ -286,7 +289,20 @@ def _agree_on_size(store: Any, env: LauncherEnv, deadline: float) -> None:
             f"--distributed: rank {', '.join(missing)} of WORLD_SIZE {env.size} did not "
             f"come before the timeout"
         ) from None
-    _same_size(env, {rank: int(store.get(key)) for rank, key in enumerate(keys)})
+    sizes = {rank: int(store.get(key)) for rank, key in enumerate(keys)}
+    try:
+        _same_size(env, sizes)
+    except BackendUnavailable:
+        if env.rank == 0:  # the others read the master's size before its store goes
+            _wait_quietly(store, [f"{prefix}read/{rank}" for rank in sizes], deadline)
+        raise
+
+
+def _wait_quietly(store: Any, keys: list[str], deadline: float) -> None:
+    """Wait (at most 2 s, and not past ``deadline``) for ``keys``; no error if they never come."""
+    wait = min(2.0, max(0.1, deadline - time.monotonic()))
+    with contextlib.suppress(RuntimeError):
+        store.wait(keys, datetime.timedelta(seconds=wait))
 
 
 def _same_size(env: LauncherEnv, sizes: dict[int, int]) -> None:

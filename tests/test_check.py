@@ -214,7 +214,7 @@ def test_plugin_fails_a_wrong_library_naming_the_epoch(tmp_path):
     assert result.returncode == 1
     assert "1 failed, 2 passed" in result.stdout
     assert "mylib/default/float64/analytic/eager on seed: first bad epoch 0" in result.stdout
-    assert "culprit exp at loss.sigmoid:" in result.stdout  # the operation to blame, named
+    assert "culprit exp at loss." in result.stdout  # the operation to blame, named
 
 
 def test_plugin_reports_an_unknown_library_as_usage_error(tmp_path):

@@ -120,7 +120,7 @@ def test_cli_table_json_and_plot(tmp_path):
     lines = done.stdout.splitlines()
     assert lines[0].startswith("xptrain explain: perturbed_exp/default/float64/analytic/eager")
     assert lines[3].split()[:2] == ["op", "call"] and lines[4].split()[0] == "exp"
-    assert lines[-1].startswith("culprit: exp at loss.sigmoid")
+    assert lines[-1].startswith("culprit: exp at loss._bce_both:")
     record = json.loads(out.read_text())
     assert set(record) == JSON_KEYS and set(record["culprit"]) == CULPRIT_KEYS
     assert record["epoch"] == 0 and record["within_tolerance"] is False
