@@ -24,7 +24,7 @@ from typing import Any
 import array_api_compat.numpy as rxp
 import numpy as np
 
-from . import backends, op_errors
+from . import backends, op_errors, problems
 from .api import encoded, train_problem, training_rows
 from .backends import Backend
 from .backends.base import in_turn, python_fold
@@ -123,8 +123,6 @@ def explain(config: Config, epoch: int | None = None) -> Explanation:
         ref = reference_of(config.problem)
     except TrainingDiverged:  # the reference diverges too: the run's own divergence is explained
         ref = None
-    from . import problems
-
     options = problems.get(config.problem).options(
         dtype=config.dtype, jit=config.mode == "jit", grad=config.grad
     )
