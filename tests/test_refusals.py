@@ -167,6 +167,7 @@ def test_bench_out_lines_that_are_not_utf8_are_skipped_as_torn_lines_are(tmp_pat
     assert out.read_bytes() == written
 
 
+@pytest.mark.needs("matplotlib")  # with matplotlib absent, the refusal says to install it
 def test_a_bad_mplbackend_is_one_line_before_training(tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "bogus")
     out = tmp_path / "loss.png"
