@@ -372,13 +372,7 @@ class _Replay:
             f"{COMPILERS.get(name, 'the compiler fuses and reorders operations')}; precision "
             f"settings: {self.bk.precision(self.config.dtype)}"
         )
-        return {
-            "op": "compilation",
-            "site": f"{name} jit",
-            "max_ulp": apart / eps,
-            "expected_ulp": self.tau / eps,
-            "excess": apart / self.tau,
-        }
+        return _culprit("compilation", f"{name} jit", apart / eps, self.tau / eps, apart / self.tau)
 
 
 def _flat(to_host: Any, out: Any) -> np.ndarray:
@@ -419,13 +413,7 @@ def _op_culprit(rows: list[OpRow]) -> dict[str, Any] | None:
     worst = rows[0] if rows else None
     if worst is None or worst.excess is None or not worst.excess > 1 + SLACK:
         return None
-    return {
-        "op": worst.op,
-        "site": worst.site,
-        "max_ulp": worst.max_ulp,
-        "expected_ulp": worst.expected_ulp,
-        "excess": worst.excess,
-    }
+    return _culprit(worst.op, worst.site, worst.max_ulp, worst.expected_ulp, worst.excess)
 
 
 def _nonfinite_culprit(records: list[CallRecord]) -> dict[str, Any] | None:
@@ -433,10 +421,11 @@ def _nonfinite_culprit(records: list[CallRecord]) -> dict[str, Any] | None:
     first = next((r for r in records if r.nonfinite), None)
     if first is None:
         return None
-    return {
-        "op": first.op,
-        "site": first.site,
-        "max_ulp": math.inf,
-        "expected_ulp": first.expected,
-        "excess": math.inf,
-    }
+    return _culprit(first.op, first.site, math.inf, first.expected, math.inf)
+
+
+def _culprit(
+    op: str, site: str, max_ulp: float | None, expected: float | None, excess: float | None
+) -> dict[str, Any]:
+    """A culprit as ``--json`` and ``check`` give it."""
+    return {"op": op, "site": site, "max_ulp": max_ulp, "expected_ulp": expected, "excess": excess}

@@ -229,11 +229,7 @@ def test_ranks_that_disagree_on_world_size_stop_within_the_timeout():
     port = launch.free_port()
     began = time.monotonic()
     ranks = [_rank(0, 2, port), _rank(1, 3, port)]
-    try:
-        errs = [rank.communicate(timeout=HARD)[1] for rank in ranks]
-    finally:
-        for rank in ranks:
-            _kill(rank, signal.SIGKILL)
+    errs = _stderr_of(ranks)
     took = time.monotonic() - began
     for rank, err in zip(ranks, errs, strict=True):
         assert rank.returncode == 2, err
@@ -263,11 +259,7 @@ def test_what_torch_prints_in_c_plus_plus_goes_to_a_debug_log():
     torch's C++ logs its socket time-outs: in a debug log that the one-line error names."""
     port = launch.free_port()
     ranks = [_rank(0, 3, port), _rank(1, 2, port)]
-    try:
-        errs = [rank.communicate(timeout=HARD)[1] for rank in ranks]
-    finally:
-        for rank in ranks:
-            _kill(rank, signal.SIGKILL)
+    errs = _stderr_of(ranks)
     assert [rank.returncode for rank in ranks] == [2, 2], errs
     assert all(err.count("\n") == 1 for err in errs), errs
     named = re.search(r"\(torch's log: (\S+)\)$", errs[1].strip())
@@ -280,6 +272,15 @@ def test_what_torch_prints_in_c_plus_plus_goes_to_a_debug_log():
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _stderr_of(ranks: list[subprocess.Popen]) -> list[str]:
+    """Each rank's stderr once it has ended (within HARD seconds); every rank killed after."""
+    try:
+        return [rank.communicate(timeout=HARD)[1] for rank in ranks]
+    finally:
+        for rank in ranks:
+            _kill(rank, signal.SIGKILL)
 
 
 def _start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
