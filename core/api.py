@@ -246,8 +246,9 @@ def train_problem(
     ``start`` resumes from a checkpoint (of any backend): its parameters, optimizer state, epoch
     count and history. ``on_checkpoint`` receives a :class:`Checkpoint` every
     ``checkpoint_every`` epochs and at the end. ``data`` names the data for the record.
+    The default ``loss="auto"`` is settled here, from the targets.
     """
-    o = options
+    o = options.for_labels(problem.y)
     # the data's fingerprint reads all of X: only for checkpoints, which need it
     meta = run_meta(problem, bk, o) if start is not None or on_checkpoint is not None else {}
     rows, held_out, scaling = training_rows(problem, o)

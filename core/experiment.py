@@ -233,6 +233,7 @@ def run(
     agreement report. Each run's JSON is written as soon as it finishes; with ``resume``, runs
     whose JSON is already there are read back, not rerun."""
     problem = exp.problem()
+    exp = replace(exp, options=exp.options.for_labels(problem.y))  # loss "auto": from the labels
     rows = training_rows(problem, exp.options)[0]  # bad sizes refused before writing
     n, d = rows.X.shape
     o = exp.options

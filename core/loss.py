@@ -202,6 +202,28 @@ LOSSES: dict[str, Loss] = {
 }
 
 
+AUTO = "auto"  # the option's default: the loss the targets call for (see for_labels)
+
+
 def get(name: str) -> Loss:
     """The loss called ``name``."""
+    if name == AUTO:  # a caller skipped Options.for_labels: a bug, not a user's mistake
+        raise ValueError("loss 'auto' names no loss until the labels choose one (for_labels)")
     return LOSSES[name]
+
+
+def for_labels(y: np.ndarray) -> str:
+    """The loss ordinary targets ``y`` call for: ``bce`` for 0/1 labels (the seed's),
+    ``softmax-ce`` for one column of class labels 0..K-1 (K ≥ 3, every class present: a
+    regression's whole-number targets, such as counts or scikit-learn's diabetes, leave gaps),
+    and ``mse`` for any other numbers."""
+    y = np.asarray(y).reshape(len(y), -1)
+    if y.shape[1] != 1 or not y.size:
+        return "mse" if y.size else "bce"
+    if np.isin(y, (0, 1)).all():
+        return "bce"
+    if (y >= 0).all() and (y == np.round(y)).all():
+        classes = int(y.max()) + 1
+        if np.unique(y).size == classes:
+            return "softmax-ce"
+    return "mse"

@@ -22,7 +22,7 @@ import numpy as np
 from .backends import DTYPES
 from .errors import InvalidInput, OptionError, python_spelling
 from .files import parse_toml, tomllib
-from .loss import LOSSES
+from .loss import AUTO, LOSSES, for_labels
 from .models import ACTIVATIONS, BUILT_IN, DEFAULT_HIDDEN, describe, is_model
 from .optim import OPTIMIZERS
 
@@ -280,10 +280,11 @@ class Options:
         flag="--batch-size", parse=int, metavar="B", toml="train.batch_size", resume=True,
     )  # fmt: skip
     loss: str = option(
-        "bce", "bce (the seed's binary cross-entropy), bce-logits (the same from logits, "
-        "stable when probabilities saturate), softmax-ce (K classes, labels 0..K-1) or mse "
-        "(regression)", one_of(LOSSES),
-        flag="--loss", parse=str, choices=tuple(LOSSES), toml="train.loss", resume=True,
+        AUTO, "auto (from the labels: bce for 0/1, softmax-ce for classes 0..K-1, mse for "
+        "other numbers), bce (the seed's binary cross-entropy), bce-logits (the same from "
+        "logits, stable when probabilities saturate), softmax-ce (K classes, labels 0..K-1) or "
+        "mse (regression)", one_of((AUTO, *LOSSES)),
+        flag="--loss", parse=str, choices=(AUTO, *LOSSES), toml="train.loss", resume=True,
     )  # fmt: skip
     val_split: float | None = option(
         None, "hold out this fraction of the rows (drawn from the seed) and report their loss "
@@ -335,6 +336,11 @@ class Options:
         if {"hidden", "activation"} & set(changes):
             changes.setdefault("model", None)
         return replace(self, **changes)
+
+    def for_labels(self, y: np.ndarray) -> Options:
+        """These options with ``loss="auto"`` settled by the targets ``y``
+        (:func:`xptrain.loss.for_labels`); every run settles it before training."""
+        return self if self.loss != AUTO else replace(self, loss=for_labels(y))
 
     def to_json(self) -> dict[str, Any]:
         """Every option, JSON-ready (tuples as lists, the model as its spec)."""

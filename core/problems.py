@@ -6,6 +6,7 @@ references come from the plain float64 NumPy loop in :mod:`xptrain.reference`.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 
 from .data import Problem, load, standardize
 from .errors import InvalidInput
+from .loss import AUTO, for_labels
 from .models import describe
 from .options import Options
 from .reference import SEED_EPOCHS, SEED_LR
@@ -110,7 +112,7 @@ def _scaled_target(problem: Problem) -> Problem:
 def custom(
     model: Any,
     data: str,
-    loss: str = "bce",
+    loss: str | None = None,
     epochs: int = 20,
     lr: float = 1.0,
     seed: int = 1,
@@ -119,11 +121,13 @@ def custom(
 ) -> ReferenceProblem:
     """A user's model on ``data`` (a data spec; ``scaled``: standardised) as a problem
     ``check`` can run (registered under the name ``NAME on DATA``); its options are checked
-    here."""
+    here. Without ``loss``, the labels choose it (:func:`xptrain.loss.for_labels`)."""
     label = model.rpartition(":")[2] if isinstance(model, str) else describe(model)
+    make = functools.cache(lambda: standardize(load(data)) if scaled else load(data))
+    loss = for_labels(make().y) if loss in (None, AUTO) else loss
     problem = ReferenceProblem(
-        f"{label} on {data}", lambda: standardize(load(data)) if scaled else load(data), epochs,
-        lr, seed, loss=loss, model=model, model_args=tuple(model_args),
+        f"{label} on {data}", make, epochs, lr, seed, loss=loss,
+        model=model, model_args=tuple(model_args),
         version=next(_VERSIONS),
     )  # fmt: skip
     problem.options()  # a bad option is refused now, before anything runs

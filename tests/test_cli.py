@@ -22,7 +22,7 @@ def test_no_options_prints_the_seed_exactly():
     # one summary line on stderr, stdout left exactly the seed's
     summary = "xptrain train: 20 epochs in "
     assert run.stderr.startswith(summary)
-    assert run.stderr.endswith("last loss 0.203407; training accuracy 1.0000\n")
+    assert run.stderr.endswith("last bce loss 0.203407; training accuracy 1.0000\n")
     assert len(run.stderr.splitlines()) == 1
 
 
@@ -185,7 +185,7 @@ def _write_bad_files(d):
 BAD = {
     "1-D X": (["--data", "{d}/x1d.npz"], "2-D"),
     "N mismatch": (["--data", "{d}/mismatch.npz"], "rows but y has"),
-    "label 2": (["--data", "{d}/labels.npz"], "labels must be 0 or 1"),
+    "label 2": (["--data", "{d}/labels.npz", "--loss", "bce"], "labels must be 0 or 1"),
     "NaN": (["--data", "{d}/nan.npz"], "NaN or inf"),
     "inf": (["--data", "{d}/inf.npz"], "NaN or inf"),
     "empty": (["--data", "{d}/empty.npz"], "empty"),

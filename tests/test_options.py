@@ -14,7 +14,7 @@ import xptrain as xp_train
 from xptrain import experiment, options
 from xptrain.api import train_problem
 from xptrain.cli import build_parser
-from xptrain.data import load
+from xptrain.data import SEED_Y, load
 from xptrain.errors import OptionError
 from xptrain.options import Options
 
@@ -145,5 +145,6 @@ def test_the_json_record_holds_every_option(tmp_path):
     run = xptrain("train", "--epochs", "2", "--standardize", "--json", str(out), "--quiet")
     assert run.returncode == 0, run.stderr
     record = json.loads(out.read_text())
-    assert {k: record[k] for k in DECLARED} == Options(epochs=2, standardize=True).to_json()
+    settled = Options(epochs=2, standardize=True).for_labels(SEED_Y)  # 0/1 labels: bce
+    assert {k: record[k] for k in DECLARED} == settled.to_json() and settled.loss == "bce"
     assert record["data"] == "seed" and len(record["scaling"]["mean"][0]) == 3

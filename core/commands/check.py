@@ -55,7 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     own.add_argument(
         "--standardize", action="store_true", help="scale its features to mean 0, deviation 1"
     )
-    own.add_argument("--loss", help="bce (default), bce-logits, softmax-ce or mse")
+    own.add_argument(
+        "--loss",
+        help="bce, bce-logits, softmax-ce or mse (default: from the labels: bce for 0/1, "
+        "softmax-ce for classes 0..K-1, mse for other numbers)",
+    )
     own.add_argument("--epochs", type=int, help="epochs (default 20)")
     own.add_argument("--lr", type=float, help="learning rate (default 0.5)")
     parser.add_argument(
@@ -161,7 +165,7 @@ def _problem_names(args: argparse.Namespace) -> list[str] | None:
 def own_problem(args: argparse.Namespace) -> problems.ReferenceProblem:
     """The user's model (logistic without --model) on its data, as a problem of the check."""
     return problems.custom(
-        args.model or "logistic", args.data or "seed", args.loss or "bce",
+        args.model or "logistic", args.data or "seed", args.loss,
         20 if args.epochs is None else args.epochs, 0.5 if args.lr is None else args.lr,
         model_args=tuple(key_value(text) for text in args.model_arg), scaled=args.standardize,
     )  # fmt: skip

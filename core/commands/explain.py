@@ -41,7 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     own.add_argument("--data", metavar="SPEC", help="the data (default seed)")
     own.add_argument("--standardize", action="store_true", help="scale the features")
-    own.add_argument("--loss", help="bce (default), bce-logits, softmax-ce or mse")
+    own.add_argument(
+        "--loss",
+        help="bce, bce-logits, softmax-ce or mse (default: from the labels: bce for 0/1, "
+        "softmax-ce for classes 0..K-1, mse for other numbers)",
+    )
     own.add_argument("--epochs", type=int, help="epochs (default 20)")
     own.add_argument("--lr", type=float, help="learning rate (default 0.5)")
     parser.add_argument(

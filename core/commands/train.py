@@ -152,11 +152,12 @@ def _train_and_write(
 
 def _summary(result: TrainResult, first: int) -> str:
     """One line after training: the epochs this call ran and their time, the last epoch's loss
-    and training accuracy (a loss with classes), and the held-out accuracy (a regression's
-    loss) with --val-split (from the history: no pass over the data)."""
+    (named: by default the labels chose it) and training accuracy (a loss with classes), and
+    the held-out accuracy (a regression's loss) with --val-split (from the history: no pass
+    over the data)."""
     line = (
         f"xptrain train: {len(result.losses) - first} epochs in {result.seconds:.3g} s; "
-        f"last loss {result.losses[-1]:.6g}"
+        f"last {result.options.loss} loss {result.losses[-1]:.6g}"
     )
     if result.accuracy:
         line += f"; training accuracy {result.accuracy[-1]:.4f}"
