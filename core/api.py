@@ -45,7 +45,8 @@ class TrainResult:
     standardised with (None without ``standardize``): apply it to new rows before the model.
     ``seconds`` is the wall time of the epochs (compilation included, ending with a device
     sync); moving the data to the device is not in it. ``block`` is the rows per block of the
-    one-pass gradient the run took (None: full batch).
+    one-pass gradient the run took (None: full batch), ``path`` that path and why it was taken
+    (asked, a rule, or measured here: see :mod:`xptrain.path_choice`).
     """
 
     options: Options
@@ -59,6 +60,7 @@ class TrainResult:
     val_losses: list[float] = field(default_factory=list)  # per epoch, with val_split
     val_accuracy: list[float] = field(default_factory=list)
     block: int | None = None
+    path: str = ""
     replicas: dict[str, Any] | None = None  # a data-parallel run's engine, devices, processes
     scaling: Scaling | None = None
     data: str | None = None  # what the data was called (a file, a generator), where known
@@ -120,6 +122,7 @@ class TrainResult:
             **self.options.to_json(),
             "data": self.data,
             "block": self.block,
+            "path_chosen": self.path,
             **self._history(),
         }
         if self.replicas is not None:
@@ -156,15 +159,16 @@ def train(
     Glorot-uniform). ``options`` are :class:`~xptrain.options.Options`' keywords — ``dtype``,
     ``epochs``, ``lr``, ``seed``, ``jit``, ``grad``, ``optimizer``, ``model``, ``hidden``,
     ``activation``, ``batch_size``, ``loss``, ``val_split``, ``standardize``, ``exact``,
-    ``block_rows``, ``data_parallel``, ``distributed`` — each documented there and checked
+    ``path``, ``data_parallel``, ``distributed`` — each documented there and checked
     before any data is touched.
 
     ``val_split`` holds that fraction of the rows out (drawn from ``seed``) and records their
     loss and accuracy after every epoch's update (the training loss is the epoch's own, before
     it). ``on_epoch(epoch, metrics)`` is called after every epoch with ``{"loss": ...}`` (and
     ``val_loss``, ``val_accuracy``); this syncs the device each epoch. On the CPU, large
-    problems take the one-pass blocked gradient (X read once per epoch; the same numbers up to
-    rounding); ``exact`` keeps the seed's full-batch arithmetic.
+    problems take the faster of the full batch and the one-pass blocked gradient (X read once
+    per epoch; the same numbers up to rounding), measured once per machine and size (``path``
+    chooses; ``exact`` keeps the seed's full-batch arithmetic).
 
     ``data_parallel=N`` spreads the rows over N devices of this process (JAX: sharded, the
     gradient sums added by ``psum``); ``distributed`` spreads them over every process of the
@@ -285,6 +289,7 @@ def train_problem(
         val_losses=history.get("val_loss", []),
         val_accuracy=history.get("val_accuracy", []),
         block=run.block,
+        path=run.path.why if run.path else "",
         replicas=replicas.record() if replicas is not None else None,
         scaling=scaling,
         data=data,

@@ -127,6 +127,16 @@ def fraction(value: Any) -> float:
     return float(value)
 
 
+def gradient_path(value: Any) -> str:
+    """``auto``, ``full`` or ``block:ROWS`` (ROWS a whole number ≥ 1)."""
+    if value in ("auto", "full"):
+        return value
+    kind, _, rows = value.partition(":") if isinstance(value, str) else ("", "", "")
+    if kind != "block" or not rows.isdigit() or int(rows) < 1:
+        raise Invalid(f"must be auto, full or block:ROWS (ROWS a whole number ≥ 1), not {value!r}")
+    return f"block:{int(rows)}"
+
+
 def switch(value: Any) -> bool:
     """True or False (NumPy's booleans too)."""
     if not isinstance(value, (bool, np.bool_)):
@@ -301,9 +311,12 @@ class Options:
         "once per epoch in cache-sized blocks: the same numbers up to rounding)", switch,
         flag="--exact",
     )  # fmt: skip
-    block_rows: int | None = option(
-        None, "rows per block of the one-pass gradient (default: chosen from the problem and "
-        "the CPU's cache)", optional(whole(1)), flag="--block-rows", parse=int, metavar="R",
+    path: str = option(
+        "auto", "the gradient's path: full (the whole batch at once), block:ROWS (the "
+        "one-pass gradient, X read once per epoch ROWS rows at a time: the same numbers up to "
+        "rounding) or auto (on the CPU, the faster of them for a large problem, measured once "
+        "per machine and size and cached)", gradient_path,
+        flag="--path", parse=str, metavar="auto|full|block:ROWS", toml="train.path",
     )  # fmt: skip
     data_parallel: int | None = option(
         None, "spread the rows over N devices of this process (jax: sharded, gradients added "
@@ -336,6 +349,11 @@ class Options:
         if {"hidden", "activation"} & set(changes):
             changes.setdefault("model", None)
         return replace(self, **changes)
+
+    @property
+    def block(self) -> int | None:
+        """The rows per block ``path="block:ROWS"`` asks for (None for auto and full)."""
+        return int(self.path[6:]) if self.path.startswith("block:") else None
 
     def for_labels(self, y: np.ndarray) -> Options:
         """These options with ``loss="auto"`` settled by the targets ``y``
@@ -394,11 +412,11 @@ def _args_need_own_model(o: Options) -> None:
 
 
 def _block_needs_one_pass(o: Options) -> None:
-    if o.block_rows is not None and (o.exact or o.grad != "analytic"):
+    if o.block is not None and (o.exact or o.grad != "analytic"):
         raise OptionError(
             lambda s: (
-                f"{s('block_rows')} needs the one-pass analytic gradient: drop "
-                f"{s('exact', True)} and {s('grad', 'autodiff')}, or {s('block_rows')}"
+                f"{s('path', o.path)} needs the one-pass analytic gradient: drop "
+                f"{s('exact', True)} and {s('grad', 'autodiff')}, or {s('path', o.path)}"
             )
         )
 

@@ -15,9 +15,13 @@ import numpy as np
 from .backends import Backend
 from .data import Problem, batch_order
 from .errors import InvalidInput, OptionError
+from .grad import MIN_ROWS
 from .loop import History, Minibatches, Validation, fit
+from .models import describe
 from .options import Options
 from .parallel import Replicas, local_problem
+from .path_choice import PathChoice, candidates, measured, size_class
+from .runinfo import versions
 from .steps import (
     Carry,
     Step,
@@ -46,6 +50,7 @@ class Placed:
     validation: Validation | None = None
     fused: Callable[[int], Callable] | None = None
     lockstep: bool = False  # one process of a data-parallel group (see fit)
+    path: PathChoice | None = None  # the gradient's path and why (see choose_block)
 
     def fit(self, carry: Carry | None = None, **options: Any) -> tuple[Carry, History]:
         """:func:`xptrain.loop.fit` from ``carry`` (default: the starting one); ``options``
@@ -87,8 +92,15 @@ def place(
     spread_batches = replicas is not None and o.batch_size is not None
     X, y = (None, None) if spread_batches else (put(problem.X, True), put(problem.y, True))
     carry = _start_carry(bk, put, params, state, o.optimizer)
-    block = choose_block(bk, device, o, per_replica, d)
-    spec = StepSpec.of(o, block=block, total_rows=n if replicas else None, masked=masked)
+
+    def spec_of(block: int | None) -> StepSpec:
+        return StepSpec.of(o, block=block, total_rows=n if replicas else None, masked=masked)
+
+    path = choose_block(bk, device, o, per_replica, d)
+    if path.measurable and o.path == "auto" and replicas is None and o.batch_size is None:
+        path = _measured(bk, device, o, (per_replica, d), path.block, spec_of, (carry, X, y))
+    block = path.block
+    spec = spec_of(block)
     step = make_step(bk, spec, o.jit, replicas)
     batches = _minibatches(problem, bk, device, o, replicas)
     validation = _validation(bk, o, put, held_out)
@@ -99,7 +111,34 @@ def place(
     for array in (a for a in (X, y, *carry[0]) if a is not None):
         bk.sync(array)
     lockstep = replicas is not None
-    return Placed(bk, X, y, carry, step, block, batches, validation, fused, lockstep)
+    return Placed(bk, X, y, carry, step, block, batches, validation, fused, lockstep, path)
+
+
+def _measured(
+    bk: Backend,
+    device: str,
+    o: Options,
+    shape: tuple[int, int],
+    rule: int,
+    spec_of: Callable[[int | None], StepSpec],
+    inputs: tuple[Carry, Any, Any],
+) -> PathChoice:
+    """The fastest of the full batch and blocks around the ``rule``'s size, one epoch of the
+    run's own step on its own data each (the carry is not advanced), cached per machine."""
+    key = {
+        "backend": bk.name, "device": bk.device_name(device), "versions": versions(bk),
+        "size": size_class(*shape), "dtype": o.dtype, "grad": o.grad, "jit": o.jit,
+        "model": describe(model_of(o)), "loss": o.loss, "optimizer": o.optimizer,
+    }  # fmt: skip
+
+    def one_epoch(block: int | None) -> Callable[[], None]:
+        step = make_step(bk, spec_of(block), o.jit, None)
+        return lambda: bk.sync(step(*inputs)[0][0][0])
+
+    def runs() -> dict[int | None, Callable[[], None]]:
+        return {b: one_epoch(b) for b in candidates(rule, shape[0], MIN_ROWS)}
+
+    return measured(key, runs)
 
 
 def _start_carry(

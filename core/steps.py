@@ -32,6 +32,7 @@ from .models import Logistic, Params, resolve
 from .optim import OPTIMIZERS, Optimizer, State
 from .options import Options
 from .parallel import Replicas, reduced_loss_and_grads
+from .path_choice import PathChoice
 
 Carry = tuple[Params, State]  # (parameters, optimizer state)
 Step = Callable[[Carry, Any, Any], tuple[Carry, Any]]
@@ -259,25 +260,41 @@ def make_fused(
     return bk.jit(run)
 
 
-def choose_block(bk: Backend, device: str, options: Options, n: int, d: int) -> int | None:
-    """Rows per block of the one-pass gradient for ``n`` rows (per step) of ``d`` features, or
-    None for the full-batch path: with ``exact`` (the seed's arithmetic), autodiff, off the
-    CPU (GPU memory needs no cache blocking), on a chunked library (Dask: its graph already
-    reads a chunk at a time), under torch.compile, on JAX without jit, where one block would
-    hold every row, and for a model that does not declare ``rowwise = True`` (blocks assume each
-    row's outputs depend on that row alone). ``options.block_rows`` is used as given."""
+def choose_block(bk: Backend, device: str, options: Options, n: int, d: int) -> PathChoice:
+    """The gradient's path for ``n`` rows (per step) of ``d`` features, as far as rules decide
+    it: the path asked for (``options.path``); the full batch with ``exact`` (the seed's
+    arithmetic), autodiff, off the CPU (GPU memory needs no cache blocking), on a chunked
+    library (Dask: its graph already reads a chunk at a time), under torch.compile, on JAX
+    without jit, for a model that does not declare ``rowwise = True`` (blocks assume each row's
+    outputs depend on that row alone) and where one block would hold every row. Otherwise
+    the cache-sized block of :func:`~xptrain.grad.block_rows`, ``measurable``: with
+    ``path="auto"``, :mod:`xptrain.path_choice` times it against the full batch."""
     o = options
-    if o.block_rows is not None:
-        return o.block_rows if o.block_rows < n else None
-    if o.exact or o.grad != "analytic" or device != "cpu" or bk.caps.chunked:
-        return None
-    if not getattr(model_of(o), "rowwise", False):
-        return None
-    if o.jit != bk.caps.scan:
-        # JAX without jit would trace and compile its fori_loop anew every epoch (~0.25 s);
-        # a jit without a loop primitive (torch.compile) would unroll the loop over blocks
-        return None
+    if o.block is not None:
+        if o.block < n:
+            return PathChoice(o.block, f"blocks of {o.block} rows (asked)")
+        return PathChoice(None, f"full batch (the {o.block} rows asked hold every row)")
+    full = _full_batch_because(bk, device, o)
+    if full:
+        return PathChoice(None, f"full batch ({full})")
     # JAX's fold is a compiled loop (cheap iterations, L2-sized blocks); eager libraries pay
     # a call per operation per block, so their blocks are larger (see block_rows)
     rows = block_rows(n, d, itemsize(o.dtype), compiled=bk.caps.scan)
-    return rows if rows < n else None
+    if rows >= n:
+        return PathChoice(None, "full batch (one cache-sized block would hold every row)")
+    return PathChoice(rows, f"blocks of {rows} rows (sized to the cache)", measurable=True)
+
+
+def _full_batch_because(bk: Backend, device: str, o: Options) -> str:
+    """Why a run takes the full batch whatever its size ("" where blocks may serve)."""
+    reasons = (
+        (o.path == "full", "asked"),
+        (o.exact, "exact: the seed's arithmetic"),
+        (o.grad != "analytic", "autodiff differentiates the whole batch"),
+        (device != "cpu", "off the CPU: no cache to block for"),
+        (bk.caps.chunked, "a chunked library reads a chunk at a time already"),
+        (not getattr(model_of(o), "rowwise", False), "the model does not declare rowwise"),
+        (o.jit and not bk.caps.scan, "a compiler without a loop primitive unrolls blocks"),
+        (bk.caps.scan and not o.jit, "without jit the block loop compiles every epoch"),
+    )
+    return next((why for applies, why in reasons if applies), "")

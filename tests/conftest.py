@@ -29,7 +29,7 @@ import importlib.util
 import multiprocessing
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -212,6 +212,19 @@ class BackendCase:
         return xptrain.train(
             X, y, backend=self.name, device=self.device, jit=mode == "jit", **options
         )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Path decisions measured by the tests go to a folder of the session's, never the user's
+    cache (subprocesses inherit it)."""
+    before = os.environ.get("XPTRAIN_CACHE_DIR")
+    os.environ["XPTRAIN_CACHE_DIR"] = str(tmp_path_factory.mktemp("xptrain-cache"))
+    yield
+    if before is None:
+        os.environ.pop("XPTRAIN_CACHE_DIR")
+    else:
+        os.environ["XPTRAIN_CACHE_DIR"] = before
 
 
 @pytest.fixture(params=["float64", "float32"])

@@ -36,7 +36,7 @@ def _right(result: xptrain.TrainResult, problem, **options) -> list[float]:
     "problem, options",
     [
         (BINARY, {}),
-        (BINARY, {"block_rows": 64}),
+        (BINARY, {"path": "block:64"}),
         (CLASSES, {"loss": "softmax-ce", **MLP}),
     ],
     ids=["logistic", "row-blocks", "softmax-mlp"],
@@ -44,13 +44,13 @@ def _right(result: xptrain.TrainResult, problem, **options) -> list[float]:
 def test_training_accuracy_is_that_of_the_epochs_starting_parameters(
     backend, grad, mode, problem, options
 ):
-    if "block_rows" in options and (grad == "autodiff" or mode == "jit"):
+    if "path" in options and (grad == "autodiff" or mode == "jit"):
         pytest.skip("row blocks are the eager analytic engine's (JAX folds them the same way)")
     result = backend.train(
         problem.X, problem.y, epochs=EPOCHS, lr=LR, grad=grad, mode=mode, **options
     )
     assert len(result.accuracy) == len(result.losses) == EPOCHS
-    want = _right(result, problem, **{k: v for k, v in options.items() if k != "block_rows"})
+    want = _right(result, problem, **{k: v for k, v in options.items() if k != "path"})
     # float64: the same rows right as the host run's (a row exactly on a boundary is unlikely)
     assert result.accuracy[1:] == pytest.approx(want, abs=1e-12)
     assert 0 <= result.accuracy[0] <= 1

@@ -341,7 +341,7 @@ import multiprocessing, numpy as np, xptrain
 def run(_=0):
     rng = np.random.default_rng(3)
     X = rng.standard_normal((2000, 5))
-    return xptrain.train(X, (X[:, 0] > 0).astype(float), epochs=3, lr=0.5, block_rows=256).losses
+    return xptrain.train(X, (X[:, 0] > 0).astype(float), epochs=3, lr=0.5, path="block:256").losses
 
 if __name__ == "__main__":
     want = run()  # the parent's pool exists now

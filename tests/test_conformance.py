@@ -142,7 +142,7 @@ ONE_PASS = xptrain.data.load("linear:3000,8,4")  # 5 blocks of 512 rows and 440 
 def test_one_pass_and_exact_paths_within_the_model(backend, dtype, mode, path):
     """The one-pass blocked gradient (here 512 rows a block, on any device) and the seed's
     full-batch arithmetic both reproduce the float64 reference within the tolerance model."""
-    how = {"block_rows": 512} if path == "one-pass" else {"exact": True}
+    how = {"path": "block:512"} if path == "one-pass" else {"exact": True}
     result = backend.train(ONE_PASS.X, ONE_PASS.y, epochs=10, lr=0.5, dtype=dtype, mode=mode, **how)
     assert result.block == (512 if path == "one-pass" else None)
     ref = reference_run(ONE_PASS, epochs=10, lr=0.5)
@@ -151,30 +151,38 @@ def test_one_pass_and_exact_paths_within_the_model(backend, dtype, mode, path):
 
 
 def test_the_machine_chooses_one_pass_only_where_it_helps():
-    """On the CPU, large problems take the one-pass path; the seed, autodiff, --exact,
-    problems smaller than a block take the seed's."""
+    """On the CPU, large problems may take the one-pass path (measured against the full batch:
+    test_path_choice); the seed, autodiff, --exact, --path full and problems smaller than a
+    block take the seed's full batch, unmeasured."""
     from xptrain.steps import choose_block
+
+    def block(bk, device, options, n, d):
+        choice = choose_block(bk, device, options, n, d)
+        assert choice.measurable == (choice.block is not None and options.path == "auto")
+        return choice.block
 
     numpy = backends.get("numpy")
     big, seed = Options(dtype="float32"), Options()
-    assert choose_block(numpy, "cpu", big, 2**20, 64) is not None
-    assert choose_block(numpy, "cpu", seed, 4, 3) is None
+    assert block(numpy, "cpu", big, 2**20, 64) is not None
+    assert block(numpy, "cpu", seed, 4, 3) is None
     for options in (Options(exact=True), Options(grad="autodiff"), Options(jit=True)):
-        assert choose_block(numpy, "cpu", options, 2**20, 64) is None
+        assert block(numpy, "cpu", options, 2**20, 64) is None
+    assert block(numpy, "cpu", Options(path="full"), 2**20, 64) is None
+    assert block(numpy, "cpu", Options(path="block:512"), 2**20, 64) == 512
     if "jax" in backends.available():  # JAX's blocks run in its compiled loop: jit only
         jax = backends.get("jax")
-        assert choose_block(jax, "cpu", Options(dtype="float32", jit=True), 2**20, 64)
-        assert choose_block(jax, "cpu", Options(dtype="float32"), 2**20, 64) is None
-    assert choose_block(numpy, "cuda:0", big, 2**20, 64) is None
+        assert block(jax, "cpu", Options(dtype="float32", jit=True), 2**20, 64)
+        assert block(jax, "cpu", Options(dtype="float32"), 2**20, 64) is None
+    assert block(numpy, "cuda:0", big, 2**20, 64) is None
     assert xptrain.train(SEED_X, SEED_Y).block is None
 
 
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"block_rows": 0}, "whole number ≥ 1"),
-        ({"block_rows": 64, "exact": True}, "needs the one-pass"),
-        ({"block_rows": 64, "grad": "autodiff"}, "needs the one-pass"),
+        ({"path": "block:0"}, r"block:ROWS \(ROWS a whole number ≥ 1\)"),
+        ({"path": "block:64", "exact": True}, "needs the one-pass"),
+        ({"path": "block:64", "grad": "autodiff"}, "needs the one-pass"),
     ],
 )
 def test_bad_block_options(options, message):

@@ -383,7 +383,7 @@ def test_the_regression_example_agrees_across_backends(backend):
 def test_a_users_model_trains_full_batch_unless_asked():
     """The one-pass blocks assume each row's outputs depend on that row alone: the built-ins
     (rowwise = True) take them on a large problem, a user's model that does not declare it
-    trains full batch unless --block-rows asks."""
+    trains full batch unless --path block:ROWS asks."""
     from xptrain.grad import block_rows
 
     data = load("linear:40000,64")
@@ -393,6 +393,6 @@ def test_a_users_model_trains_full_batch_unless_asked():
     assert builtin.block == (rows if rows < 40000 else None)
     own = xptrain.train(data.X, data.y, model=GOOD, **common)
     assert own.block is None
-    asked = xptrain.train(data.X, data.y, model=GOOD, block_rows=4096, **common)
+    asked = xptrain.train(data.X, data.y, model=GOOD, path="block:4096", **common)
     assert asked.block == 4096
     np.testing.assert_allclose(asked.losses, own.losses, rtol=1e-12)

@@ -98,11 +98,13 @@ def test_errors_name_the_option_as_each_surface_spells_it(tmp_path, given, pytho
 
 
 def test_rules_between_options_are_spelled_too():
-    with pytest.raises(OptionError, match=r"drop exact=True and grad='autodiff', or block_rows"):
-        Options(exact=True, block_rows=8)
-    run = xptrain("train", "--exact", "--block-rows", "8")
+    with pytest.raises(
+        OptionError, match=r"drop exact=True and grad='autodiff', or path='block:8'"
+    ):
+        Options(exact=True, path="block:8")
+    run = xptrain("train", "--exact", "--path", "block:8")
     assert run.returncode == 2
-    assert "--block-rows needs the one-pass analytic gradient: drop --exact" in run.stderr
+    assert "--path block:8 needs the one-pass analytic gradient: drop --exact" in run.stderr
 
 
 # A checkpoint of BASE, resumed with each option that must match changed: every one refused,

@@ -208,7 +208,7 @@ out = []
 for dtype in ("float64", "float32"):
     for grad in ("analytic", "autodiff"):
         for model in ({}, {"hidden": (8,), "activation": "tanh", "loss": "bce-logits"}):
-            one_pass = [{"block_rows": 128}] if grad == "analytic" else []
+            one_pass = [{"path": "block:128"}] if grad == "analytic" else []
             extras = [{}, {"batch_size": 64}, *one_pass]
             for extra in extras:
                 r = xptrain.train(problem.X, problem.y, backend="jax", dtype=dtype, epochs=30,
@@ -236,7 +236,7 @@ def test_jax_over_two_devices_matches_one_device():
     for record in records:
         assert record["replicas"]["replicas"] == 2 and record["replicas"]["processes"] == 1
         options = {k: tuple(v) if k == "hidden" else v for k, v in record["options"].items()}
-        options.pop("block_rows", None)
+        options.pop("path", None)
         _agrees(record, _reference(record["dtype"], **options), record.get("batch_size"))
 
 
