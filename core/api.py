@@ -289,7 +289,7 @@ def train_problem(
         val_losses=history.get("val_loss", []),
         val_accuracy=history.get("val_accuracy", []),
         block=run.block,
-        path=run.path.why if run.path else "",
+        path=run.path.why,
         replicas=replicas.record() if replicas is not None else None,
         scaling=scaling,
         data=data,

@@ -50,7 +50,7 @@ class Placed:
     validation: Validation | None = None
     fused: Callable[[int], Callable] | None = None
     lockstep: bool = False  # one process of a data-parallel group (see fit)
-    path: PathChoice | None = None  # the gradient's path and why (see choose_block)
+    path: PathChoice = PathChoice(None, "")  # noqa: RUF009 (frozen: one shared default is safe)
 
     def fit(self, carry: Carry | None = None, **options: Any) -> tuple[Carry, History]:
         """:func:`xptrain.loop.fit` from ``carry`` (default: the starting one); ``options``
@@ -92,26 +92,41 @@ def place(
     spread_batches = replicas is not None and o.batch_size is not None
     X, y = (None, None) if spread_batches else (put(problem.X, True), put(problem.y, True))
     carry = _start_carry(bk, put, params, state, o.optimizer)
+    # transfers may be asynchronous (JAX): finish them here, before any timing
+    for array in (a for a in (X, y, *carry[0]) if a is not None):
+        bk.sync(array)
 
     def spec_of(block: int | None) -> StepSpec:
         return StepSpec.of(o, block=block, total_rows=n if replicas else None, masked=masked)
 
-    path = choose_block(bk, device, o, per_replica, d)
-    if path.measurable and o.path == "auto" and replicas is None and o.batch_size is None:
-        path = _measured(bk, device, o, (per_replica, d), path.block, spec_of, (carry, X, y))
-    block = path.block
-    spec = spec_of(block)
+    path = _path(bk, device, o, replicas, (per_replica, d), spec_of, (carry, X, y))
+    spec = spec_of(path.block)
     step = make_step(bk, spec, o.jit, replicas)
     batches = _minibatches(problem, bk, device, o, replicas)
     validation = _validation(bk, o, put, held_out)
     fused = None
     if o.jit and bk.caps.scan:
         fused = functools.partial(make_fused, bk, spec, replicas, held_out is not None)
-    # transfers may be asynchronous (JAX): finish them here
-    for array in (a for a in (X, y, *carry[0]) if a is not None):
-        bk.sync(array)
     lockstep = replicas is not None
-    return Placed(bk, X, y, carry, step, block, batches, validation, fused, lockstep, path)
+    return Placed(bk, X, y, carry, step, path.block, batches, validation, fused, lockstep, path)
+
+
+def _path(
+    bk: Backend,
+    device: str,
+    o: Options,
+    replicas: Replicas | None,
+    shape: tuple[int, int],
+    spec_of: Callable[[int | None], StepSpec],
+    inputs: tuple[Carry, Any, Any],
+) -> PathChoice:
+    """The path the rules choose, or, where they leave it to ``path="auto"``, the measured
+    one; never measured for replicas (one process of several would time alone) nor
+    minibatches (steps of other shapes)."""
+    path = choose_block(bk, device, o, *shape)
+    if path.measurable and o.path == "auto" and not (replicas or o.batch_size):
+        return _measured(bk, device, o, shape, path.block, spec_of, inputs)
+    return path
 
 
 def _measured(

@@ -16,6 +16,7 @@ from xptrain import path_choice
 from xptrain.path_choice import CACHE_FILE, candidates, fastest, measured
 
 SLOW = 0.02  # seconds: far above one call of the fast candidate, far below a test's patience
+BLOCKS_SLOWED = 0.2  # seconds added to a block epoch: far above a 40000×64 full batch's
 
 
 def _sleeper(seconds: float):
@@ -82,6 +83,10 @@ def test_a_run_records_the_path_it_took_and_why(monkeypatch, tmp_path):
     monkeypatch.setattr(path_choice, "fastest", _blocks_slowed(path_choice.fastest))
     result = xpt.train(X, y, dtype="float32", epochs=2)
     assert result.block is None and "full batch: the fastest measured now" in result.path
+    (key,) = (json.loads(k) for k in json.loads((tmp_path / CACHE_FILE).read_text()))
+    assert key["versions"] == result.versions and key["device"] == result.device_name
+    assert key["size"] == [65536, 64] and key["backend"] == "numpy"
+    assert {"dtype", "grad", "jit", "model", "loss", "optimizer"} <= set(key)
     asked = xpt.train(X, y, dtype="float32", epochs=2, path="block:4096")
     assert asked.block == 4096 and asked.path == "blocks of 4096 rows (asked)"
     exact = xpt.train(X, y, dtype="float32", epochs=2, exact=True)
@@ -91,7 +96,7 @@ def test_a_run_records_the_path_it_took_and_why(monkeypatch, tmp_path):
 def _blocks_slowed(real):
     def slowed(runs, epochs=path_choice.EPOCHS):
         def slow(run):
-            return lambda: (time.sleep(SLOW), run())
+            return lambda: (time.sleep(BLOCKS_SLOWED), run())
 
         return real({b: run if b is None else slow(run) for b, run in runs.items()}, epochs)
 
