@@ -428,27 +428,36 @@ def run(
     progress_bar: bool = True,
     on_row: Callable[[Row], None] | None = None,
     explain: bool = True,
+    jobs: int = 1,
 ) -> Report:
-    """Run every configuration (with a progress bar on stderr) and gather the report;
-    ``explain``: a failing row names its culprit (:func:`with_culprit`)."""
+    """Run every configuration (with a progress bar on stderr) and gather the report, its rows
+    in the planned order; ``explain``: a failing row names its culprit (:func:`with_culprit`);
+    ``jobs`` > 1: single-device CPU configurations run in that many worker processes
+    (:mod:`xptrain.check_jobs`), ``on_row`` called as each finishes."""
+    from .check_jobs import results  # it runs this module's configurations: imported here
+
     configs = list(configs)
     report = Report(skipped=list(skipped))
-    bar = progress(configs, "xptrain check", progress_bar)
-    for config in bar:
-        bar.set_postfix_str(config.label, refresh=False)
-        row, info = run_config(config)
-        if explain:
-            row = with_culprit(row)
-        report.rows.append(row)
-        if info:
-            report.versions.update(info["versions"])
-            where = f"{config.backend}/{config.device}"
-            report.precision.setdefault(where, {})[config.dtype] = info["precision"]
-        if on_row is not None:
-            on_row(row)
+    rows: dict[int, Row] = {}
+    with progress(None, "xptrain check", progress_bar, total=len(configs)) as bar:
+        for i, row, info in results(configs, jobs, explain):
+            rows[i] = row
+            _note(report, configs[i], info)
+            bar.update()
+            if on_row is not None:
+                on_row(row)
+    report.rows = [rows[i] for i in sorted(rows)]
     report.missing = missing_rows(configs, report.rows)
     report.gradients = _gradient_checks(configs)
     return report
+
+
+def _note(report: Report, config: Config, info: dict[str, Any]) -> None:
+    """A run's versions and precision settings into the report."""
+    if info:
+        report.versions.update(info["versions"])
+        where = f"{config.backend}/{config.device}"
+        report.precision.setdefault(where, {})[config.dtype] = info["precision"]
 
 
 def _gradient_checks(configs: list[Config]) -> list[GradCheck]:

@@ -9,11 +9,12 @@ import tempfile
 from pathlib import Path
 
 from .. import backends, check, check_table, problems
+from ..check_jobs import default_jobs
 from ..errors import InvalidInput
 from ..files import json_writer, write_all
 from ..options import key_value
 from ..plot import agreement_figure, figure_writer
-from .common import add_list, add_timeout, check_outputs, listed
+from .common import add_list, add_timeout, arg, check_outputs, listed
 
 DESCRIPTION = (
     "Run every reference problem on every backend × device × dtype × gradient engine × mode, "
@@ -88,7 +89,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--json", metavar="PATH", help="write the report as JSON")
     parser.add_argument("--plot", metavar="PATH", help="draw relative error per epoch")
+    parser.add_argument(
+        "--jobs", type=arg(_jobs), default=default_jobs(), metavar="N",
+        help="run single-device CPU configurations in N worker processes (default: the "
+        "cores here, at most 4: %(default)s; 1: one after another in this process)",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _jobs(text: str) -> int:
+    """``--jobs``: a whole number of worker processes ≥ 1."""
+    value = int(text) if text.strip().isdigit() else 0
+    if value < 1:
+        raise InvalidInput(f"must be a whole number ≥ 1, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,7 +143,10 @@ def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: 
         args.data_parallel,
         processes,
     )
-    report = check.run(configs, skipped, progress_bar=not args.quiet and main, explain=args.explain)
+    report = check.run(
+        configs, skipped, progress_bar=not args.quiet and main, explain=args.explain,
+        jobs=1 if processes is not None else args.jobs,  # a group's ranks step in lockstep
+    )  # fmt: skip
     if args.scale_out:
         with tempfile.TemporaryDirectory(prefix="xptrain-scale-out-") as directory:
             names = [backends.canonical_name(n) for n in backend_names or []]

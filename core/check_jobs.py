@@ -1,0 +1,116 @@
+"""A check's configurations run side by side in worker processes: independent runs on a
+machine's cores instead of one after another (each configuration still runs twice in one
+process, so repeatability is still tested where it can fail).
+
+What runs in a worker: single-device CPU configurations of the built-in problems, grouped by
+backend so a group shares its library's import and compiled operations. What
+stays in this process, one after another: GPU configurations (one device: workers would
+contend for its memory), data-parallel and process-group ones, and users' own models (an object
+or file registered here is not in a fresh process). Workers are spawned, never forked (JAX and
+torch may already run threads here).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import queue
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from . import problems
+from .check import Config, Row, error_row, run_config, with_culprit
+
+Done = tuple[int, Row, dict[str, Any]]  # (the configuration's index, its row, its info)
+
+
+def default_jobs() -> int:
+    """The cores this process may use, at most 4 (every worker holds its libraries)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+def results(configs: Sequence[Config], jobs: int, explain: bool) -> Iterator[Done]:
+    """Every configuration's row and info, as each finishes: the ones that must stay here
+    first, then the groups ``jobs`` workers run (``jobs`` 1: all here, in order)."""
+    spread = [i for i, c in enumerate(configs) if jobs > 1 and _may_spread(c)]
+    here = sorted(set(range(len(configs))) - set(spread))
+    for i in here:
+        yield (i, *_one(configs[i], explain))
+    if spread:
+        yield from _in_workers(configs, _groups(configs, spread), jobs, explain)
+
+
+def _may_spread(config: Config) -> bool:
+    single = config.data_parallel is None and config.processes is None
+    return single and config.device == "cpu" and problems.get(config.problem).model is None
+
+
+def _groups(configs: Sequence[Config], indices: list[int]) -> list[list[int]]:
+    """Indices by backend (a worker imports only its backends' libraries and compiles each
+    operation once), largest groups first (the longest tail last)."""
+    groups: dict[str, list[int]] = {}
+    for i in indices:
+        groups.setdefault(configs[i].backend, []).append(i)
+    return sorted(groups.values(), key=len, reverse=True)
+
+
+def _in_workers(
+    configs: Sequence[Config],
+    groups: list[list[int]],
+    jobs: int,
+    explain: bool,
+    work: Callable[[list[tuple[int, Config]], bool], None] | None = None,
+) -> Iterator[Done]:
+    """The groups in ``jobs`` spawned workers; each row comes back through a queue as soon as
+    it is done. A worker that dies fails the rows it had not sent (the check fails closed).
+    ``work``: what a worker runs (default :func:`run_group`)."""
+    context = multiprocessing.get_context("spawn")
+    done: Any = context.Queue()
+    workers = min(jobs, len(groups))
+    with concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_connect, initargs=(done,)
+    ) as pool:
+        job = work or run_group
+        futures = {pool.submit(job, [(i, configs[i]) for i in g], explain): g for g in groups}
+        pending = {i for group in groups for i in group}
+        while pending:
+            try:
+                i, row, info = done.get(timeout=0.5)
+            except queue.Empty:
+                yield from _lost(configs, futures, pending)
+                continue
+            pending.discard(i)
+            yield i, row, info
+
+
+def _lost(configs: Sequence[Config], futures: dict, pending: set[int]) -> Iterator[Done]:
+    """Error rows for the configurations of groups whose worker failed and never sent them."""
+    for future, group in futures.items():
+        if future.done() and future.exception() is not None:
+            for i in sorted(pending & set(group)):
+                pending.discard(i)
+                yield i, error_row(configs[i], None, future.exception()), {}
+
+
+_DONE: Any = None  # a worker's queue back to the check
+
+
+def _connect(done: Any) -> None:
+    global _DONE
+    _DONE = done
+
+
+def run_group(configs: list[tuple[int, Config]], explain: bool) -> None:
+    """A worker's job: its configurations one after another, each row sent back when done."""
+    for i, config in configs:
+        _DONE.put((i, *_one(config, explain)))
+
+
+def _one(config: Config, explain: bool) -> tuple[Row, dict[str, Any]]:
+    row, info = run_config(config)
+    return (with_culprit(row) if explain else row), info

@@ -1,0 +1,48 @@
+"""``check --jobs N``: single-device CPU configurations run in spawned worker processes, with
+the same rows, in the planned order, as one after another here; a worker that dies fails its
+rows instead of losing them or hanging the check."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import workers
+from helpers import xptrain
+
+from xptrain import check, check_jobs
+
+
+def _rows(report):
+    return [asdict(row) for row in report.rows]
+
+
+def test_rows_from_workers_are_the_rows_run_here():
+    configs, _ = check.plan(["seed"], ["numpy"])
+    here = check.run(configs, progress_bar=False, jobs=1)
+    spread = check.run(configs, progress_bar=False, jobs=2)
+    assert _rows(spread) == _rows(here) and here.passed
+    assert [row.config for row in spread.rows] == configs  # the planned order
+
+
+def test_only_single_device_cpu_built_in_problems_spread():
+    configs, _ = check.plan(["seed"], ["numpy"])
+    config = configs[0]
+    assert check_jobs._may_spread(config)
+    assert not check_jobs._may_spread(config.__class__(**{**asdict(config), "device": "cuda:0"}))
+    assert not check_jobs._may_spread(config.__class__(**{**asdict(config), "data_parallel": 2}))
+
+
+def test_a_worker_that_dies_fails_its_rows():
+    configs, _ = check.plan(["seed"], ["numpy"])
+    groups = [list(range(len(configs)))]
+    done = list(check_jobs._in_workers(configs, groups, 2, False, work=workers.dies))
+    assert sorted(i for i, _, _ in done) == list(range(len(configs)))
+    assert all(not row.passed and row.error for _, row, _ in done)
+
+
+def test_the_cli_takes_jobs(tmp_path):
+    run = xptrain("check", "--problems", "seed", "--backends", "numpy", "--jobs", "2", "--quiet")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1].startswith("PASS: all 2 configurations")
+    bad = xptrain("check", "--jobs", "0")
+    assert bad.returncode == 2 and "--jobs: must be a whole number ≥ 1" in bad.stderr
