@@ -147,7 +147,10 @@ def _measured(
     }  # fmt: skip
 
     def one_epoch(block: int | None) -> Callable[[], None]:
-        step = make_step(bk, spec_of(block), o.jit, None)
+        if o.jit and bk.caps.scan:  # the run will be a compiled scan over epochs: time that
+            step = make_fused(bk, spec_of(block), None, False, 1)
+        else:
+            step = make_step(bk, spec_of(block), o.jit, None)
         return lambda: bk.sync(step(*inputs)[0][0][0])
 
     def runs() -> dict[int | None, Callable[[], None]]:
