@@ -86,6 +86,7 @@ class Row:
     processes: int | None = None
     # a failing row's culprit (``xptrain explain``'s): op, site, max_ulp, expected_ulp, excess
     culprit: dict[str, Any] | None = None
+    path: str = ""  # the gradient's path the run took and why (TrainResult.path)
 
     @property
     def config(self) -> Config:
@@ -387,6 +388,7 @@ def compared_row(
         rel_err=agreement.rel_err,
         loss_tol=agreement.loss_tol,
         param_tol=agreement.param_tol,
+        path=result.path,
     )
 
 

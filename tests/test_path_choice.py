@@ -112,3 +112,11 @@ def test_the_cli_takes_path_and_records_the_choice(tmp_path):
     assert record["path_chosen"] == "blocks of 2 rows (asked)"
     bad = xptrain("train", "--path", "blocks")
     assert bad.returncode == 2 and "must be auto, full or block:ROWS" in bad.stderr
+
+
+def test_check_rows_record_the_path():
+    from xptrain import check
+
+    configs, _ = check.plan(["seed"], ["numpy"], dtypes=["float64"])
+    (row,) = check.run(configs, progress_bar=False, explain=False).rows
+    assert row.path == "full batch (one cache-sized block would hold every row)"
