@@ -52,7 +52,7 @@ CHOSEN = {"digits10": "softmax-ce", "blobs:600,5,4": "softmax-ce", "diabetes": "
 @pytest.mark.parametrize("spec", SPECS)
 def test_every_packaged_set_trains_with_default_options(spec, backend, dtype):
     problem = load(spec)
-    result = backend.train(problem.X, problem.y, dtype=dtype, epochs=20)
+    result = backend.train(problem.X, problem.y, dtype=dtype, epochs=5)
     assert result.options.loss == CHOSEN.get(spec, "bce")
     assert np.isfinite(result.losses).all() and all(np.isfinite(p).all() for p in result.params)
 
