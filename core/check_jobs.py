@@ -36,13 +36,16 @@ def default_jobs() -> int:
 
 def results(configs: Sequence[Config], jobs: int, explain: bool) -> Iterator[Done]:
     """Every configuration's row and info, as each finishes: the ones that must stay here
-    first, then the groups ``jobs`` workers run (``jobs`` 1: all here, in order)."""
+    first, then the groups ``jobs`` workers run (``jobs`` 1, or a single group: all here,
+    in order)."""
     spread = [i for i, c in enumerate(configs) if jobs > 1 and _may_spread(c)]
-    here = sorted(set(range(len(configs))) - set(spread))
-    for i in here:
+    groups = _groups(configs, spread)
+    if len(groups) < 2:  # one group gains nothing from a worker but its start-up
+        spread, groups = [], []
+    for i in sorted(set(range(len(configs))) - set(spread)):
         yield (i, *_one(configs[i], explain))
-    if spread:
-        yield from _in_workers(configs, _groups(configs, spread), jobs, explain)
+    if groups:
+        yield from _in_workers(configs, groups, jobs, explain)
 
 
 def _may_spread(config: Config) -> bool:
