@@ -150,7 +150,12 @@ def train(
     run exactly.
 
     ``X`` (N×D) and ``y`` (N or N×1, 0/1) may be NumPy arrays or arrays of any backend; they
-    are validated on the host and moved to ``device`` as ``dtype``. Without ``W`` the seed's
+    are validated on the host and moved to ``device`` as ``dtype``. The caller's X is read,
+    never written: it is checked where it lies, a chunk at a time, and copied at most once, in
+    ``dtype`` onto the device — not at all when it is a C-contiguous NumPy array of ``dtype``
+    and the backend computes on it as it is (NumPy; torch on the CPU), so do not write to it
+    while the call runs. ``val_split`` and ``standardize`` write their rows once, in
+    ``dtype``, instead of that copy. Without ``W`` the seed's
     rule draws it from ``seed``; ``b`` defaults to 0 (an MLP's layers are drawn from ``seed``,
     Glorot-uniform). ``options`` are :class:`~xptrain.options.Options`' keywords — ``dtype``,
     ``epochs``, ``lr``, ``seed``, ``jit``, ``grad``, ``optimizer``, ``model``, ``hidden``,
