@@ -94,10 +94,9 @@ def rows_of(
     weights: bool = True,
 ) -> Problem:
     """``problem`` restricted to ``rows`` (a boolean mask; None: all), its features scaled with
-    ``scaling``
-    (see :func:`standardize`), X in ``dtype`` (default: X's own; float64 when scaled): X
-    copied once, a chunk at a time, and not at all when nothing is asked. ``weights``: keep
-    the problem's W and b."""
+    ``scaling`` (see :func:`standardize`), X in ``dtype`` (default: X's own; float64 when
+    scaled): X copied once, a chunk at a time, and not at all when nothing is asked.
+    ``weights``: keep the problem's W and b."""
     W, b = (problem.W, problem.b) if weights else (None, None)
     y = problem.y if rows is None else problem.y[rows]
     if rows is None and scaling is None and dtype in (None, problem.X.dtype):
@@ -300,10 +299,10 @@ Scaling = tuple[np.ndarray, np.ndarray]  # (mean, scale) per feature, each 1×D
 
 def feature_scaling(problem: Problem, rows: np.ndarray | None = None) -> Scaling:
     """Each feature's mean and standard deviation over ``problem``'s rows (or those the mask
-    ``rows`` selects),
-    computed in float64 (a constant feature's deviation taken as 1, so it scales to 0). X is
-    read a chunk at a time, never copied whole; the sums run row after row as NumPy's
-    ``X.mean(axis=0)`` and ``X.std(axis=0)`` on a float64 X run them, to the same bits."""
+    ``rows`` selects), computed in float64 (a constant feature's deviation taken as 1, so it
+    scales to 0). X is read a chunk at a time, never copied whole; the sums run row after row
+    as NumPy's ``X.mean(axis=0)`` and ``X.std(axis=0)`` on a float64 X run them, to the same
+    bits."""
     X = problem.X
     n = X.shape[0] if rows is None else int(np.count_nonzero(rows))
     mean = _column_sum(X, rows, lambda part: part) / n
@@ -314,12 +313,11 @@ def feature_scaling(problem: Problem, rows: np.ndarray | None = None) -> Scaling
 
 def _column_sum(X: np.ndarray, rows: np.ndarray | None, term: Callable) -> np.ndarray:
     """``sum(term(row))`` over X's rows (or those the mask ``rows`` selects), in float64, a
-    chunk at a time;
-    ``term`` may write to the float64 chunk it gets. Each chunk's sum starts from the total
-    so far (added to its first row), so the sum runs row after row as a one-pass reduction
-    over the whole of a C-ordered X does, whatever X's own layout (the chunks are C-ordered).
-    One feature is summed whole: NumPy sums a single column pairwise, not row after row (the
-    chunk is then that column in float64)."""
+    chunk at a time; ``term`` may write to the float64 chunk it gets. Each chunk's sum starts
+    from the total so far (added to its first row), so the sum runs row after row as a
+    one-pass reduction over the whole of a C-ordered X does, whatever X's own layout (the
+    chunks are C-ordered). One feature is summed whole: NumPy sums a single column pairwise,
+    not row after row (the chunk is then that column in float64)."""
     step = len(X) if X[:1].size == 1 else _chunk_rows(X, CHUNK_BYTES, itemsize=8)
     total = None
     for part in _parts(X, rows, step):
