@@ -99,10 +99,19 @@ def rows_of(
     ``weights``: keep the problem's W and b."""
     W, b = (problem.W, problem.b) if weights else (None, None)
     y = problem.y if rows is None else problem.y[rows]
+    if not isinstance(problem.X, np.ndarray):  # a lazy X (Dask) stays lazy: no copy here
+        return Problem(_lazy_rows(problem.X, rows, scaling), y, W, b)
     if rows is None and scaling is None and dtype in (None, problem.X.dtype):
         return Problem(problem.X, y, W, b)
     target = dtype or (np.float64 if scaling is not None else problem.X.dtype)
     return Problem(copy_rows(problem.X, rows, scaling, target), y, W, b)
+
+
+def _lazy_rows(X: Any, rows: np.ndarray | None, scaling: Scaling | None) -> Any:
+    """:func:`rows_of`'s X for a lazy array (Dask): whole-array expressions its library
+    evaluates a chunk at a time, when the run reads them."""
+    X = X if rows is None else X[rows]
+    return X if scaling is None else (X - scaling[0]) / scaling[1]
 
 
 _VAL_STREAM = 1  # the validation rows' random stream, apart from batch_order's
@@ -304,6 +313,10 @@ def feature_scaling(problem: Problem, rows: np.ndarray | None = None) -> Scaling
     as NumPy's ``X.mean(axis=0)`` and ``X.std(axis=0)`` on a float64 X run them, to the same
     bits."""
     X = problem.X
+    if not isinstance(X, np.ndarray):  # a lazy X (Dask): its library's own reductions
+        part = X if rows is None else X[rows]
+        mean, std = part.mean(axis=0), part.std(axis=0)
+        return mean.reshape(1, -1), np.where(std > 0, std, 1.0).reshape(1, -1)
     n = X.shape[0] if rows is None else int(np.count_nonzero(rows))
     mean = _column_sum(X, rows, lambda part: part) / n
     var = _column_sum(X, rows, lambda part: np.square(np.subtract(part, mean, out=part), out=part))

@@ -70,8 +70,9 @@ def contiguous(a: np.ndarray, dtype: str) -> np.ndarray:
     torch on the CPU, then copies nothing; the others make their one copy), else one
     C-contiguous copy in ``dtype``, which the backend then takes as it is (a strided or
     Fortran-ordered X would otherwise cost a copy in its own dtype and another in ``dtype``,
-    or, in torch, a refusal of negative strides)."""
-    if a.flags.c_contiguous:
+    or, in torch, a refusal of negative strides). Anything but a NumPy array (a lazy Dask X)
+    is left to the backend."""
+    if not isinstance(a, np.ndarray) or a.flags.c_contiguous:
         return a
     return np.ascontiguousarray(a, dtype=np.dtype(dtype))
 
