@@ -184,3 +184,18 @@ def test_jax_puts_x_on_the_cpu_with_one_copy():
     on_device = _placed_x("jax", unaligned)
     assert on_device.unsafe_buffer_pointer() % 64 == 0
     assert np.array_equal(np.asarray(on_device), unaligned)
+
+
+@pytest.mark.backends("dask")
+def test_a_lazy_x_stays_lazy_through_a_split_and_scaling():
+    """A Dask X (data larger than memory) is not copied into memory by val_split or
+    standardize: its library evaluates them a chunk at a time when the run reads them."""
+    from xptrain.api import training_rows
+    from xptrain.backends import dask_data
+
+    X, y = dask_data.lazy_linear(1000, 4)
+    rows, held_out, _ = training_rows(
+        Problem(X, y), Options(val_split=0.2, standardize=True, epochs=1)
+    )
+    assert not isinstance(rows.X, np.ndarray) and not isinstance(held_out.X, np.ndarray)
+    assert rows.X.shape == (800, 4) and held_out.X.shape == (200, 4)
