@@ -9,7 +9,9 @@ For each backend (numpy, torch, JAX, on the CPU) one untimed call first (imports
 thread pools), then ``--repeat`` timed calls of one epoch on the caller's float32 X, each
 ``train(X, y, backend=..., dtype="float32", epochs=1)``: the call's wall time, the epoch's
 (``result.seconds``) and the difference, the time outside the epochs (validation, placement,
-bringing the parameters back). One copy of X is ``np.copyto`` into a buffer already touched.
+bringing the parameters back). One copy of X is ``np.copyto`` into a buffer already touched,
+timed just before each call; the time outside the epochs is given in copies of X as the
+median of the calls' ratios (the machine's load moves both alike).
 Memory: the resident set's high-water mark during the call above the resident set before it
 (the caller's X already in it), and, for NumPy, the peak of tracemalloc (every NumPy
 allocation, deterministic). Machine-dependent: compare the ratios, and name the machine.
@@ -49,16 +51,17 @@ def caller_data(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def copy_seconds(X: np.ndarray, repeat: int) -> float:
-    """The median time of one copy of X into a buffer already in memory."""
+def copier(X: np.ndarray) -> Callable[[], float]:
+    """``copy()``: the seconds one copy of X into a buffer already in memory takes now."""
     out = np.empty_like(X)
     np.copyto(out, X)  # first touch of the buffer, untimed
-    times = []
-    for _ in range(repeat):
+
+    def copy() -> float:
         start = time.perf_counter()
         np.copyto(out, X)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return time.perf_counter() - start
+
+    return copy
 
 
 def _rss(field: str) -> int:
@@ -93,9 +96,13 @@ def traced_peak(run: Callable[[], Any]) -> int:
         tracemalloc.stop()
 
 
-def one_backend(name: str, X: np.ndarray, y: np.ndarray, repeat: int) -> dict[str, Any]:
-    """Median call and epoch seconds of ``repeat`` one-epoch calls on ``name``, and the peak
-    memory of a call above the caller's data (RSS; tracemalloc too for NumPy)."""
+def one_backend(
+    name: str, X: np.ndarray, y: np.ndarray, repeat: int, copy: Callable[[], float]
+) -> dict[str, Any]:
+    """Median call and epoch seconds of ``repeat`` one-epoch calls on ``name``, each call's
+    time outside the epochs over a copy of X timed just before it (the median ratio: the
+    machine is shared, and its load moves both alike), and the peak memory of a call above
+    the caller's data (RSS; tracemalloc too for NumPy)."""
 
     def call() -> Any:
         return xptrain.train(X, y, backend=name, dtype="float32", epochs=1)
@@ -104,16 +111,20 @@ def one_backend(name: str, X: np.ndarray, y: np.ndarray, repeat: int) -> dict[st
     start = time.perf_counter()
     first_peak = peak_rss_above(call)
     first_s = time.perf_counter() - start
-    calls, epochs = [], []
+    calls, epochs, copies = [], [], []
     for _ in range(repeat):
+        copies.append(copy())
         start = time.perf_counter()
         result = call()
         calls.append(time.perf_counter() - start)
         epochs.append(result.seconds)
+    outside = [c - e for c, e in zip(calls, epochs, strict=True)]
     row: dict[str, Any] = {
         "call_s": statistics.median(calls),
         "epoch_s": statistics.median(epochs),
-        "outside_s": statistics.median(c - e for c, e in zip(calls, epochs, strict=True)),
+        "outside_s": statistics.median(outside),
+        "copy_s": statistics.median(copies),
+        "outside_copies": statistics.median(o / c for o, c in zip(outside, copies, strict=True)),
         "peak_rss_bytes": min((peak_rss_above(call) for _ in range(2)), key=lambda b: b or 0),
         "first_call_s": first_s,
         "first_peak_rss_bytes": first_peak,
@@ -127,28 +138,30 @@ def measure(n: int, d: int, repeat: int, names: list[str] | None = None) -> dict
     """Every available backend's row (see :func:`one_backend`) beside one copy of X."""
     X, y = caller_data(n, d)
     names = [b for b in (names or BACKENDS) if b in backends.available()]
+    copy = copier(X)
+    rows = {name: one_backend(name, X, y, repeat, copy) for name in names}
     return {
         "n": n,
         "d": d,
         "x_bytes": X.nbytes,
-        "copy_s": copy_seconds(X, repeat),
+        "copy_s": statistics.median(row["copy_s"] for row in rows.values()),
         "machine": cpu_name(),
-        "backends": {name: one_backend(name, X, y, repeat) for name in names},
+        "backends": rows,
     }
 
 
 def report(cost: dict[str, Any]) -> list[str]:
     """The table (ms, and the ratios the targets are in) and each target MET or MISS."""
-    x, copy_s = cost["x_bytes"], cost["copy_s"]
+    x = cost["x_bytes"]
     lines = [
         f"whole call: N={cost['n']} D={cost['d']} float32, X = {x / 2**20:.0f} MiB, one epoch; "
-        f"one copy of X {copy_s * 1e3:.1f} ms ({cost['machine']})",
+        f"one copy of X {cost['copy_s'] * 1e3:.1f} ms ({cost['machine']})",
         f"{'backend':8} {'call ms':>8} {'epoch ms':>8} {'outside ms':>10} {'x copy':>7} "
         f"{'peak RSS/X':>10} {'traced/X':>8} {'first call ms':>13} {'its peak/X':>10}",
     ]
     targets = []
     for name, row in cost["backends"].items():
-        copies = row["outside_s"] / copy_s
+        copies = row["outside_copies"]
         rss = row["peak_rss_bytes"]
         traced = row.get("traced_peak_bytes")
         lines.append(
