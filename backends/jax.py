@@ -73,7 +73,10 @@ class JaxBackend(Backend):
         if isinstance(a, np.ndarray) and a.dtype == np.dtype(dtype):
             if device.platform == "cpu" and a.ctypes.data % _ALIGN:
                 a = _aligned_copy(a)
-            return jax.device_put(a, device)
+            x = jax.device_put(a, device)
+            if x.dtype != a.dtype:  # float64 without x64: refused, as Backend.asarray does
+                raise BackendUnavailable(f"{self.name} made {x.dtype} when {dtype} was asked for")
+            return x
         with jax.default_device(device):
             return super().asarray(a, dtype, None)
 

@@ -199,3 +199,13 @@ def test_a_lazy_x_stays_lazy_through_a_split_and_scaling():
     )
     assert not isinstance(rows.X, np.ndarray) and not isinstance(held_out.X, np.ndarray)
     assert rows.X.shape == (800, 4) and held_out.X.shape == (200, 4)
+
+
+@pytest.mark.backends("jax")
+def test_jax_still_refuses_float64_outside_its_x64_scope():
+    """The one-copy path keeps Backend.asarray's refusal of a silent change of dtype."""
+    from xptrain.errors import BackendUnavailable
+
+    bk = backend_named("jax")
+    with pytest.raises(BackendUnavailable, match="made float32 when float64 was asked for"):
+        bk.asarray(np.ones((3, 2)), "float64", bk.native_device("cpu"))
