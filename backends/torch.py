@@ -67,6 +67,14 @@ class TorchBackend(Backend):
             "torch_inter_op": torch.get_num_interop_threads(),
         }
 
+    def asarray(self, a: np.ndarray, dtype: str, device: Any) -> Any:
+        # On the CPU torch uses a C-contiguous NumPy array of the dtype as it is (no copy);
+        # any other is cast by NumPy first, the one copy: torch's own cast of a NumPy array
+        # ran about 10 times slower (6 ms for 2**18 float64 labels, measured).
+        if device.type == "cpu" and isinstance(a, np.ndarray):
+            a = np.ascontiguousarray(a, dtype=np.dtype(dtype))
+        return super().asarray(a, dtype, device)
+
     def to_numpy(self, x: Any) -> np.ndarray:
         return x.detach().cpu().numpy()
 

@@ -2,6 +2,7 @@
 
     python bench/targets.py                 # N = 2**20, D = 64, float32 (X = 256 MiB); ~2 min
     python bench/targets.py --n 65536 --json targets.json
+    python bench/targets.py --no-call       # without the whole-call section (bench/call_cost.py)
 
 Large problem (float32, N×D): the seed's naive epoch written in each framework (NumPy, torch
 eager, JAX eager), xptrain's default path on each backend (one-pass blocked gradient on the CPU;
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import call_cost  # bench/call_cost.py, beside this script
 import numpy as np
 
 import xptrain
@@ -279,11 +281,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--plot", metavar="PATH", help="bars per backend against the bounds")
+    parser.add_argument("--no-call", action="store_true", help="skip the whole-call section")
     args = parser.parse_args()
     names = [n for n in ("numpy", "torch", "jax") if n in backends.available()]
     big = large(args.n, args.d, args.epochs, args.repeat, names)
     tiny = small(2000, args.repeat, [n for n in names if n != "torch"])
     lines = report(big, tiny, args.n, args.d)
+    # the whole train() call beside its epochs (issue 18), on the same data size
+    call = None if args.no_call else call_cost.measure(args.n, args.d, args.repeat, names)
+    lines += call_cost.report(call) if call else []
     print("\n".join(lines))
     if args.json:
         info = {
@@ -291,6 +297,7 @@ def main() -> None:
             "small": tiny,
             "report": lines,
             "versions": versions(backends.get("numpy")),
+            "call": call,
         }
         info["threads"] = backends.get("numpy").threads()
         Path(args.json).write_text(json.dumps(info, indent=1))

@@ -19,8 +19,7 @@ import numpy as np
 from .backends import Backend, to_numpy
 from .backends import get as backend_named
 from .checkpoint import Checkpoint, check_compatible, fingerprint
-from .data import Problem, Scaling, feature_scaling, make_problem, split
-from .data import standardize as scale_features
+from .data import Problem, Scaling, feature_scaling, held_out_rows, make_problem, rows_of
 from .errors import InvalidInput, LibraryError, TrainingDiverged, XptrainError
 from .fitted import FittedModel
 from .loop import EpochCallback, History, metric_names
@@ -154,7 +153,12 @@ def train(
     run exactly.
 
     ``X`` (N×D) and ``y`` (N or N×1, 0/1) may be NumPy arrays or arrays of any backend; they
-    are validated on the host and moved to ``device`` as ``dtype``. Without ``W`` the seed's
+    are validated on the host and moved to ``device`` as ``dtype``. The caller's X is read,
+    never written: it is checked where it lies, a chunk at a time, and copied at most once, in
+    ``dtype`` onto the device — not at all when it is a C-contiguous NumPy array of ``dtype``
+    and the backend computes on it as it is (NumPy; torch on the CPU), so do not write to it
+    while the call runs. ``val_split`` and ``standardize`` write their rows once, in
+    ``dtype``, instead of that copy. Without ``W`` the seed's
     rule draws it from ``seed``; ``b`` defaults to 0 (an MLP's layers are drawn from ``seed``,
     Glorot-uniform). ``options`` are :class:`~xptrain.options.Options`' keywords — ``dtype``,
     ``epochs``, ``lr``, ``seed``, ``jit``, ``grad``, ``optimizer``, ``model``, ``hidden``,
@@ -213,14 +217,19 @@ def training_rows(
 ) -> tuple[Problem, Problem | None, Scaling | None]:
     """The rows a run trains on, its held-out rows (None without ``val_split``) and, with
     ``standardize``, the training rows' feature scaling (applied to both); a batch larger than
-    the training rows is refused."""
+    the training rows is refused. X is copied at most once, in the run's dtype, and only when
+    rows are held out or scaled: the parts are written straight from the caller's X."""
     o, held_out, scaling = options, None, None
+    train = held = None  # boolean masks of the rows; None: every row
     if o.val_split is not None:
-        problem, held_out = split(problem, o.val_split, o.seed)
+        held = held_out_rows(len(problem.y), o.val_split, o.seed)
+        train = ~held
     if o.standardize:
-        scaling = feature_scaling(problem)
-        held_out = scale_features(held_out, scaling) if held_out is not None else None
-        problem = scale_features(problem, scaling)
+        scaling = feature_scaling(problem, train)
+    if held is not None:
+        held_out = rows_of(problem, held, scaling, o.dtype, weights=False)
+    if train is not None or scaling is not None:
+        problem = rows_of(problem, train, scaling, o.dtype)
     if o.batch_size is not None and o.batch_size > len(problem.y):
         raise InvalidInput(
             f"the batch size {o.batch_size} is larger than the {len(problem.y)} training "

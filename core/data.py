@@ -3,8 +3,10 @@ validation every run goes through before anything is moved to a device."""
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,12 @@ from .files import load_npz
 
 @dataclass(frozen=True)
 class Problem:
-    """A validated problem on the host, in float64 (X memory-mapped in its file's dtype when it
-    comes from a folder of .npy files): classification (binary or multi-class) or regression.
+    """A validated problem on the host: classification (binary or multi-class) or regression.
 
-    ``X`` is N×D; ``y`` is N×K of finite targets (N×1 when given 1-D): class labels or values
+    ``X`` is N×D, the caller's own array when it is float32 or float64 (never copied, read
+    only: nothing writes to it), any other numeric dtype cast to float64, or memory-mapped in
+    its file's dtype when it comes from a folder of .npy files; ``y`` is N×K float64 of finite
+    targets (N×1 when given 1-D): class labels or values
     (which ones a loss accepts, 0/1, integer classes or any, is the loss's check, not this one);
     ``W`` is D×1 or None (then :func:`initial_weights` draws it), ``b`` is a float or None
     (then 0, as in the seed).
@@ -54,12 +58,21 @@ def batch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
 
 
-def split(problem: Problem, fraction: float, seed: int) -> tuple[Problem, Problem]:
+def split(
+    problem: Problem, fraction: float, seed: int, dtype: str | None = None
+) -> tuple[Problem, Problem]:
     """``(train, validation)``: ``round(fraction · N)`` rows for validation, drawn on the host
     from ``seed`` (its own stream, apart from the batch order's), both parts in their original
-    row order. The training part keeps the problem's W and b. (``fraction`` is checked as
-    an option, ``val_split``, before any data is split.)"""
-    n = len(problem.y)
+    row order, X copied once in ``dtype`` (default: X's own). The training part keeps the
+    problem's W and b. (``fraction`` is checked as an option, ``val_split``, before any data
+    is split.)"""
+    val = held_out_rows(len(problem.y), fraction, seed)
+    return rows_of(problem, ~val, dtype=dtype), rows_of(problem, val, dtype=dtype, weights=False)
+
+
+def held_out_rows(n: int, fraction: float, seed: int) -> np.ndarray:
+    """Which of ``n`` rows :func:`split` holds out for validation, as a boolean mask (the
+    training rows are the others): the rows chosen, none copied."""
     n_val = round(fraction * n)
     if not 0 < n_val < n:
         raise InvalidInput(
@@ -70,16 +83,45 @@ def split(problem: Problem, fraction: float, seed: int) -> tuple[Problem, Proble
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_VAL_STREAM,)))
     val = np.zeros(n, dtype=bool)
     val[rng.choice(n, n_val, replace=False)] = True
-    train = Problem(problem.X[~val], problem.y[~val], problem.W, problem.b)
-    return train, Problem(problem.X[val], problem.y[val])
+    return val
+
+
+def rows_of(
+    problem: Problem,
+    rows: np.ndarray | None = None,
+    scaling: Scaling | None = None,
+    dtype: str | None = None,
+    weights: bool = True,
+) -> Problem:
+    """``problem`` restricted to ``rows`` (a boolean mask; None: all), its features scaled with
+    ``scaling`` (see :func:`standardize`), X in ``dtype`` (default: X's own; float64 when
+    scaled): X copied once, a chunk at a time, and not at all when nothing is asked.
+    ``weights``: keep the problem's W and b."""
+    W, b = (problem.W, problem.b) if weights else (None, None)
+    y = problem.y if rows is None else problem.y[rows]
+    if not isinstance(problem.X, np.ndarray):  # a lazy X (Dask) stays lazy: no copy here
+        return Problem(_lazy_rows(problem.X, rows, scaling), y, W, b)
+    if rows is None and scaling is None and dtype in (None, problem.X.dtype):
+        return Problem(problem.X, y, W, b)
+    target = dtype or (np.float64 if scaling is not None else problem.X.dtype)
+    return Problem(copy_rows(problem.X, rows, scaling, target), y, W, b)
+
+
+def _lazy_rows(X: Any, rows: np.ndarray | None, scaling: Scaling | None) -> Any:
+    """:func:`rows_of`'s X for a lazy array (Dask): whole-array expressions its library
+    evaluates a chunk at a time, when the run reads them."""
+    X = X if rows is None else X[rows]
+    return X if scaling is None else (X - scaling[0]) / scaling[1]
 
 
 _VAL_STREAM = 1  # the validation rows' random stream, apart from batch_order's
 
 
 def make_problem(X: Any, y: Any, W: Any = None, b: Any = None) -> Problem:
-    """Validate host arrays and return them as a float64 :class:`Problem`."""
-    X = as_float64("X", X)
+    """Validate host arrays and return them as a :class:`Problem`: X checked where it lies
+    (float32 and float64 kept as they are, not copied; other numeric dtypes cast to
+    float64), y, W and b as float64."""
+    X = as_features("X", X)
     if X.ndim != 2:
         raise InvalidInput(f"X must be 2-D (N samples × D features), got shape {X.shape}")
     n, d = X.shape
@@ -113,6 +155,9 @@ def _labels(y: Any, n: int) -> np.ndarray:
 
 
 CHECK_BYTES = 64 << 20  # a memory-mapped X is checked this much at a time
+# An X in memory is checked (and copied, scaled) this much at a time: the temporaries stay in
+# the cache and small beside X, and one pass reads X once.
+CHUNK_BYTES = 2 << 20
 
 
 def _load_folder(path: Path) -> Problem:
@@ -133,30 +178,101 @@ def _load_folder(path: Path) -> Problem:
         raise InvalidInput(
             f"{files['X']}: needs a non-empty 2-D numeric array, got {X.dtype} {X.shape}"
         )
-    _check_finite_in_chunks(X)
+    bad = first_non_finite(X, CHECK_BYTES)
+    if bad is not None:
+        raise InvalidInput(f"X holds NaN or inf (from row {bad}); clean the data first")
     return Problem(X, _labels(y, X.shape[0]))
 
 
-def _check_finite_in_chunks(X: np.ndarray) -> None:
-    """Refuse NaN or inf in a (memory-mapped) X, read :data:`CHECK_BYTES` at a time."""
-    rows = max(1, CHECK_BYTES // (X.shape[1] * X.dtype.itemsize))
-    for start in range(0, X.shape[0], rows):
-        if not np.isfinite(X[start : start + rows]).all():
-            raise InvalidInput(f"X holds NaN or inf (from row {start}); clean the data first")
+def _chunk_rows(a: np.ndarray, chunk_bytes: int, itemsize: int | None = None) -> int:
+    """Rows of ``a`` (along its first axis) in a chunk of about ``chunk_bytes``, counting
+    ``itemsize`` bytes a number (default: ``a``'s)."""
+    numbers = max(1, math.prod(a.shape[1:]))
+    return max(1, chunk_bytes // (numbers * (itemsize or a.dtype.itemsize)))
 
 
-def as_float64(name: str, a: Any) -> np.ndarray:
-    """``a`` as a finite float64 array; integers and booleans are cast, anything else refused."""
+def first_non_finite(a: np.ndarray, chunk_bytes: int | None = None) -> int | None:
+    """The first row of the first chunk of ``a`` (along its first axis) that holds NaN or
+    inf, None when every number is finite: read in place, ``chunk_bytes`` (default
+    :data:`CHUNK_BYTES`) at a time, never copied. Integers and booleans are always finite."""
+    if a.dtype.kind != "f":
+        return None
+    if a.ndim == 0:
+        return None if np.isfinite(a) else 0
+    rows = _chunk_rows(a, chunk_bytes or CHUNK_BYTES)
+    for start in range(0, a.shape[0], rows):
+        if not np.isfinite(a[start : start + rows]).all():
+            return start
+    return None
+
+
+def numeric(name: str, a: Any) -> np.ndarray:
+    """``a`` as a NumPy array (itself, not a copy, when it is one), refused unless its
+    numbers are integers, floats or booleans."""
     try:
         arr = np.asarray(a)
     except (ValueError, TypeError) as err:
         raise InvalidInput(f"{name} is not a numeric array: {err}") from None
     if arr.dtype.kind not in "biuf":
         raise InvalidInput(f"{name} must be numeric (int or float), got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
+    return arr
+
+
+def as_float64(name: str, a: Any) -> np.ndarray:
+    """``a`` as a finite float64 array; integers and booleans are cast, anything else refused.
+    (A copy: for small arrays, y, W, b; X goes through :func:`as_features`.)"""
+    arr = numeric(name, a).astype(np.float64)
+    # checked after the cast: a longdouble too large for float64 becomes inf there
+    if first_non_finite(arr) is not None:
         raise InvalidInput(f"{name} holds NaN or inf; clean the data first")
     return arr
+
+
+def as_features(name: str, a: Any) -> np.ndarray:
+    """``a`` checked as features, numeric and finite, as :func:`as_float64` checks them; a
+    float32 or float64 array is checked in place and returned itself (never copied nor
+    written to), any other numeric dtype cast to float64."""
+    arr = numeric(name, a)
+    if arr.dtype not in _KEPT:
+        return as_float64(name, arr)
+    if first_non_finite(arr) is not None:
+        raise InvalidInput(f"{name} holds NaN or inf; clean the data first")
+    return arr
+
+
+_KEPT = (np.dtype(np.float32), np.dtype(np.float64))  # native-order floats: used as they are
+
+
+def copy_rows(
+    X: np.ndarray, rows: np.ndarray | None, scaling: Scaling | None, dtype: Any
+) -> np.ndarray:
+    """The rows of X that ``rows`` (a boolean mask; None: all) selects, scaled with ``scaling``
+    (each feature minus its mean, over its scale, in float64), as one new C-contiguous array
+    of ``dtype``, filled a chunk at a time: the one copy, and temporaries of a chunk only."""
+    n = X.shape[0] if rows is None else int(np.count_nonzero(rows))
+    out = np.empty((n, *X.shape[1:]), dtype=dtype)
+    done = 0
+    for part in _parts(X, rows, _chunk_rows(X, CHUNK_BYTES, itemsize=8)):
+        into = out[done : done + len(part)]
+        done += len(part)
+        if scaling is None:
+            into[...] = part
+            continue
+        part = part.astype(np.float64)  # a new array, never a view of X: written in place
+        np.subtract(part, scaling[0], out=part)
+        np.divide(part, scaling[1], out=into)
+    return out
+
+
+def _parts(X: np.ndarray, rows: np.ndarray | None, step: int) -> Iterator[np.ndarray]:
+    """X's rows that ``rows`` (a boolean mask; None: all) selects, in order, from ``step``
+    rows of X at a time (a view of X without a mask, a small copy with one; empty parts
+    left out)."""
+    for start in range(0, X.shape[0], step):
+        part = X[start : start + step]
+        part = part if rows is None else part[rows[start : start + step]]
+        if len(part):
+            yield part
 
 
 def load(spec: str | Path) -> Problem:
@@ -190,22 +306,50 @@ def load(spec: str | Path) -> Problem:
 Scaling = tuple[np.ndarray, np.ndarray]  # (mean, scale) per feature, each 1×D
 
 
-def feature_scaling(problem: Problem) -> Scaling:
-    """Each feature's mean and standard deviation over ``problem``'s rows (a constant
-    feature's deviation taken as 1, so it scales to 0)."""
-    mean, std = problem.X.mean(axis=0), problem.X.std(axis=0)
+def feature_scaling(problem: Problem, rows: np.ndarray | None = None) -> Scaling:
+    """Each feature's mean and standard deviation over ``problem``'s rows (or those the mask
+    ``rows`` selects), computed in float64 (a constant feature's deviation taken as 1, so it
+    scales to 0). X is read a chunk at a time, never copied whole; the sums run row after row
+    as NumPy's ``X.mean(axis=0)`` and ``X.std(axis=0)`` on a float64 X run them, to the same
+    bits."""
+    X = problem.X
+    if not isinstance(X, np.ndarray):  # a lazy X (Dask): its library's own reductions
+        part = X if rows is None else X[rows]
+        mean, std = part.mean(axis=0), part.std(axis=0)
+        return mean.reshape(1, -1), np.where(std > 0, std, 1.0).reshape(1, -1)
+    n = X.shape[0] if rows is None else int(np.count_nonzero(rows))
+    mean = _column_sum(X, rows, lambda part: part) / n
+    var = _column_sum(X, rows, lambda part: np.square(np.subtract(part, mean, out=part), out=part))
+    std = np.sqrt(var / n)
     return mean.reshape(1, -1), np.where(std > 0, std, 1.0).reshape(1, -1)
+
+
+def _column_sum(X: np.ndarray, rows: np.ndarray | None, term: Callable) -> np.ndarray:
+    """``sum(term(row))`` over X's rows (or those the mask ``rows`` selects), in float64, a
+    chunk at a time; ``term`` may write to the float64 chunk it gets. Each chunk's sum starts
+    from the total so far (added to its first row), so the sum runs row after row as a
+    one-pass reduction over the whole of a C-ordered X does, whatever X's own layout (the
+    chunks are C-ordered). One feature is summed whole: NumPy sums a single column pairwise,
+    not row after row (the chunk is then that column in float64)."""
+    step = len(X) if X[:1].size == 1 else _chunk_rows(X, CHUNK_BYTES, itemsize=8)
+    total = None
+    for part in _parts(X, rows, step):
+        part = term(part.astype(np.float64, order="C"))
+        if total is not None:
+            part[0] += total
+        total = np.add.reduce(part, axis=0)
+    return total
 
 
 def standardize(problem: Problem, like: Problem | Scaling | None = None) -> Problem:
     """Each feature scaled to mean 0 and standard deviation 1 (constant features left at 0),
-    with the mean and deviation of ``like``'s rows (a problem, or its
+    in float64, with the mean and deviation of ``like``'s rows (a problem, or its
     :func:`feature_scaling`; default: the problem's own) — validation rows are scaled with
-    the training rows' statistics, so nothing of them leaks into training."""
+    the training rows' statistics, so nothing of them leaks into training. X is copied once
+    (the scaled features)."""
     if like is None or isinstance(like, Problem):
         like = feature_scaling(problem if like is None else like)
-    mean, scale = like
-    return Problem((problem.X - mean) / scale, problem.y, problem.W, problem.b)
+    return rows_of(problem, scaling=like)
 
 
 def _sizes(params: str, name: str) -> tuple[int, int, int]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .backends import get as backend_named
 from .backends import to_numpy
-from .data import Scaling, as_float64, make_problem
+from .data import Scaling, as_features, make_problem
 from .errors import InvalidInput
 from .files import Writer, atomic_write, load_npz
 from .loss import get as get_loss
@@ -118,8 +118,9 @@ class FittedModel:
         return lambda tmp: _savez(tmp, arrays)
 
     def _features(self, X: Any) -> np.ndarray:
-        """Rows as float64 host arrays of the model's width, scaled as in training."""
-        X = as_float64("X", to_numpy(X))  # numeric and finite, as training data must be
+        """Rows as host arrays of the model's width, scaled as in training (in float64): the
+        caller's own float32 or float64 array, checked in place, when there is no scaling."""
+        X = as_features("X", to_numpy(X))  # numeric and finite, as training data must be
         d = self.features
         if X.ndim != 2 or X.shape[1] != d:
             raise InvalidInput(f"the model takes rows of {d} features; got shape {X.shape}")

@@ -66,8 +66,20 @@ def _putter(bk: Backend, device: str, dtype: str, replicas: Replicas | None) -> 
     rows spread over them with ``shard``, else the whole array on each)."""
     if replicas is None:
         dev = bk.native_device(device)
-        return lambda a, shard=False: bk.asarray(a, dtype, dev)
+        return lambda a, shard=False: bk.asarray(contiguous(a, dtype), dtype, dev)
     return lambda a, shard=False: replicas.put(a, dtype, shard=shard)
+
+
+def contiguous(a: np.ndarray, dtype: str) -> np.ndarray:
+    """``a`` itself when it is C-contiguous (a backend that can use it as it is, NumPy or
+    torch on the CPU, then copies nothing; the others make their one copy), else one
+    C-contiguous copy in ``dtype``, which the backend then takes as it is (a strided or
+    Fortran-ordered X would otherwise cost a copy in its own dtype and another in ``dtype``,
+    or, in torch, a refusal of negative strides). Anything but a NumPy array (a lazy Dask X)
+    is left to the backend."""
+    if not isinstance(a, np.ndarray) or a.flags.c_contiguous:
+        return a
+    return np.ascontiguousarray(a, dtype=np.dtype(dtype))
 
 
 def place(

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import backends, fitted
-from ..data import load
+from ..data import as_features, load
 from ..errors import InvalidInput
 from ..files import write_all
 from ..loss import get as get_loss
@@ -68,9 +68,13 @@ def _rows(spec: str, features: int) -> tuple[np.ndarray, np.ndarray | None]:
             X = np.load(spec, allow_pickle=False)
         except (OSError, ValueError) as err:
             raise InvalidInput(f"{spec}: not a readable .npy of numbers ({err})") from None
-        if X.ndim != 2 or X.dtype.kind not in "biuf" or not np.isfinite(X).all():
+        try:
+            X = as_features("X", X)  # as training checks X: in place, a chunk at a time
+        except InvalidInput:
+            X = None
+        if X is None or X.ndim != 2:
             raise InvalidInput(f"{spec}: X must be a 2-D array of finite numbers")
-        return X.astype(np.float64), None
+        return X, None
     problem = load(spec)
     if spec.endswith(".csv") and problem.X.shape[1] + 1 == features:
         return np.column_stack([problem.X, problem.y]), None  # every column a feature
