@@ -96,8 +96,8 @@ def place(
     and ``held_out`` validation rows to ``device``, choose the gradient path and build the
     step; wait until the transfer is done. With ``replicas``, this process's rows are spread
     over its replicas and everything else is put on each. Call it inside
-    ``bk.float_scope(options.dtype)``."""
-    o = options
+    ``bk.float_scope(options.dtype)``. A ``loss="auto"`` is settled by ``problem.y``."""
+    o = options.for_labels(problem.y)
     n, d = problem.X.shape
     problem, masked, per_replica = _rows_here(problem, bk, o, replicas)
     put = _putter(bk, device, o.dtype, replicas)

@@ -21,6 +21,7 @@ from xptrain.placement import place
 
 N, D = 1 << 18, 64  # float32 X: 64 MiB
 ELSEWHERE = 0.10  # what a call may hold beside its copies of X, as a fraction of X
+BLOCKS = f"block:{N // 16}"  # the one-pass path: an epoch holds one block's temporaries
 # A split also copies the labels: y's float64 parts and their float32 copies on the device
 # (12 bytes a row; X's row is 256), beside the float64 y every run holds.
 SPLIT_LABELS = 12
@@ -58,13 +59,34 @@ def traced_peak(run) -> int:
 )
 def test_one_call_makes_at_most_one_copy_of_x(big, options, caller_dtype, copies):
     """The whole call's peak above the caller's data: its copies of X plus 10% of X (and,
-    with a split, the labels' parts)."""
+    with a split, the labels' parts). The one-pass path, whose epoch holds a block's
+    temporaries only (the full batch's working memory is the path's, not a copy of X: see
+    test_the_default_path_measures_within_a_fifth_of_x)."""
     X, y = big
     X = X if caller_dtype == np.float32 else X.astype(caller_dtype)
+    options = {**options, "path": BLOCKS}
     xptrain.train(X[:64], y[:64], dtype="float32", epochs=1, **options)  # first-call caches
     peak = traced_peak(lambda: xptrain.train(X, y, dtype="float32", epochs=1, **options))
     labels = SPLIT_LABELS * N if "val_split" in options else 0
     assert peak <= (copies + ELSEWHERE) * X.nbytes + labels, f"{peak / X.nbytes:.3f} × X"
+
+
+FULL_BATCH = 0.20  # the full batch's N-vectors (12 of them: 0.19 × X at D = 64, float32)
+
+
+def test_the_default_path_measures_within_a_fifth_of_x(big, monkeypatch, tmp_path):
+    """The default path's first call on a new machine and size times the full batch against
+    blocks: its peak holds the full batch's working memory once, then a cached call's does
+    not (the blocks won here; where the full batch wins, every call holds it)."""
+    X, y = big
+    monkeypatch.setenv("XPTRAIN_CACHE_DIR", str(tmp_path))
+    xptrain.train(X[:64], y[:64], dtype="float32", epochs=1)  # first-call caches
+    first = traced_peak(lambda: xptrain.train(X, y, dtype="float32", epochs=1))
+    assert first <= FULL_BATCH * X.nbytes, f"{first / X.nbytes:.3f} × X"
+    result = xptrain.train(X, y, dtype="float32", epochs=1)
+    if result.block is not None:
+        again = traced_peak(lambda: xptrain.train(X, y, dtype="float32", epochs=1))
+        assert again <= ELSEWHERE * X.nbytes, f"{again / X.nbytes:.3f} × X"
 
 
 def test_an_npz_file_is_materialised_once(big, tmp_path):
@@ -75,7 +97,7 @@ def test_an_npz_file_is_materialised_once(big, tmp_path):
     def run() -> None:
         problem = data.load(tmp_path / "big.npz")
         xptrain.api.train_problem(
-            problem, backend_named("numpy"), "cpu", Options(dtype="float32", epochs=1)
+            problem, backend_named("numpy"), "cpu", Options(dtype="float32", epochs=1, path=BLOCKS)
         )
 
     assert traced_peak(run) <= (1 + ELSEWHERE) * X.nbytes
