@@ -23,6 +23,7 @@ import ctypes
 import ctypes.util
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -151,19 +152,78 @@ def large(n: int, d: int, epochs: int, repeat: int, names: list[str]) -> dict[st
 
 
 def small(epochs: int, repeat: int, names: list[str]) -> dict[str, float]:
+    """Seconds per epoch on the seed's 4x3 (float64): the raw NumPy loop and ``xptrain.train``
+    on each backend (its epochs' time, ``result.seconds``), alternated ``repeat`` times in this
+    process (a shared machine's slow spell hits them alike); medians."""
     from xptrain.reference import reference_run
 
     problem = xptrain.data.seed_problem()
-    out = {"raw NumPy loop": _median_time(lambda: reference_run(problem, epochs), repeat) / epochs}
+    runs: dict[str, Callable[[], float]] = {
+        "raw NumPy loop": lambda: _seconds(lambda: reference_run(problem, epochs)),
+    }
     for name in names:
-        jit = name == "jax"
-        run = lambda n=name, j=jit: xptrain.train(SEED_X, SEED_Y, backend=n, jit=j, epochs=epochs)  # noqa: E731
-        run()
-        out[name] = statistics.median(run().seconds / epochs for _ in range(repeat))
-    return out
+        runs[name] = lambda n=name: (
+            xptrain.train(SEED_X, SEED_Y, backend=n, jit=n == "jax", epochs=epochs).seconds
+        )
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():
+        run()  # warm-up: imports, compilation, the step's cache
+    for _ in range(repeat):
+        for name, run in runs.items():
+            times[name].append(run() / epochs)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def report(big: dict[str, Any], tiny: dict[str, float], n: int, d: int) -> list[str]:
+def _seconds(run: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+KERAS_EPOCHS = 200  # per fit call
+
+
+def keras_fit(repeat: int) -> float | str:
+    """Seconds per epoch of Keras 3's warm ``fit`` (JAX backend, float64) on the seed's 4x3:
+    a Dense(1, sigmoid) from the seed's initial weights, binary cross-entropy, SGD lr 1, batch
+    size 4 (the full batch), 200 epochs a call, after one untimed call (compilation); the
+    median of ``repeat`` calls. A string says why it was not measured."""
+    import os
+
+    if "keras" not in sys.modules:
+        os.environ.setdefault("KERAS_BACKEND", "jax")
+    try:
+        import jax
+        import keras
+    except ImportError as err:
+        return f"skipped: {err.name} is not installed (pip install 'xptrain[bench]')"
+    if keras.backend.backend() != "jax":
+        return f"skipped: keras runs on {keras.backend.backend()} here (set KERAS_BACKEND=jax)"
+    floatx = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    try:
+        with jax.enable_x64(True):  # else JAX makes float64 float32 (jax >= 0.7)
+            return _keras_seconds(keras, repeat)
+    finally:
+        keras.config.set_floatx(floatx)
+
+
+def _keras_seconds(keras: Any, repeat: int) -> float:
+    """The timed fits of :func:`keras_fit` (inside its float64 settings)."""
+    from xptrain.data import initial_weights
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.set_weights([initial_weights(3, 1), np.zeros(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="binary_crossentropy")
+    X, y = SEED_X.astype(np.float64), SEED_Y.astype(np.float64).reshape(-1, 1)
+
+    def fit() -> None:
+        model.fit(X, y, epochs=KERAS_EPOCHS, batch_size=4, verbose=0, shuffle=False)
+
+    return _median_time(fit, repeat) / KERAS_EPOCHS
+
+
+def report(big: dict[str, Any], tiny: dict[str, Any], n: int, d: int) -> list[str]:
     bounds = big["bounds"]
     one_pass = bounds["one_pass_s"]
     lines = [
@@ -214,7 +274,9 @@ def report(big: dict[str, Any], tiny: dict[str, float], n: int, d: int) -> list[
             worst <= 0.1 * big["x_bytes"],
         )
     )
-    per_epoch = ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in tiny.items())
+    per_epoch = ", ".join(
+        f"{k} {v * 1e6:.1f} us" if isinstance(v, float) else f"{k} {v}" for k, v in tiny.items()
+    )
     lines.append(f"small: the seed's 4x3, float64, per epoch: {per_epoch}")
     if "numpy" in tiny:
         r = tiny["numpy"] / tiny["raw NumPy loop"]
@@ -224,6 +286,17 @@ def report(big: dict[str, Any], tiny: dict[str, float], n: int, d: int) -> list[
     if "jax" in tiny:
         r = tiny["jax"] / tiny["raw NumPy loop"]
         targets.append(("seed problem: JAX's fused loop faster than the raw loop", r, "< 1", r < 1))
+    keras = tiny.get("keras 3 fit (jax)")
+    if isinstance(keras, float) and "numpy" in tiny:
+        r = keras / tiny["numpy"]
+        targets.append(
+            (
+                "seed problem: numpy backend >= 30x faster than Keras 3's warm fit",
+                r,
+                ">= 30",
+                r >= 30,
+            )
+        )
     lines.append("targets:")
     for text, value, goal, met in targets:
         lines.append(f"  {'MET ' if met else 'MISS'} {text}: {value:.2f} (goal {goal})")
@@ -282,7 +355,8 @@ def main() -> None:
     args = parser.parse_args()
     names = [n for n in ("numpy", "torch", "jax") if n in backends.available()]
     big = large(args.n, args.d, args.epochs, args.repeat, names)
-    tiny = small(2000, args.repeat, [n for n in names if n != "torch"])
+    tiny: dict[str, Any] = small(2000, args.repeat, [n for n in names if n != "torch"])
+    tiny["keras 3 fit (jax)"] = keras_fit(args.repeat)
     lines = report(big, tiny, args.n, args.d)
     print("\n".join(lines))
     if args.json:
