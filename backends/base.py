@@ -87,24 +87,23 @@ def own_namespace(library: Any, compat: str) -> Any:
 def thread_info() -> dict[str, Any]:
     """CPU threads as the host libraries see them (BLAS/OpenMP pools, via threadpoolctl); a
     new dict each call (callers add their library's own counts)."""
-    # Read once per process, and again only after an import (a library that loads its own
-    # pool): threadpoolctl scans every loaded shared library, ~ms.
-    return {"cpu_count": os.cpu_count(), **_thread_pools(len(sys.modules))}
-
-
-@functools.lru_cache(maxsize=1)
-def _thread_pools(modules: int) -> dict[str, Any]:
-    """Each BLAS/OpenMP pool's threads, with ``modules`` modules imported (the cache key)."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        return {}
-    return {
-        f"{pool.get('internal_api')}:{os.path.basename(pool.get('filepath', ''))}": pool.get(
-            "num_threads"
-        )
-        for pool in threadpool_info()
-    }
+        return {"cpu_count": os.cpu_count()}
+    # Read once per process, and again only after an import (a library that loads its own
+    # pool): threadpoolctl scans every loaded shared library, ~ms. The modules are counted
+    # after the read, so the read's own imports do not make the next call read again.
+    if _POOLS.get("modules") != len(sys.modules):
+        pools = {}
+        for pool in threadpool_info():
+            name = f"{pool.get('internal_api')}:{os.path.basename(pool.get('filepath', ''))}"
+            pools[name] = pool.get("num_threads")
+        _POOLS.update(pools=pools, modules=len(sys.modules))
+    return {"cpu_count": os.cpu_count(), **_POOLS["pools"]}
+
+
+_POOLS: dict[str, Any] = {}  # the last read of the thread pools, and the modules loaded then
 
 
 @dataclass(frozen=True)

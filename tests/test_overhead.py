@@ -72,9 +72,33 @@ def test_the_namespace_list_names_every_function_core_calls():
 )
 def test_numpy_is_its_own_namespace():
     """NumPy ≥ 2.1 declares the Array API and has every function core calls: the backend
-    uses it directly, not array-api-compat's per-call wrappers."""
-    assert backends.get("numpy").xp is np
+    uses NumPy's own objects, not array-api-compat's per-call wrappers (``sum`` and ``astype``
+    at the C entry points NumPy's functions call)."""
+    xp = backends.get("numpy").xp
     assert own_namespace(np, "array_api_compat.numpy") is np
+    assert xp.__array_api_version__ == np.__array_api_version__
+    for name in set(CORE_NAMESPACE) - {"sum", "astype"}:
+        assert getattr(xp, name) is getattr(np, name), name
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "bool", "int32"])
+def test_the_numpy_namespaces_sum_and_astype_are_numpys_bit_for_bit(dtype):
+    """The backend's ``sum`` and ``astype`` give what ``np.sum`` and ``np.astype`` give: the
+    same values, dtypes and types (a NumPy scalar for a whole-array sum), on every axis."""
+    xp = backends.get("numpy").xp
+    rng = np.random.default_rng(0)
+    for shape in ((1000, 3), (7, 1), (5,)):
+        x = (rng.random(shape) * 100).astype(dtype)
+        for how in ({}, {"axis": 0}, {"axis": 0, "keepdims": True}, {"dtype": np.float64}):
+            got, want = xp.sum(x, **how), np.sum(x, **how)
+            assert type(got) is type(want) and np.asarray(got).dtype == np.asarray(want).dtype
+            np.testing.assert_array_equal(got, want)
+        for to in (np.float32, np.float64, np.bool_):
+            got, want = xp.astype(x, to), np.astype(x, to)
+            assert got.dtype == want.dtype and got is not x
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="cpu"):
+        xp.astype(x, np.float64, device="cuda:0")
 
 
 def test_a_namespace_that_lacks_a_function_or_the_standard_goes_through_compat():
