@@ -44,13 +44,15 @@ from xptrain.placement import place
 from xptrain.runinfo import versions
 
 
-def _median_time(run: Callable[[], Any], repeat: int) -> float:
+def _median_time(
+    run: Callable[[], Any], repeat: int, clock: Callable[[], float] = time.perf_counter
+) -> float:
     run()  # warm-up: compilation, caches, first-touch of memory
     times = []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = clock()
         run()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -152,43 +154,43 @@ def large(n: int, d: int, epochs: int, repeat: int, names: list[str]) -> dict[st
     return rows
 
 
-def small(epochs: int, repeat: int, names: list[str]) -> dict[str, float]:
+def small(
+    epochs: int, repeat: int, names: list[str], clock: Callable[[], float] = time.perf_counter
+) -> dict[str, float]:
     """Seconds per epoch on the seed's 4x3 (float64): the raw NumPy loop and ``xptrain.train``
-    on each backend (its epochs' time, ``result.seconds``), alternated ``repeat`` times in this
-    process (a shared machine's slow spell hits them alike); medians."""
+    on each backend (the whole call), alternated ``repeat`` times in this process (a shared
+    machine's slow spell hits them alike), timed by ``clock``; medians."""
     from xptrain.reference import reference_run
 
     problem = xptrain.data.seed_problem()
-    runs: dict[str, Callable[[], float]] = {
-        "raw NumPy loop": lambda: _seconds(lambda: reference_run(problem, epochs)),
-    }
+    runs: dict[str, Callable[[], Any]] = {"raw NumPy loop": lambda: reference_run(problem, epochs)}
     for name in names:
-        runs[name] = lambda n=name: (
-            xptrain.train(SEED_X, SEED_Y, backend=n, jit=n == "jax", epochs=epochs).seconds
+        runs[name] = lambda n=name: xptrain.train(
+            SEED_X, SEED_Y, backend=n, jit=n == "jax", epochs=epochs
         )
     times: dict[str, list[float]] = {name: [] for name in runs}
     for run in runs.values():
         run()  # warm-up: imports, compilation, the step's cache
     for _ in range(repeat):
         for name, run in runs.items():
-            times[name].append(run() / epochs)
+            times[name].append(_seconds(run, clock) / epochs)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def _seconds(run: Callable[[], Any]) -> float:
-    start = time.perf_counter()
+def _seconds(run: Callable[[], Any], clock: Callable[[], float]) -> float:
+    start = clock()
     run()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 KERAS_EPOCHS = 200  # per fit call
 
 
-def keras_fit(repeat: int) -> float | str:
+def keras_fit(repeat: int, clock: Callable[[], float] = time.perf_counter) -> float | str:
     """Seconds per epoch of Keras 3's warm ``fit`` (JAX backend, float64) on the seed's 4x3:
     a Dense(1, sigmoid) from the seed's initial weights, binary cross-entropy, SGD lr 1, batch
     size 4 (the full batch), 200 epochs a call, after one untimed call (compilation); the
-    median of ``repeat`` calls. A string says why it was not measured."""
+    median of ``repeat`` calls, timed by ``clock``. A string says why it was not measured."""
     import os
 
     if "keras" not in sys.modules:
@@ -204,12 +206,12 @@ def keras_fit(repeat: int) -> float | str:
     keras.config.set_floatx("float64")
     try:
         with jax.enable_x64(True):  # else JAX makes float64 float32 (jax >= 0.7)
-            return _keras_seconds(keras, repeat)
+            return _keras_seconds(keras, repeat, clock)
     finally:
         keras.config.set_floatx(floatx)
 
 
-def _keras_seconds(keras: Any, repeat: int) -> float:
+def _keras_seconds(keras: Any, repeat: int, clock: Callable[[], float]) -> float:
     """The timed fits of :func:`keras_fit` (inside its float64 settings)."""
     from xptrain.data import initial_weights
 
@@ -221,7 +223,7 @@ def _keras_seconds(keras: Any, repeat: int) -> float:
     def fit() -> None:
         model.fit(X, y, epochs=KERAS_EPOCHS, batch_size=4, verbose=0, shuffle=False)
 
-    return _median_time(fit, repeat) / KERAS_EPOCHS
+    return _median_time(fit, repeat, clock) / KERAS_EPOCHS
 
 
 def report(big: dict[str, Any], tiny: dict[str, Any], n: int, d: int) -> list[str]:
@@ -361,11 +363,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--plot", metavar="PATH", help="bars per backend against the bounds")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time the small problem in CPU seconds of this process (a busy machine's waits out)",
+    )
     args = parser.parse_args()
     names = [n for n in ("numpy", "torch", "jax") if n in backends.available()]
     big = large(args.n, args.d, args.epochs, args.repeat, names)
-    tiny: dict[str, Any] = small(2000, args.repeat, [n for n in names if n != "torch"])
-    tiny["keras 3 fit (jax)"] = keras_fit(args.repeat)
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    tiny: dict[str, Any] = small(2000, args.repeat, [n for n in names if n != "torch"], clock)
+    tiny["keras 3 fit (jax)"] = keras_fit(args.repeat, clock)
     lines = report(big, tiny, args.n, args.d)
     print("\n".join(lines))
     if args.json:
