@@ -575,7 +575,8 @@ def host_stream(nbytes: int, repeat: int = 3) -> dict[str, Any]:
         for kind, seconds in _stream_seconds(arrays, threads, repeat).items():
             rate = (2 if kind == "copy" else 3) * n * 8 / seconds / 1e9
             if rate > best[f"{kind}_gbps"]:
-                best |= {f"{kind}_gbps": rate, f"{kind}_by": f"numpy, {threads} threads"}
+                by = f"numpy, {threads} thread{'s' if threads > 1 else ''}"
+                best |= {f"{kind}_gbps": rate, f"{kind}_by": by}
     return best | {"by": f"{best['copy_by']} (copy)", "array_bytes": n * 8}
 
 

@@ -388,4 +388,4 @@ def test_the_stream_line_times_copy_and_triad_on_the_host():
     """STREAM on the host: copy (2 arrays of bytes) and triad (3) in GB/s, and who ran it."""
     line = bench.host_stream(8 << 20, repeat=1)
     assert line["copy_gbps"] > 0 and line["triad_gbps"] > 0 and line["array_bytes"] == 8 << 20
-    assert line["by"].startswith("numpy, ") and line["copy_by"].endswith(" threads")
+    assert line["by"].startswith("numpy, ") and "thread" in line["copy_by"]
