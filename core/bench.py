@@ -7,10 +7,12 @@ compilation for jit, first-call overhead for eager) are reported apart from the 
 which follows one more untimed run and is ``repeat`` runs of ``epochs`` epochs (median, min and
 max per epoch), each run as ``xptrain train`` does it (JAX jit: one compiled call). ``path``
 ``fast`` is what ``train`` chooses (the one-pass blocked gradient on the CPU where it wins;
-``block`` records its rows), ``exact`` the seed's full-batch arithmetic. The bound:
-the fastest read of X on the device, ``sum(X)`` by each backend that runs there (a reduction
-reads X once and writes nothing), so ``ratio_to_bound`` is how close an epoch comes to one pass
-over X at that speed.
+``block`` records its rows), ``exact`` the seed's full-batch arithmetic. The bound
+(:func:`memory_bound`): the fastest real read of X from the device's main memory, ``sum(X)`` by
+each eager library that reads (NumPy and torch on the CPU; CuPy and torch on a GPU), each
+figure kept, one faster than the device's STREAM copy refused; none where X fits in the
+last-level cache (``in_cache``). ``ratio_to_bound`` is how close an epoch comes to one pass
+over X at that speed. Each record also carries its device's ``stream`` line (copy, triad).
 
 Long sweeps lose nothing: each record is appended to the output file as one JSON line, flushed,
 as soon as its configuration finishes; ``--resume`` skips configurations already in the file;
@@ -39,6 +41,7 @@ import numpy as np
 from . import backends, launch, matrix
 from .data import Problem, linear
 from .errors import InvalidInput, XptrainError
+from .grad import cache_bytes
 from .loss import get as get_loss
 from .model_setup import starting_params
 from .options import Options
@@ -357,7 +360,7 @@ def run(
     skip = {record_key(r) for r in load_records(out)} if resume else set()
     todo = [c for c in configs if c.key() not in skip]
     written: list[dict[str, Any]] = []
-    bounds: dict[tuple[str, int, int], tuple[float, str]] = {}
+    bounds: dict[Any, dict[str, Any]] = {}  # per device: its stream; per size: its bound
     data: dict[tuple[int, int], Problem] = {}
     bar = progress(todo, "xptrain bench", progress_bar)
     run = {"run_id": run_id or new_run_id(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -373,7 +376,7 @@ def run(
             if size not in data:
                 data = {size: bench_problem(*size)}  # one size in memory at a time
             record = {**_record(config, data[size]), **run}
-            _attach_bound(record, bounds, todo, config, data[size])
+            _attach_bound(record, bounds, config, data[size])
             _append(f, record)
             written.append(record)
     return written
@@ -453,28 +456,188 @@ def scale_out(
 def _attach_bound(
     record: dict[str, Any],
     bounds: dict,
-    todo: list[BenchConfig],
     config: BenchConfig,
     problem: Problem,
 ) -> None:
-    """The device's bound for this size: the fastest ``sum(X)`` read among the backends of this
-    run on the device, measured once per device and size."""
+    """The device's memory bound for this size (:func:`memory_bound`, measured once per
+    device, size and dtype) and its ``stream`` line (once per device), into the record;
+    ``ratio_to_bound`` where a bound was claimed."""
     if config.spread:  # several processes or workers share the machine: no one-device bound
         record["bound_gbps"] = record["bound_by"] = record["ratio_to_bound"] = None
         return
-    key = (config.device, config.n, config.d)
+    if config.device not in bounds:
+        bounds[config.device] = device_stream(config.device)
+    key = (config.device, config.n, config.d, config.dtype)
     if key not in bounds:
-        rates = []
-        for name in dict.fromkeys(c.backend for c in todo if c.device == config.device):
-            try:
-                bk = backends.get(name)
-                with bk.float_scope(config.dtype):
-                    X = bk.asarray(problem.X, config.dtype, bk.native_device(config.device))
-                    rates.append((read_rate(bk, X) / 1e9, name))
-                    del X
-            except Exception:  # a backend that cannot read X here gives no bound
-                continue
-        bounds[key] = max(rates) if rates else (None, None)
-    record["bound_gbps"], record["bound_by"] = bounds[key]
+        bounds[key] = memory_bound(config.device, problem.X, config.dtype, bounds[config.device])
+    bound = bounds[key]
+    record["bound"], record["stream"] = bound, bounds[config.device]
+    record["bound_gbps"], record["bound_by"] = bound["bound_gbps"], bound["bound_by"]
     ok = record.get("status") == "ok" and record["bound_gbps"]
     record["ratio_to_bound"] = record["gbps"] / record["bound_gbps"] if ok else None
+
+
+# -- the memory bound: a real read of X from main memory ------------------------------------------
+
+# The eager libraries whose sum(X) reads every byte of X when asked, per kind of device. Lazy or
+# caching ones (dask: a graph, computed by a pool that may keep chunks) never bound anything.
+READERS = {"cpu": ("numpy", "torch"), "cuda": ("cupy", "torch")}
+# A read is refused when it beats the device's STREAM copy (read + write of the same bytes, no
+# write-allocate: large copies stream their stores) by more than this: it did not read memory.
+# Not 0: a pure read meets no read/write turnarounds on the memory bus (some machines read ~10-20%
+# faster than they copy), and a shared machine's timings move by ~10%. A cache or a lazy library
+# is far beyond it (dask's "read" of 256 MiB on 2 cores: 137-187 GB/s against a 17 GB/s copy).
+NOISE = 0.25
+# STREAM arrays: at least this many times the last-level cache, so none of them stays in it.
+STREAM_CACHES = 4
+STREAM_GPU_BYTES = 1 << 30  # per array on a GPU (whose L2 size is not read here)
+_SCALAR = 3.0  # STREAM's triad a = b + s*c
+
+
+def memory_bound(
+    device: str, X: np.ndarray, dtype: str, stream: dict[str, Any], repeat: int = 3
+) -> dict[str, Any]:
+    """The bound an epoch is compared with: the fastest *real* read of X from the device's
+    main memory, GB/s. No bound when X fits in the last-level cache (``in_cache``: a read of
+    it measures the cache). Otherwise each of :data:`READERS` that loads here reads X
+    (``sum``, brought to the host), and its figure is kept; one faster than the device's
+    STREAM copy (``stream``) by more than :data:`NOISE` is refused, with the reason; the
+    fastest accepted one is the bound (``bound_by``)."""
+    x_bytes = X.size * backends.itemsize(dtype)
+    llc = cache_bytes(3) if device == "cpu" else None
+    out: dict[str, Any] = {"x_bytes": x_bytes, "llc_bytes": llc, "in_cache": False}
+    out |= {"candidates": {}, "bound_gbps": None, "bound_by": None}
+    if llc is not None and x_bytes <= llc:
+        out["in_cache"] = True  # X is read from the cache: no memory bound is claimed
+        return out
+    for name in READERS[_kind(device)]:
+        out["candidates"][name] = _candidate(name, device, X, dtype, stream, repeat)
+    accepted = {n: c["read_gbps"] for n, c in out["candidates"].items() if c["status"] == "ok"}
+    if accepted:
+        out["bound_by"] = max(accepted, key=accepted.get)
+        out["bound_gbps"] = accepted[out["bound_by"]]
+    return out
+
+
+def _kind(device: str) -> str:
+    return "cpu" if device == "cpu" else "cuda"
+
+
+def _candidate(
+    name: str, device: str, X: np.ndarray, dtype: str, stream: dict[str, Any], repeat: int
+) -> dict[str, Any]:
+    """One reader's figure for X on ``device``: ``read_gbps`` and ``status`` (``ok``, or why
+    it does not count)."""
+    try:
+        bk = backends.get(name)
+        with bk.float_scope(dtype):
+            on_device = bk.asarray(X, dtype, bk.native_device(bk.resolve_device(device)))
+            gbps = read_rate(bk, on_device, repeat) / 1e9
+            del on_device
+    except Exception as err:  # not installed, no such device, out of memory: no figure
+        return {"read_gbps": None, "status": f"unavailable: {str(err).splitlines()[0][:200]}"}
+    return {"read_gbps": gbps, "status": refusal(gbps, stream.get("copy_gbps")) or "ok"}
+
+
+def refusal(read_gbps: float, copy_gbps: float | None) -> str | None:
+    """Why a read of ``read_gbps`` is not a read of main memory, given the device's STREAM
+    copy bandwidth (None: it is accepted)."""
+    if copy_gbps and read_gbps > copy_gbps * (1 + NOISE):
+        return (
+            f"refused: {read_gbps:.3g} GB/s beats the device's copy ({copy_gbps:.3g} GB/s) by "
+            f"more than {NOISE:.0%}: a cache or a lazy library, not a read of memory"
+        )
+    return None
+
+
+def device_stream(device: str, repeat: int = 3) -> dict[str, Any]:
+    """STREAM's copy (``a = b``, 2 arrays of bytes moved) and triad (``a = b + s·c``, 3) on
+    ``device``, GB/s, each the best of ``repeat`` after a warm-up: on the CPU by NumPy on
+    every core (:func:`host_stream`); on a GPU by its first reader that loads."""
+    if device == "cpu":
+        return host_stream(max(STREAM_CACHES * cache_bytes(3), 64 << 20), repeat)
+    for name in READERS["cuda"]:
+        try:
+            return _library_stream(backends.get(name), device, STREAM_GPU_BYTES, repeat)
+        except Exception:  # not installed, no such device: the next reader
+            continue
+    return {"copy_gbps": None, "triad_gbps": None, "by": None, "array_bytes": None}
+
+
+def host_stream(nbytes: int, repeat: int = 3) -> dict[str, Any]:
+    """STREAM on the host: float64 arrays of ``nbytes``, each cut into one contiguous share
+    per thread (NumPy releases the GIL), on every core and on one, the faster kept (``by``
+    says which: a core busy with another job slows the threads that wait for it). The triad
+    runs in pieces a quarter of the L2 in size, ``a = s·c`` then ``a += b`` on each piece
+    while it is in cache, so memory sees one pass, as in STREAM: read b and c, write a."""
+    n = nbytes // 8
+    arrays = np.zeros(n), np.ones(n), np.full(n, 2.0)  # written: every page touched
+    best: dict[str, Any] = {"copy_gbps": 0.0, "triad_gbps": 0.0}
+    for threads in sorted({_cores(), 1}, reverse=True):
+        for kind, seconds in _stream_seconds(arrays, threads, repeat).items():
+            rate = (2 if kind == "copy" else 3) * n * 8 / seconds / 1e9
+            if rate > best[f"{kind}_gbps"]:
+                by = f"numpy, {threads} thread{'s' if threads > 1 else ''}"
+                best |= {f"{kind}_gbps": rate, f"{kind}_by": by}
+    return best | {"by": f"{best['copy_by']} (copy)", "array_bytes": n * 8}
+
+
+def _stream_seconds(arrays: tuple, threads: int, repeat: int) -> dict[str, float]:
+    """The best seconds of STREAM's copy and triad on ``arrays`` (a, b, c) over ``threads``."""
+    a, b, c = arrays
+    n = len(a)
+    piece = max(4096, cache_bytes(2) // 4 // 8)
+    shares = [slice(i * n // threads, (i + 1) * n // threads) for i in range(threads)]
+
+    def copy(share: slice) -> None:
+        np.copyto(a[share], b[share])
+
+    def triad(share: slice) -> None:
+        for start in range(share.start, share.stop, piece):
+            part = slice(start, min(start + piece, share.stop))
+            np.multiply(c[part], _SCALAR, out=a[part])
+            np.add(a[part], b[part], out=a[part])
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        return {
+            kind: _best(lambda f=fn: list(pool.map(f, shares)), repeat)
+            for kind, fn in (("copy", copy), ("triad", triad))
+        }
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):  # Linux: the affinity mask, not every core
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _library_stream(bk: backends.Backend, device: str, nbytes: int, repeat: int) -> dict[str, Any]:
+    """STREAM through a backend's namespace on ``device``: copy ``asarray(b, copy=True)`` (the
+    library's allocator keeps the block between runs), triad ``b + s·c`` (two kernels and a
+    temporary: memory moves 5 arrays where STREAM counts 3, so the figure is low)."""
+    xp, n = bk.xp, nbytes // 8
+    with bk.float_scope("float64"):
+        dev = bk.native_device(bk.resolve_device(device))
+        b = bk.asarray(np.ones(n), "float64", dev)
+        c = bk.asarray(np.full(n, 2.0), "float64", dev)
+
+        def timed(fn: Callable[[], Any]) -> float:
+            return _best(lambda: bk.sync(fn()), repeat)
+
+        copy_s = timed(lambda: xp.asarray(b, copy=True))
+        triad_s = timed(lambda: b + _SCALAR * c)
+    return {
+        "copy_gbps": 2 * n * 8 / copy_s / 1e9,
+        "triad_gbps": 3 * n * 8 / triad_s / 1e9,
+        "by": f"{bk.name} (triad: two kernels)",
+        "array_bytes": n * 8,
+    }
+
+
+def _best(run: Callable[[], Any], repeat: int) -> float:
+    """The fastest of ``repeat`` timed calls of ``run``, after one untimed."""
+    run()
+    return min(_timed(run, lambda _: None)[0] for _ in range(repeat))

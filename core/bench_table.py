@@ -66,7 +66,7 @@ def describe_config(r: dict[str, Any]) -> str:
 def _timings(r: dict[str, Any]) -> tuple[str, ...]:
     """The timing cells of a record."""
     bound = (
-        f"{r['bound_gbps']:.3g}" if r.get("bound_gbps") else "-",
+        _bound(r),
         f"{r['ratio_to_bound']:.2f}" if r.get("ratio_to_bound") else "-",
     )
     if r["status"] != "ok":
@@ -80,6 +80,15 @@ def _timings(r: dict[str, Any]) -> tuple[str, ...]:
         f"{r['compile_s']:.3g}",
         f"{r['transfer_s']:.3g}",
     )
+
+
+def _bound(r: dict[str, Any]) -> str:
+    """The bound's cell: its GB/s and who read it (``12.3 torch``), ``in cache`` where X fits
+    in the last-level cache (no memory bound claimed), ``-`` where there is none."""
+    if r.get("bound_gbps"):
+        by = f" {r['bound_by']}" if r.get("bound_by") else ""
+        return f"{r['bound_gbps']:.3g}{by}"
+    return "in cache" if (r.get("bound") or {}).get("in_cache") else "-"
 
 
 def _path(record: dict[str, Any]) -> str:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .backends.base import in_turn, python_fold
 from .loss import Loss
 from .models import Params, backward, forward_for_backward
@@ -56,9 +58,21 @@ def metric_means(xp: Any, loss: Loss, sums: Any, rows: int, columns: int) -> Any
     """The epoch's metrics, one device vector, from :func:`metric_sums` (or their stack) over
     ``rows`` rows of ``columns`` targets: ``[loss]`` (``1/count · Σ terms``, the seed's bits)
     or ``[loss, accuracy]``."""
-    sums = xp.stack(sums) if isinstance(sums, tuple) else sums
-    value = 1 / (rows * (columns if loss.per_element else 1)) * sums[:1]
+    scale = 1 / (rows * (columns if loss.per_element else 1))
+    if isinstance(sums, tuple):  # 0-d sums: scaled one by one, then put in one vector
+        means = (scale * sums[0], sums[1] / rows) if loss.classifies else (scale * sums[0],)
+        return _vector(xp, means)
+    value = scale * sums[:1]
     return xp.concat([value, sums[1:] / rows]) if loss.classifies else value
+
+
+def _vector(xp: Any, values: tuple[Any, ...]) -> Any:
+    """0-d values as one vector. NumPy's reductions give host scalars (``np.float64``), which
+    ``asarray`` copies in ~0.5 µs; ``stack`` takes ~4 µs, a tenth of a small problem's epoch
+    (bench/call_overhead.py). Any other library's 0-d arrays are stacked."""
+    if all(isinstance(v, np.generic) for v in values):
+        return xp.asarray(values, dtype=values[0].dtype)
+    return xp.stack(values)
 
 
 # -- one pass over row blocks ---------------------------------------------------------------------

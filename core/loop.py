@@ -7,10 +7,11 @@ stretches of epochs, validation after each epoch, checkpoints, callbacks and the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from .backends import Backend
 from .errors import TrainingDiverged
@@ -105,7 +106,7 @@ def fit(
             carry, metrics = fused(stop - epoch)(carry, X, y, *extra)
         else:
             carry, metrics = _epochs(step, carry, X, y, bk, range(epoch, stop), batches, validation)
-        _record(bk.to_numpy(metrics).tolist(), epoch, validation is not None, history, on_epoch)
+        _record(bk.to_numpy(metrics), epoch, validation is not None, history, on_epoch)
         epoch = stop
         if on_checkpoint is not None and _due(epoch, epochs, every):
             on_checkpoint(epoch, carry, history)
@@ -143,6 +144,12 @@ def _epochs(
     validation: Validation | None,
 ) -> tuple[Carry, Any]:
     """Epochs one call at a time; their metrics stacked on the device, one row per epoch."""
+    if batches is None and validation is None and not _settles(bk):
+        per_epoch = []  # the plain full-batch epoch: nothing but the step (a small problem's
+        for _ in epochs:  # epoch is ~40 µs, and each line of bookkeeping costs ~0.2)
+            carry, metrics = step(carry, X, y)
+            per_epoch.append(metrics)
+        return carry, bk.xp.stack(per_epoch)
     xp, per_epoch = bk.xp, []
     for epoch in epochs:
         if batches is None:
@@ -157,8 +164,14 @@ def _epochs(
     return carry, xp.stack(per_epoch)
 
 
+def _settles(bk: Backend) -> bool:
+    """Whether ``bk`` makes each epoch's arrays concrete (a lazy library overrides
+    :meth:`~xptrain.backends.Backend.settle`; for the others it returns its input)."""
+    return type(bk).settle is not Backend.settle
+
+
 def _record(
-    metrics: list[list[float]],
+    metrics: np.ndarray,
     first: int,
     validation: bool,
     history: History,
@@ -168,15 +181,19 @@ def _record(
     step's metrics have an accuracy for a loss with classes); divergence stops the run: at
     epoch 0 (the loss never finite) the data or the starting point is to blame, and the
     message says so; later, the step size."""
-    names = metric_names(validation, len(metrics[0]) == (4 if validation else 2))
-    for epoch, values in enumerate(metrics, start=first):
-        if not math.isfinite(values[0]):
-            raise TrainingDiverged(_diverged(values[0], epoch), epoch)
-        named = dict(zip(names, values, strict=True))
-        for name, value in named.items():
-            history.setdefault(name, []).append(value)
-        if on_epoch is not None:
-            on_epoch(epoch, named)
+    names = metric_names(validation, metrics.shape[1] == (4 if validation else 2))
+    # a column at a time (one tolist each, not a dict per epoch), up to the first loss that
+    # is not finite; the epochs before it are recorded, then the run stops
+    bad = np.flatnonzero(~np.isfinite(metrics[:, 0]))
+    good = metrics[: bad[0]] if bad.size else metrics
+    for name, column in zip(names, good.T.tolist(), strict=True):
+        history.setdefault(name, []).extend(column)
+    if on_epoch is not None:
+        for epoch, values in enumerate(good.tolist(), start=first):
+            on_epoch(epoch, dict(zip(names, values, strict=True)))
+    if bad.size:
+        epoch = first + int(bad[0])
+        raise TrainingDiverged(_diverged(float(metrics[bad[0], 0]), epoch), epoch)
 
 
 def _diverged(loss: float, epoch: int) -> str:

@@ -10,6 +10,7 @@ replicas add up exactly as one full batch does.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,17 +30,19 @@ def _bce_of(xp: Any, y: Any, A: Any) -> Any:
     return -(y * xp.log(A) + (1 - y) * xp.log(1 - A))
 
 
-def _bce_guarded(xp: Any, y: Any, A: Any, z: Any, G: Any, tail: Any = None) -> Any:
+def _bce_guarded(
+    xp: Any, y: Any, A: Any, z: Any, G: Any, tail: Any = None, seed: Any = None
+) -> Any:
     """The seed's terms (:func:`_bce_of`, bit for bit) wherever ``A = sigmoid(z)`` lies
     strictly between 0 and 1; where the sigmoid saturated (``A`` rounded to 0 or 1: log 0),
     the term from the logit, ``G·z + exp(-|z|)`` with ``G = A - y`` (``bce-logits``' form,
     whose ``log1p(exp(-|z|))`` is ``exp(-|z|)`` to rounding there), so unscaled data trains
     without NaN. ``tail``: ``exp(-|z|)`` where the caller has it (training: from the
-    sigmoid's own ``exp(-z)``); then only values are needed and the seed's non-finite terms are
-    simply replaced. Without it, the saturated rows' ``A`` is replaced before the logs, so
-    autodiff meets no inf."""
+    sigmoid's own ``exp(-z)``); then only values are needed and the seed's non-finite terms
+    (``seed``, where the caller has them) are simply replaced. Without it, the saturated rows'
+    ``A`` is replaced before the logs, so autodiff meets no inf."""
     if tail is not None:  # the seed's terms are finite exactly where A is inside (0, 1)
-        seed = _bce_of(xp, y, A)
+        seed = _bce_of(xp, y, A) if seed is None else seed
         return xp.where(xp.isfinite(seed), seed, G * z + tail)
     saturated = (A == 0) | (A == 1)
     inside = xp.where(saturated, xp.full_like(A, 0.5), A)
@@ -58,7 +61,19 @@ def _bce_both(xp: Any, y: Any, z: Any) -> tuple[Any, Any]:
     e = xp.exp(-z)
     A = 1 / (1 + e)
     G = A - y
-    return _bce_guarded(xp, y, A, z, G, xp.minimum(e, 1 / e)), G
+    seed = _bce_of(xp, y, A)
+    if _all_finite_on_host(seed):
+        return seed, G  # what the guard would return, without its five operations
+    return _bce_guarded(xp, y, A, z, G, xp.minimum(e, 1 / e), seed), G
+
+
+def _all_finite_on_host(x: Any) -> bool:
+    """Whether ``x`` is a host NumPy array whose values are all finite. Only on the host is a
+    value read for free: a device's read would wait for its queue, a tracer (jit) has no
+    value, so there (and for any other array) the answer is False and the caller takes the
+    branch-free path. The seed's terms are ≥ 0 (or inf, NaN), so their sum is finite when
+    every one is (and where it is not, the guard's ``where`` returns the same terms anyway)."""
+    return isinstance(x, np.ndarray) and math.isfinite(x.sum())
 
 
 def _bce_logits_terms(xp: Any, y: Any, z: Any) -> Any:

@@ -24,11 +24,18 @@ def xptrain_version() -> str:
 
 
 def versions(backend: Backend) -> dict[str, str]:
-    """Python, NumPy, array-api-compat, xptrain and the backend's own library versions."""
-    return {
+    """Python, NumPy, array-api-compat, xptrain and the backend's own library versions (a new
+    dict each call; read once per process and backend)."""
+    return dict(_versions(backend))
+
+
+@functools.lru_cache(maxsize=32)  # a library's version cannot change once it is imported
+def _versions(backend: Backend) -> tuple[tuple[str, str], ...]:
+    found = {
         "python": platform.python_version(),
         "xptrain": xptrain_version(),
         "numpy": np.__version__,
         "array_api_compat": array_api_compat.__version__,
         **backend.versions(),
     }
+    return tuple(found.items())

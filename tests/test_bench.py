@@ -37,6 +37,8 @@ FIELDS = {
     "bytes_per_epoch",
     "gbps",
     "bound_gbps",
+    "bound",
+    "stream",
     "ratio_to_bound",
     "threads",
     "versions",
@@ -63,7 +65,9 @@ def test_quick_run_writes_every_field_for_every_backend(tmp_path):
         assert r["bytes_per_epoch"] == 4096 * 32 * 4
         assert r["epoch_s_min"] <= r["epoch_s"] <= r["epoch_s_max"]
         assert r["gbps"] == pytest.approx(r["bytes_per_epoch"] / r["epoch_s"] / 1e9)
-        assert r["ratio_to_bound"] == pytest.approx(r["gbps"] / r["bound_gbps"])
+        # 4096x32 float32 (512 KiB) fits in any last-level cache: no memory bound is claimed
+        assert r["bound"]["in_cache"] and r["bound_gbps"] is r["ratio_to_bound"] is None
+        assert r["stream"]["copy_gbps"] > 0 and r["stream"]["triad_gbps"] > 0
         assert r["transfer_s"] > 0 and r["compile_s"] >= 0 and r["threads"]["cpu_count"]
     modes = {(r["backend"], r["mode"]) for r in written}
     for name in ("torch", "jax"):
@@ -342,3 +346,46 @@ def test_one_replica_reads_in_the_singular():
     assert bench_table.describe_config(record) == (
         "torch logistic cpu ×1 process eager full 64x4 float32"
     )
+
+
+def test_a_read_faster_than_a_copy_is_refused_and_every_candidate_is_kept(monkeypatch):
+    """The bound is a real read of X from memory: a reader that beats the device's STREAM
+    copy by more than the noise (a cache, a lazy library) is refused with its reason, its
+    figure kept; the fastest accepted reader is the bound; one that cannot run says why."""
+    import numpy as np
+
+    monkeypatch.setattr(bench, "cache_bytes", lambda level: 1024)  # X larger than the "LLC"
+    monkeypatch.setattr(bench, "READERS", {"cpu": ("numpy", "no_such_library")})
+    rate = [40e9]  # the device's copy does 10 GB/s: 40 is not a read of memory
+    monkeypatch.setattr(bench, "read_rate", lambda bk, X, repeat=3: rate[0])
+    X, copy = np.ones((64, 8)), {"copy_gbps": 10.0}
+    bound = bench.memory_bound("cpu", X, "float64", copy)
+    assert not bound["in_cache"] and bound["x_bytes"] == 64 * 8 * 8
+    numpy, absent = bound["candidates"]["numpy"], bound["candidates"]["no_such_library"]
+    assert numpy["read_gbps"] == 40.0 and numpy["status"].startswith("refused: 40 GB/s beats")
+    assert absent["read_gbps"] is None and absent["status"].startswith("unavailable: ")
+    assert bound["bound_gbps"] is None and bound["bound_by"] is None
+    rate[0] = 12.4e9  # within the noise of the copy (25%): a read, and the bound
+    bound = bench.memory_bound("cpu", X, "float64", copy)
+    assert bound["candidates"]["numpy"] == {"read_gbps": 12.4, "status": "ok"}
+    assert bound["bound_gbps"] == 12.4 and bound["bound_by"] == "numpy"
+    rate[0] = 12.6e9  # beyond it: refused
+    assert bench.memory_bound("cpu", X, "float64", copy)["bound_gbps"] is None
+
+
+def test_x_in_the_last_level_cache_claims_no_memory_bound(monkeypatch):
+    """A read of X that fits in the last-level cache measures the cache: ``in_cache``, no
+    candidate asked, no bound."""
+    import numpy as np
+
+    monkeypatch.setattr(bench, "cache_bytes", lambda level: 1 << 20)
+    bound = bench.memory_bound("cpu", np.ones((1024, 8)), "float32", {"copy_gbps": 10.0})
+    assert bound["in_cache"] and bound["llc_bytes"] == 1 << 20 and bound["candidates"] == {}
+    assert bound["bound_gbps"] is None
+
+
+def test_the_stream_line_times_copy_and_triad_on_the_host():
+    """STREAM on the host: copy (2 arrays of bytes) and triad (3) in GB/s, and who ran it."""
+    line = bench.host_stream(8 << 20, repeat=1)
+    assert line["copy_gbps"] > 0 and line["triad_gbps"] > 0 and line["array_bytes"] == 8 << 20
+    assert line["by"].startswith("numpy, ") and "thread" in line["copy_by"]
