@@ -75,3 +75,14 @@ def test_compare_refuses_a_different_number_of_losses():
     ref = _run([0.5, 0.25], [np.array([1.0])])
     with pytest.raises(ValueError, match=r"^1 losses against a reference of 2$"):
         compare(_run([0.5], [np.array([1.0])]), ref, tau=1.0)
+
+
+def test_compare_works_in_float64_whatever_the_losses_come_as():
+    third = np.float32(1 / 3)
+    ref = _run(np.array([third], dtype=np.float32), [np.array([1.0])])
+    run = _run(np.array([np.nextafter(third, np.float32(1))]), [np.array([1.0])], "float32")
+    a = compare(run, ref, tau=0.1)
+    step = float(np.nextafter(third, np.float32(1))) - float(third)
+    assert a.rel_err == [step / float(third)]
+    assert a.loss_tol == [0.1 * (1 + 1 / float(third))]
+    assert a.max_ulp == 1.0

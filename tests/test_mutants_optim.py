@@ -90,3 +90,43 @@ def test_updates_do_not_change_their_inputs(name):
     opt.update(xp, params, GRADS[0], state, LR)
     assert all(np.array_equal(a, b) for a, b in zip(params, PARAMS, strict=True))
     assert all(np.array_equal(a, b) for a, b in zip(state, before, strict=True))
+
+
+def test_adam_keeps_float32():
+    params = tuple(p.astype(np.float32) for p in PARAMS)
+    state = OPTIMIZERS["adam"].init(xp, params)
+    assert state[0].dtype == np.float32
+    new, state = OPTIMIZERS["adam"].update(xp, params, params, state, LR)
+    assert all(s.dtype == np.float32 for s in (*new, *state))
+
+
+def test_adam_step_count_lives_on_the_parameters_device():
+    """array-api-strict's fake devices: the step count goes where the parameters are."""
+    strict = pytest.importorskip("array_api_strict", reason="array-api-strict's fake devices")
+    on = strict.Device("device1")
+    params = tuple(strict.asarray(p, device=on) for p in PARAMS)
+    state = OPTIMIZERS["adam"].init(strict, params)
+    assert all(s.device == on for s in state)
+
+
+def _short(t):
+    return t[:-1]
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        ("sgd", lambda p, g, s: (p, _short(g), s)),  # a gradient missing
+        ("momentum", lambda p, g, s: (p, g, (*s, s[0]))),  # a velocity too many
+        ("momentum", lambda p, g, s: ((*p, p[0]), g, s)),  # a parameter without gradient
+        ("adam", lambda p, g, s: (p, g, (*s, s[-1]))),  # a moment too many
+        ("adam", lambda p, g, s: (p, (), s[:1])),  # no gradients, no moments
+    ],
+)
+def test_updates_refuse_mismatched_parameters_gradients_and_state(name, change):
+    """Every zip is strict: a gradient or a state array too many or too few is an error, never
+    a parameter silently left out."""
+    opt = OPTIMIZERS[name]
+    params, grads, state = change(PARAMS, GRADS[0], opt.init(xp, PARAMS))
+    with pytest.raises(ValueError, match="zip"):
+        opt.update(xp, params, grads, state, LR)

@@ -11,6 +11,8 @@ copies that into ``.mutate/<module>/mutants/`` and runs there.
     python tools/mutate.py loss optim      some of them
     python tools/mutate.py --report        the table of the last runs, nothing run
     python tools/mutate.py --survivors     the diffs of the surviving mutants of the last runs
+    python tools/mutate.py --retry loss    only the last run's survivors again, with the tests as
+                                           they are now (after writing a test that kills them)
     python tools/mutate.py --baseline      without the tests written to kill mutants
                                            (tests/test_mutants_*.py), in .mutate/baseline/
 
@@ -75,6 +77,10 @@ def stage(module: str) -> Path:
         # one process, no xdist: mutmut forks a child per mutant
         "pytest_add_cli_args": ["-p", "no:xdist", "-p", "no:cacheprovider", "-m", "not slow"],
         "pytest_add_cli_args_test_selection": tests,
+        # a fresh process per mutant forked from a server that only collected the tests: the
+        # default forks from the process that ran them, whose threads (NumPy's row groups, BLAS)
+        # are gone in the child and whose locks deadlock it
+        "process_isolation": "forkserver",
         # a hung mutant is given (its tests' time + 2 s) x 4, not mutmut's x 15
         "timeout_multiplier": 4.0,
         "timeout_constant": 2.0,
@@ -86,15 +92,25 @@ def stage(module: str) -> Path:
     return where
 
 
-def run(module: str) -> float:
-    """mutmut over one module with one worker; the wall time in seconds."""
-    where = stage(module)
+def run(module: str, retry: bool = False) -> float:
+    """mutmut over one module with one worker; the wall time in seconds. ``retry``: only the
+    last run's survivors, against the tests as they are now."""
+    names = survivors(module) if retry else []
+    if retry:
+        where = STAGE / module
+        for tests in (where / "tests", where / "mutants" / "tests"):
+            shutil.rmtree(tests, ignore_errors=True)
+            shutil.copytree(ROOT / "tests", tests, ignore=shutil.ignore_patterns("__pycache__"))
+        if not names:
+            return 0.0
+    else:
+        where = stage(module)
     env = {**os.environ, "XPTRAIN_BACKENDS": "numpy"}
     env.pop("XPTRAIN_REQUIRE", None)
     start = time.monotonic()
-    with open(where / "mutmut.log", "w") as log:
+    with open(where / "mutmut.log", "a" if retry else "w") as log:
         subprocess.run(
-            [sys.executable, "-m", "mutmut", "run", "--max-children", "1"],
+            [sys.executable, "-m", "mutmut", "run", "--max-children", "1", *names],
             cwd=where,
             env=env,
             stdout=log,
@@ -102,7 +118,8 @@ def run(module: str) -> float:
             check=False,
         )
     seconds = time.monotonic() - start
-    (where / "wall_s").write_text(f"{seconds:.0f}\n")
+    if not retry:
+        (where / "wall_s").write_text(f"{seconds:.0f}\n")
     return seconds
 
 
@@ -158,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", help=f"some of: {', '.join(TESTS)} (default all)")
     parser.add_argument("--report", action="store_true", help="only the table of the last runs")
     parser.add_argument("--survivors", action="store_true", help="the surviving mutants' diffs")
+    parser.add_argument("--retry", action="store_true", help="only the last run's survivors")
     parser.add_argument(
         "--baseline", action="store_true", help="without tests/test_mutants_*.py (the 'before')"
     )
@@ -175,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         for m in modules:
             print(f"mutating core/{m}.py against {', '.join(TESTS[m])}", flush=True)
-            print(f"  {run(m):.0f} s", flush=True)
+            print(f"  {run(m, args.retry):.0f} s", flush=True)
     print(table(modules))
     return 0
 
