@@ -284,3 +284,19 @@ def test_old_checkpoints_ran_with_the_old_defaults():
     with pytest.raises(OptionError, match="made with optimizer sgd; resume with the same"):
         ck.check_compatible(_ckpt(2, meta=meta), p, Options(epochs=10, optimizer="adam"))
     assert SEED_X.shape == (4, 3) and SEED_Y.shape == (4, 1)
+
+
+def test_check_compatible_with_an_mlp_and_momentum():
+    p = seed_problem()
+    options = Options(epochs=10, model="mlp", hidden=(5,), optimizer="momentum")
+    params = [np.zeros((3, 5)), np.zeros((1, 5)), np.zeros((5, 1)), np.zeros((1, 1))]
+    meta = {**options.to_json(), "data": ck.fingerprint(p)}
+    state = [np.ones_like(a) for a in params]
+    ckpt = ck.Checkpoint(2, params, {"loss": [1.0, 0.5]}, meta, state)
+    ck.check_compatible(ckpt, p, options)
+    with _refused(
+        "checkpoint's optimizer state does not fit the momentum optimizer and this model"
+    ):
+        ck.check_compatible(replace(ckpt, state=state[:2]), p, options)
+    with _refused("checkpoint parameters do not fit this data and model"):
+        ck.check_compatible(replace(ckpt, params=params[:2], state=state[:2]), p, options)
