@@ -300,3 +300,67 @@ def test_check_compatible_with_an_mlp_and_momentum():
         ck.check_compatible(replace(ckpt, state=state[:2]), p, options)
     with _refused("checkpoint parameters do not fit this data and model"):
         ck.check_compatible(replace(ckpt, params=params[:2], state=state[:2]), p, options)
+
+
+def test_fingerprint_is_of_the_values_not_their_dtype():
+    """A folder's X stays memory-mapped in its own dtype: float32 data is hashed as the same
+    float64 values, as when it came from a file of float64."""
+    p = seed_problem()
+    assert ck.fingerprint(replace(p, X=p.X.astype(np.float32))) == ck.fingerprint(p)
+
+
+def test_a_checkpoint_file_holds_float64_arrays_and_sorted_metadata(tmp_path):
+    path = tmp_path / "epoch-000001.npz"
+    meta = {"z": 1, "a": 2}
+    ckpt = ck.Checkpoint(1, [W.astype(np.float32), B], {"loss": [0.5]}, meta, [B.astype(int)])
+    ck.save(path, ckpt)
+    with np.load(path) as f:
+        assert f["param_0"].dtype == np.float64 and f["state_0"].dtype == np.float64
+        assert str(f["meta"]) == '{"a": 2, "z": 1}'
+        assert int(f["format"]) == 2 and int(f["epoch"]) == 1
+
+
+def test_save_refuses_complex_state_naming_the_file(tmp_path):
+    path = tmp_path / "epoch-000001.npz"
+    ckpt = _ckpt(1, state=[W.astype(complex)])
+    with _refused(f"{path}: checkpoint holds complex parameters; xptrain trains real ones only"):
+        ck.save(path, ckpt)
+    assert not path.exists()
+
+
+def test_load_refuses_complex_optimizer_state(tmp_path):
+    path = _write(tmp_path, LOG2, state_0=W.astype(complex))
+    with _refused(f"{path}: checkpoint holds complex parameters; xptrain trains real ones only"):
+        ck.load(path)
+
+
+def test_metadata_must_be_a_table(tmp_path):
+    path = _write(tmp_path, LOG2, meta=np.array("[1]"))
+    with _refused(
+        f"{path}: inconsistent checkpoint (epoch 2, 2 losses, 2 parameter arrays, finite: True, "
+        "metadata: False)"
+    ):
+        ck.load(path)
+    path = _write(tmp_path, LOG2, epoch=np.array(3))
+    with _refused(
+        f"{path}: inconsistent checkpoint (epoch 3, 2 losses, 2 parameter arrays, finite: True, "
+        "metadata: True)"
+    ):
+        ck.load(path)
+
+
+def test_a_checkpoint_after_one_epoch_reads_back(tmp_path):
+    with ck.Folder(tmp_path) as folder:
+        folder.save(_ckpt(1))
+    back = ck.load(tmp_path / "epoch-000001.npz")
+    assert back.epoch == 1 and back.losses == [0.75]
+
+
+def test_a_held_folder_is_refused_at_once(tmp_path):
+    import time
+
+    with ck.Folder(tmp_path):
+        start = time.monotonic()
+        with pytest.raises(InvalidInput, match="is in use by"), ck.Folder(tmp_path):
+            pass
+        assert time.monotonic() - start < 0.9  # no waiting for the lock
