@@ -226,3 +226,103 @@ def test_a_folder_reports_the_chunk_holding_nan(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "CHECK_BYTES", 3 * 2 * 8)  # three rows at a time
     with _refused("X holds NaN or inf (from row 6); clean the data first"):
         data.load(tmp_path)
+
+
+def test_generated_data_stays_the_same_from_version_to_version():
+    """A spec names one data set: these sums were taken when the generators were written."""
+    p = data.load("linear:200,3,5")
+    assert (int(p.y.sum()), int(np.arange(200) @ p.y[:, 0])) == (99, 9962)
+    np.testing.assert_allclose(p.X.sum(), -19.66773945313402, rtol=1e-12)
+    for spec, labels, total, weighted in (
+        ("blobs:200,3,4,5", 298, 19.349812120202834, 211.5924538696539),
+        ("blobs:200,3,2,5", 98, 15.96606833208171, -110.252219542468),
+    ):
+        b = data.load(spec)
+        assert int(b.y.sum()) == labels
+        np.testing.assert_allclose([b.X.sum(), (b.X * b.y).sum()], [total, weighted], rtol=1e-12)
+
+
+def test_one_validation_row_is_enough():
+    p = data.make_problem(np.arange(20.0).reshape(10, 2), np.arange(10.0))
+    train, val = data.split(p, 0.1, seed=0)
+    assert len(val.y) == 1 and len(train.y) == 9
+
+
+def test_b_is_named_in_its_refusal():
+    with _refused("b holds NaN or inf; clean the data first"):
+        data.make_problem(np.ones((1, 1)), [0], b=np.nan)
+
+
+def test_standardize_keeps_w_and_b_and_scales_small_deviations():
+    p = data.make_problem([[0.0], [1.0]], [0, 1], W=[2.0], b=3.0)
+    s = data.standardize(p)
+    assert s.W.tolist() == [[2.0]] and s.b == 3.0
+    assert s.X[:, 0].tolist() == [-1.0, 1.0]  # std 0.5: divided by it, not by 1
+
+
+def test_a_folder_is_memory_mapped_and_refuses_object_targets(tmp_path):
+    np.save(tmp_path / "X.npy", np.ones((3, 2)))
+    np.save(tmp_path / "y.npy", np.zeros(3))
+    assert isinstance(data.load(tmp_path).X, np.memmap)
+    np.save(tmp_path / "y.npy", np.array([{}, {}, {}], dtype=object), allow_pickle=True)
+    with pytest.raises(InvalidInput, match=f"^{re.escape(str(tmp_path))}: not a numeric .npy pair"):
+        data.load(tmp_path)
+
+
+def test_a_row_wider_than_a_chunk_is_checked_one_row_at_a_time(tmp_path, monkeypatch):
+    X = np.ones((10, 2))
+    X[7, 1] = np.inf
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", np.zeros(10))
+    monkeypatch.setattr(data, "CHECK_BYTES", 8)  # less than a row
+    with _refused("X holds NaN or inf (from row 7); clean the data first"):
+        data.load(tmp_path)
+
+
+def test_a_bad_npz_data_file_is_named_so(tmp_path):
+    path = tmp_path / "d.npz"
+    path.write_text("not a zip")
+    with _refused(f"data file {str(path)!r} is not a valid .npz file (not a zip archive)"):
+        data.load(path)
+
+
+def test_csv_edge_cases(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("1,0\n2,1\n")
+    p = data.load(path)  # two columns: one feature and the label
+    assert p.X.tolist() == [[1.0], [2.0]] and p.y[:, 0].tolist() == [0.0, 1.0]
+    path.write_bytes(b"1,0\n" * 5000 + b"\xff\xfe,1\n")  # past the first line's read
+    with pytest.raises(InvalidInput, match=r"not a numeric CSV \('utf-8' codec can't decode"):
+        data.load(path)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnboundLocalError,
+    reason="core/data.py _load_csv: a byte that is not UTF-8 in the first line's read raises "
+    "UnboundLocalError ('header' unset in the except clause), not InvalidInput",
+)
+def test_a_csv_that_is_not_utf8_from_its_start_is_refused(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"\xff\xfe1,0\n")
+    with pytest.raises(InvalidInput, match="not a numeric CSV"):
+        data.load(path)
+
+
+def test_without_scikit_learn_its_sets_say_how_to_get_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    with _refused("data 'digits' ships with scikit-learn: pip install 'xptrain[datasets]'"):
+        data.load("digits")
+
+
+@pytest.mark.needs("sklearn")
+def test_scikit_learns_sets():
+    shapes = {n: data.load(n) for n in ("breast_cancer", "digits", "digits10", "diabetes")}
+    assert shapes["breast_cancer"].X.shape == (569, 30)
+    assert set(shapes["breast_cancer"].y[:, 0]) == {0.0, 1.0}
+    assert shapes["digits"].X.shape == (1797, 64) and set(shapes["digits"].y[:, 0]) == {0.0, 1.0}
+    assert shapes["digits"].y.sum() == (shapes["digits10"].y >= 5).sum()
+    assert set(shapes["digits10"].y[:, 0]) == set(range(10))
+    assert shapes["diabetes"].X.shape == (442, 10) and shapes["diabetes"].y.max() == 346.0

@@ -77,6 +77,7 @@ def stage(module: str) -> Path:
     shutil.copytree(ROOT / "core", where / "xptrain", ignore=ignore)
     shutil.copytree(ROOT / "backends", where / "xptrain" / "backends", ignore=ignore)
     shutil.copytree(ROOT / "tests", where / "tests", ignore=ignore)
+    shutil.copytree(ROOT / "examples", where / "examples", ignore=ignore)  # models tests load
     tests = [f"tests/{t}" for t in TESTS[module] if (ROOT / "tests" / t).exists()]
     if STAGE.name == "baseline":
         tests = [t for t in tests if not t.startswith("tests/test_mutants_")]
@@ -87,6 +88,7 @@ def stage(module: str) -> Path:
         "pytest_add_cli_args": ["-p", "no:xdist", "-p", "no:cacheprovider", "-m", "not slow"]
         + [arg for test in DESELECT for arg in ("--deselect", test)],
         "pytest_add_cli_args_test_selection": tests,
+        "also_copy": ["examples"],
         # loss, grad, conformance: a fresh process per mutant, forked from a server that only
         # collected the tests; their tests run NumPy's row groups on threads, and forking from
         # the process that ran them (mutmut's default, faster: warm caches) leaves children
