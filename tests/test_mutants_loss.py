@@ -194,3 +194,21 @@ def test_any_targets():
     assert get("mse").outputs(np.zeros((5, 3))) == 3
     assert get("mse").outputs(np.zeros(5)) == 1
     assert get("mse").outputs(np.zeros((5, 2, 2))) == 4
+
+
+def test_softmax_ce_takes_each_rows_own_largest_logit():
+    """Rows of very different scale: a shift by another row's maximum would underflow to
+    log 0 in the small row."""
+    z = np.array([[1000.0, 0.0], [0.0, 1.0]])
+    y = one_hot(np.array([[0], [1]]), 2)
+    want = [np.log1p(np.exp(-1000.0)), np.log1p(np.exp(-1.0))]
+    loss = get("softmax-ce")
+    for terms in (loss.terms(xp, y, z), loss.terms_and_grad(xp, y, z)[0]):
+        np.testing.assert_allclose(terms[:, 0], want, rtol=1e-15)
+
+
+def test_hits_are_in_the_logits_dtype():
+    z = np.array([[0.5, -1.0], [2.0, 3.0]], dtype=np.float32)
+    y = np.array([[1.0, 0.0], [1.0, 0.0]], dtype=np.float32)
+    assert get("softmax-ce").hits(xp, y, z).dtype == np.float32
+    assert get("bce").hits(xp, y[:, :1], z[:, :1]).dtype == np.float32
