@@ -212,3 +212,10 @@ def test_hits_are_in_the_logits_dtype():
     y = np.array([[1.0, 0.0], [1.0, 0.0]], dtype=np.float32)
     assert get("softmax-ce").hits(xp, y, z).dtype == np.float32
     assert get("bce").hits(xp, y[:, :1], z[:, :1]).dtype == np.float32
+
+
+def test_softmax_ce_counts_rows_of_its_one_hot_targets():
+    y = one_hot(np.array([[0], [2], [1]]), 3)
+    z = np.zeros((3, 3))
+    assert get("softmax-ce").count(y) == 3
+    np.testing.assert_allclose(get("softmax-ce").value(xp, y, z), np.log(3.0), rtol=1e-15)
