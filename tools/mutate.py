@@ -12,7 +12,8 @@ copies that into ``.mutate/<module>/mutants/`` and runs there.
     python tools/mutate.py --report        the table of the last runs, nothing run
     python tools/mutate.py --survivors     the diffs of the surviving mutants of the last runs
     python tools/mutate.py --retry loss    only the last run's survivors again, with the tests as
-                                           they are now (after writing a test that kills them)
+                                           they are now (after writing a test that kills them);
+                                           --only PATTERN...: those of them whose names match
     python tools/mutate.py --baseline      without the tests written to kill mutants
                                            (tests/test_mutants_*.py), in .mutate/baseline/
 
@@ -24,6 +25,7 @@ mutated function), and the kill rate ``(killed + timeout) / mutants``.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import shutil
@@ -105,10 +107,13 @@ def stage(module: str) -> Path:
     return where
 
 
-def run(module: str, retry: bool = False) -> float:
+def run(module: str, retry: bool = False, only: list[str] | None = None) -> float:
     """mutmut over one module with one worker; the wall time in seconds. ``retry``: only the
-    last run's survivors, against the tests as they are now."""
+    last run's survivors, against the tests as they are now (``only``: those matching one of
+    these shell patterns)."""
     names = survivors(module) if retry else []
+    if only:
+        names = [n for n in names if any(fnmatch.fnmatch(n, pattern) for pattern in only)]
     if retry:
         where = STAGE / module
         for tests in (where / "tests", where / "mutants" / "tests"):
@@ -190,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--survivors", action="store_true", help="the surviving mutants' diffs")
     parser.add_argument("--retry", action="store_true", help="only the last run's survivors")
     parser.add_argument(
+        "--only", nargs="+", default=[], metavar="PATTERN", help="with --retry: these mutants"
+    )
+    parser.add_argument(
         "--baseline", action="store_true", help="without tests/test_mutants_*.py (the 'before')"
     )
     args = parser.parse_args(argv)
@@ -206,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         for m in modules:
             print(f"mutating core/{m}.py against {', '.join(TESTS[m])}", flush=True)
-            print(f"  {run(m, args.retry):.0f} s", flush=True)
+            print(f"  {run(m, args.retry, args.only):.0f} s", flush=True)
     print(table(modules))
     return 0
 
