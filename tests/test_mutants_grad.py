@@ -159,3 +159,58 @@ def test_cache_bytes_reads_the_data_cache_of_a_level(tmp_path):
     assert cache_bytes(2, str(tmp_path) + "/./.") == 524288
     missing = str(tmp_path / "none")
     assert [cache_bytes(level, missing) for level in (1, 2, 3)] == [32 << 10, 1 << 20, 8 << 20]
+
+
+def test_padding_rows_of_one_hot_targets_add_nothing():
+    onehot = get("softmax-ce").targets(RNG.integers(0, 3, size=(N, 1)), 3)
+    y = np.vstack([onehot, np.full((2, 3), PAD_LABEL)])
+    keep, _ = masked_targets(xp, y)
+    assert keep.shape == (N + 2, 1) and keep[:, 0].tolist() == [True] * N + [False] * 2
+    mlp = MLP((3,), "tanh")
+    params = mlp.init(np.random.default_rng(0), D, 3)
+    padded = np.vstack([X, np.ones((2, D))])
+    got = blocked_sums(xp, mlp, get("softmax-ce"), params, padded, y, block=5, masked=True)
+    want = blocked_sums(xp, mlp, get("softmax-ce"), params, X, onehot, block=5)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-13)
+    for g, w in zip(got[1], want[1], strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-15)
+
+
+def test_one_worker_by_default():
+    """The default sums the blocks in one order: bit for bit the workers=1 result."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(4096, 3))
+    y = (rng.random((4096, 1)) < 0.5).astype(np.float64)
+    params = (rng.normal(size=(3, 1)), np.zeros((1, 1)))
+    loss = get("bce")
+    one = blocked_loss_and_grads(xp, Logistic(), loss, params, X, y, 64, workers=1)
+    default = blocked_loss_and_grads(xp, Logistic(), loss, params, X, y, 64)
+    assert np.array_equal(one[0], default[0])
+    assert all(np.array_equal(a, b) for a, b in zip(one[1], default[1], strict=True))
+
+
+def test_block_rows_reads_the_cache_of_its_kind_and_the_dtype():
+    assert block_rows(1 << 30, 4, 8, compiled=True) == block_rows(
+        1 << 30, 4, 8, compiled=True, cache=cache_bytes(2)
+    )
+    assert block_rows(1 << 30, 4, 8) == block_rows(1 << 30, 4, 8, cache=cache_bytes(3))
+    assert block_rows(1, 4, 8) == 1
+    # the default block of a float32 X is block_rows(..., itemsize 4)
+    X32 = np.ones((1024, 2048), dtype=np.float32)
+    counts = []
+
+    def fold(body, init, count):
+        counts.append(count)
+        return init
+
+    params32 = (np.zeros((2048, 1), np.float32), np.zeros((1, 1), np.float32))
+    y32 = np.zeros((1024, 1), np.float32)
+    blocked_sums(xp, Logistic(), get("bce"), params32, X32, y32, fold=fold)
+    assert counts in ([1024 // block_rows(1024, 2048, 4)], [])  # [] : one block, no fold
+
+
+def test_a_cache_of_one_kib_is_read(tmp_path):
+    (tmp_path / "index0").mkdir()
+    for name, text in (("level", "2"), ("type", "Data"), ("size", "1K")):
+        (tmp_path / "index0" / name).write_text(text + "\n")
+    assert cache_bytes(2, str(tmp_path)) == 1024
