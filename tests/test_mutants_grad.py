@@ -214,3 +214,28 @@ def test_a_cache_of_one_kib_is_read(tmp_path):
     for name, text in (("level", "2"), ("type", "Data"), ("size", "1K")):
         (tmp_path / "index0" / name).write_text(text + "\n")
     assert cache_bytes(2, str(tmp_path)) == 1024
+
+
+def test_padding_rows_add_no_hits():
+    """A padding row's target becomes 0: with a negative logit it would count as a hit."""
+    W, b = PARAMS
+    pad = -10 * np.sign(W.T) * np.ones((2, D))  # z far below 0
+    y = np.vstack([Y, np.full((2, 1), PAD_LABEL)])
+    totals, _ = blocked_sums(
+        xp, Logistic(), get("bce"), PARAMS, np.vstack([X, pad]), y, block=5, masked=True
+    )
+    want, _ = _by_hand(X, Y, W, b)
+    np.testing.assert_allclose(totals[1], want[1] * N, rtol=1e-13)
+
+
+def test_blocked_sums_default_to_one_worker_and_take_one_row():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(4096, 3))
+    y = (rng.random((4096, 1)) < 0.5).astype(np.float64)
+    params = (rng.normal(size=(3, 1)), np.zeros((1, 1)))
+    one = blocked_sums(xp, Logistic(), get("bce"), params, X, y, 64, workers=1)
+    default = blocked_sums(xp, Logistic(), get("bce"), params, X, y, 64)
+    assert np.array_equal(one[0], default[0])
+    assert all(np.array_equal(a, b) for a, b in zip(one[1], default[1], strict=True))
+    got = blocked_loss_and_grads(xp, Logistic(), get("bce"), PARAMS, X[:1], Y[:1])
+    _close(got, _by_hand(X[:1], Y[:1], *PARAMS))
