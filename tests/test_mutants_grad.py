@@ -230,11 +230,11 @@ def test_padding_rows_add_no_hits():
 
 def test_blocked_sums_default_to_one_worker_and_take_one_row():
     rng = np.random.default_rng(6)
-    X = rng.normal(size=(4096, 3))
-    y = (rng.random((4096, 1)) < 0.5).astype(np.float64)
+    Xb = rng.normal(size=(4096, 3))
+    yb = (rng.random((4096, 1)) < 0.5).astype(np.float64)
     params = (rng.normal(size=(3, 1)), np.zeros((1, 1)))
-    one = blocked_sums(xp, Logistic(), get("bce"), params, X, y, 64, workers=1)
-    default = blocked_sums(xp, Logistic(), get("bce"), params, X, y, 64)
+    one = blocked_sums(xp, Logistic(), get("bce"), params, Xb, yb, 64, workers=1)
+    default = blocked_sums(xp, Logistic(), get("bce"), params, Xb, yb, 64)
     assert np.array_equal(one[0], default[0])
     assert all(np.array_equal(a, b) for a, b in zip(one[1], default[1], strict=True))
     got = blocked_loss_and_grads(xp, Logistic(), get("bce"), PARAMS, X[:1], Y[:1])
