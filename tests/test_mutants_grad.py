@@ -119,6 +119,8 @@ def test_metric_means():
     assert metric_means(xp, get("bce"), sums, 4, 1).tolist() == [1.5, 0.75]
     assert metric_means(xp, get("mse"), (np.array(6.0),), 4, 3).tolist() == [0.5]
     assert metric_means(xp, get("bce"), np.array([6.0, 3.0]), 4, 1).tolist() == [1.5, 0.75]
+    # softmax-ce's targets are one-hot, 3 columns: still a mean over the rows
+    assert metric_means(xp, get("softmax-ce"), sums, 4, 3).tolist() == [1.5, 0.75]
 
 
 def test_a_block_must_hold_a_row():
@@ -225,6 +227,7 @@ def test_padding_rows_add_no_hits():
         xp, Logistic(), get("bce"), PARAMS, np.vstack([X, pad]), y, block=5, masked=True
     )
     want, _ = _by_hand(X, Y, W, b)
+    assert totals.dtype == np.float64
     np.testing.assert_allclose(totals[1], want[1] * N, rtol=1e-13)
 
 
