@@ -199,3 +199,55 @@ def test_load_npz_refuses_a_bomb_past_the_ratio(tmp_path, monkeypatch):
     stored = tmp_path / "stored.npz"
     np.savez(stored, X=np.zeros(100_000))
     assert files.load_npz(stored)["X"].shape == (100_000,)
+
+
+def test_temporaries_are_hidden_beside_the_target_with_its_suffix(tmp_path):
+    seen = []
+    files.atomic_write(
+        tmp_path / "r.json", lambda t: (seen.append(Path(t)), Path(t).write_text(""))
+    )
+    (tmp,) = seen
+    assert tmp.parent == tmp_path and tmp.name.startswith(".xpt-") and tmp.suffix == ".json"
+
+
+def test_an_unwritable_folder_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(files.os, "access", lambda *a: False)
+    with _refused(f"--json {str(tmp_path / 'a')!r}: folder {str(tmp_path)!r} is not writable"):
+        files.check_writable(tmp_path / "a", "--json")
+
+
+def test_a_damaged_member_is_not_a_valid_npz(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.arange(1000.0))
+    raw = bytearray(path.read_bytes())
+    raw[1000] ^= 0xFF  # a byte of the array's data: the zip's CRC no longer matches
+    path.write_bytes(bytes(raw))
+    with pytest.raises(
+        InvalidInput, match=f"^data {re.escape(repr(str(path)))} is not a valid .npz"
+    ):
+        files.load_npz(path, "data")
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="core/files.py load_npz: a damaged .npy header inside a compressed member raises "
+    "SyntaxError from NumPy's header parser, which is not turned into InvalidInput",
+)
+def test_a_damaged_compressed_header_is_not_a_valid_npz(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez_compressed(path, X=np.arange(1000.0))
+    raw = bytearray(path.read_bytes())
+    raw[200:240] = b"\x00" * 40  # inside the deflated data
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InvalidInput, match=r"is not a valid \.npz"):
+        files.load_npz(path, "data")
+
+
+def test_a_version_2_header_claiming_too_much_is_refused(tmp_path):
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.zeros(1000), version=(2, 0))
+    path = tmp_path / "lie2.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("X.npy", buf.getvalue()[:200])
+    with pytest.raises(InvalidInput, match="declares a float64 array of shape"):
+        files.load_npz(path, "data")
