@@ -349,7 +349,9 @@ def check_compatible(ckpt: Checkpoint, problem: Problem, options: Options) -> No
     """Refuse to resume ``ckpt`` on other data, or with options a resumed run must keep (those
     declared so in :mod:`xptrain.options`: learning rate, optimizer, model, ...) other than
     ``options``, or when it already holds ``options.epochs`` epochs. Messages name the
-    checkpoint's file, and the option as the caller spells it."""
+    checkpoint's file, and the option as the caller spells it. A ``loss="auto"`` is settled
+    by the problem's labels, as the run would settle it."""
+    options = options.for_labels(problem.y)
     where = f"{ckpt.source}: " if ckpt.source else ""
     _check_real(ckpt.params + ckpt.state, ckpt.source or "start")
     if ckpt.meta.get("data") != fingerprint(problem):

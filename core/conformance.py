@@ -99,7 +99,7 @@ def compare(result: TrainResult, ref: Reference, tau: float, steps: int | None =
     if losses.shape != ref_losses.shape:
         raise ValueError(f"{losses.size} losses against a reference of {ref_losses.size}")
     diff = np.abs(losses - ref_losses)
-    ulps = diff / np.spacing(ref_losses.astype(result.dtype)).astype(np.float64)
+    ulps = diff / np.spacing(np.abs(ref_losses).astype(result.dtype)).astype(np.float64)
     ref_params = np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in ref.params])
     params = np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in result.params])
     return Agreement(

@@ -492,6 +492,7 @@ def _csv_place(err: Exception, header: bool) -> str:
 def _load_csv(path: Path) -> Problem:
     if not path.is_file():
         raise InvalidInput(f"data file {str(path)!r} does not exist (or is not a file)")
+    header = False  # until the first line is read (a byte that is not UTF-8 may stop that)
     try:
         with open(path, encoding="utf-8-sig") as f:  # -sig: Excel's "CSV UTF-8" starts with a BOM
             first = f.readline()

@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
@@ -138,8 +139,12 @@ def load_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
                 "unpickles; save plain numeric arrays"
             ) from None
         raise InvalidInput(f"{what} {str(path)!r} is not a valid .npz file ({err})") from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError, zlib.error) as err:
+    # SyntaxError, TokenError: a damaged .npy header (NumPy parses it as a Python literal)
+    except (*_DAMAGED, SyntaxError, tokenize.TokenError) as err:
         raise InvalidInput(f"{what} {str(path)!r} is not a valid .npz file ({err})") from None
+
+
+_DAMAGED = (OSError, zipfile.BadZipFile, EOFError, KeyError, zlib.error)
 
 
 def _check_sizes(path: Path, what: str) -> None:
@@ -182,7 +187,12 @@ def _check_declared_size(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where:
         if version not in ((1, 0), (2, 0)):  # 3.0 (UTF-8 field names): np.load checks it
             return
         read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
-        shape, _, dtype = read_header(f)
+        try:
+            shape, _, dtype = read_header(f)
+        except (SyntaxError, tokenize.TokenError) as err:  # NumPy parses it as a Python literal
+            raise InvalidInput(
+                f"{where} is not a valid .npz file ({info.filename}'s header is damaged: {err})"
+            ) from None
         declared = f.tell() + math.prod(shape) * dtype.itemsize
     if not dtype.hasobject and declared > info.file_size:
         raise InvalidInput(

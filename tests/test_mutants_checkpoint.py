@@ -30,7 +30,7 @@ def _says(message: str):
 
 
 def _ckpt(epoch=2, **changes):
-    options = Options(epochs=10)
+    options = Options(epochs=10).for_labels(seed_problem().y)  # as a run records it: bce
     meta = {**options.to_json(), "data": ck.fingerprint(seed_problem())}
     base = ck.Checkpoint(
         epoch=epoch,
@@ -290,7 +290,7 @@ def test_check_compatible_with_an_mlp_and_momentum():
     p = seed_problem()
     options = Options(epochs=10, model="mlp", hidden=(5,), optimizer="momentum")
     params = [np.zeros((3, 5)), np.zeros((1, 5)), np.zeros((5, 1)), np.zeros((1, 1))]
-    meta = {**options.to_json(), "data": ck.fingerprint(p)}
+    meta = {**options.for_labels(p.y).to_json(), "data": ck.fingerprint(p)}
     state = [np.ones_like(a) for a in params]
     ckpt = ck.Checkpoint(2, params, {"loss": [1.0, 0.5]}, meta, state)
     ck.check_compatible(ckpt, p, options)

@@ -296,12 +296,6 @@ def test_csv_edge_cases(tmp_path):
         data.load(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnboundLocalError,
-    reason="core/data.py _load_csv: a byte that is not UTF-8 in the first line's read raises "
-    "UnboundLocalError ('header' unset in the except clause), not InvalidInput",
-)
 def test_a_csv_that_is_not_utf8_from_its_start_is_refused(tmp_path):
     path = tmp_path / "d.csv"
     path.write_bytes(b"\xff\xfe1,0\n")

@@ -228,11 +228,6 @@ def test_a_damaged_member_is_not_a_valid_npz(tmp_path):
         files.load_npz(path, "data")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="core/files.py load_npz: a damaged .npy header inside a compressed member raises "
-    "SyntaxError from NumPy's header parser, which is not turned into InvalidInput",
-)
 def test_a_damaged_compressed_header_is_not_a_valid_npz(tmp_path):
     path = tmp_path / "d.npz"
     np.savez_compressed(path, X=np.arange(1000.0))
