@@ -37,11 +37,6 @@ class PathChoice:
     measurable: bool = False  # the rule's block, to be measured against the other candidates
     seconds: float = 0.0  # spent measuring (0: asked, a rule, or cached)
 
-    @property
-    def name(self) -> str:
-        """``full`` or ``block:ROWS`` (as ``--path`` spells it)."""
-        return "full" if self.block is None else f"block:{self.block}"
-
 
 def candidates(rule: int, n: int, minimum: int) -> list[int | None]:
     """The full batch, the rule's block size and a quarter and four times it (powers of two of

@@ -136,7 +136,7 @@ def _path(
     one; never measured for replicas (one process of several would time alone) nor
     minibatches (steps of other shapes)."""
     path = choose_block(bk, device, o, *shape)
-    if path.measurable and o.path == "auto" and not (replicas or o.batch_size):
+    if path.measurable and not (replicas or o.batch_size):  # measurable: path "auto" only
         return _measured(bk, device, o, shape, path.block, spec_of, inputs)
     return path
 
