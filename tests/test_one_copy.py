@@ -85,8 +85,12 @@ def test_the_default_path_measures_within_a_fifth_of_x(big, monkeypatch, tmp_pat
     assert first <= FULL_BATCH * X.nbytes, f"{first / X.nbytes:.3f} × X"
     result = xptrain.train(X, y, dtype="float32", epochs=1)
     if result.block is not None:
+        # The cached call holds what the chosen block itself holds (it grows with the block the
+        # measurement picked, 0.05-0.18 × X here), not the measurement's full batch as well.
         again = traced_peak(lambda: xptrain.train(X, y, dtype="float32", epochs=1))
-        assert again <= ELSEWHERE * X.nbytes, f"{again / X.nbytes:.3f} × X"
+        path = f"block:{result.block}"
+        pinned = traced_peak(lambda: xptrain.train(X, y, dtype="float32", epochs=1, path=path))
+        assert again <= pinned + 0.01 * X.nbytes, f"{again / X.nbytes:.3f} × X"
 
 
 def test_an_npz_file_is_materialised_once(big, tmp_path):
