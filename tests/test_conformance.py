@@ -98,10 +98,12 @@ def test_divergence_names_the_epoch(backend):
 def test_long_runs_stay_within_the_model(backend):
     """500 epochs (several blocks of device-side losses; the loss falls to 0.009): every epoch
     kept, in order, and within the model, whose loss tolerance grows as 1/L and parameter
-    tolerance as √epochs."""
-    ref = reference_run(seed_problem(), epochs=500)
+    tolerance as √epochs. A chunked library (Dask: ~50 ms an epoch of graph building) runs 200,
+    still three blocks and a remainder."""
+    epochs = 200 if backend.impl.caps.chunked else 500
+    ref = reference_run(seed_problem(), epochs=epochs)
     for dtype in backends.DTYPES:
-        result = backend.train(SEED_X, SEED_Y, epochs=500, dtype=dtype)
+        result = backend.train(SEED_X, SEED_Y, epochs=epochs, dtype=dtype)
         agreement = compare(result, ref, tolerance(dtype, 4, 3))
         assert agreement.passed, (dtype, agreement.first_bad_epoch, agreement.max_rel_err)
 

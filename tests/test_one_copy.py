@@ -85,12 +85,14 @@ def test_the_default_path_measures_within_a_fifth_of_x(big, monkeypatch, tmp_pat
     assert first <= FULL_BATCH * X.nbytes, f"{first / X.nbytes:.3f} × X"
     result = xptrain.train(X, y, dtype="float32", epochs=1)
     if result.block is not None:
-        # The cached call holds what the chosen block itself holds (it grows with the block the
-        # measurement picked, 0.05-0.18 × X here), not the measurement's full batch as well.
+        # A cached call holds the chosen block's working memory (the full batch's, scaled to
+        # the block, on each of the backend's row-group threads at once), not the measurement's
+        # full batch as well. The block is the one measured fastest here: 16384-131072 rows on
+        # the machines seen, so the bound is machine-made, not a constant.
+        threads = backend_named("numpy").workers
+        block = threads * FULL_BATCH * min(1.0, result.block / N)
         again = traced_peak(lambda: xptrain.train(X, y, dtype="float32", epochs=1))
-        path = f"block:{result.block}"
-        pinned = traced_peak(lambda: xptrain.train(X, y, dtype="float32", epochs=1, path=path))
-        assert again <= pinned + 0.01 * X.nbytes, f"{again / X.nbytes:.3f} × X"
+        assert again <= (ELSEWHERE + block) * X.nbytes, f"{again / X.nbytes:.3f} × X"
 
 
 def test_an_npz_file_is_materialised_once(big, tmp_path):

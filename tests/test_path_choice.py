@@ -12,7 +12,7 @@ import pytest
 from helpers import xptrain
 
 import xptrain as xpt
-from xptrain import path_choice
+from xptrain import grad, path_choice
 from xptrain.path_choice import CACHE_FILE, candidates, fastest, measured
 
 SLOW = 0.02  # seconds: far above one call of the fast candidate, far below a test's patience
@@ -79,6 +79,9 @@ def _large():
 def test_a_run_records_the_path_it_took_and_why(monkeypatch, tmp_path):
     X, y = _large()
     monkeypatch.setenv("XPTRAIN_CACHE_DIR", str(tmp_path))  # nothing measured before
+    # a 32 MiB L3, whatever this machine's: the rule's block (16384 rows) is below N, so a path
+    # is measured (a 300 MiB L3 makes one block of every row: nothing to measure)
+    monkeypatch.setattr(grad, "cache_bytes", lambda level=2: 32 << 20)
     # make every block slow: the measurement must choose the full batch
     monkeypatch.setattr(path_choice, "fastest", _blocks_slowed(path_choice.fastest))
     result = xpt.train(X, y, dtype="float32", epochs=2)
