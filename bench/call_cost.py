@@ -64,6 +64,18 @@ def copier(X: np.ndarray) -> Callable[[], float]:
     return copy
 
 
+def fresh_copy_seconds(X: np.ndarray, repeat: int) -> float:
+    """The median seconds of ``X.copy()``: a copy into memory not touched before, page faults
+    included (what a backend that must copy X pays; on a VM without transparent huge pages a
+    fault per 4 KiB page)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        X.copy()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def _rss(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -145,6 +157,8 @@ def measure(n: int, d: int, repeat: int, names: list[str] | None = None) -> dict
         "d": d,
         "x_bytes": X.nbytes,
         "copy_s": statistics.median(row["copy_s"] for row in rows.values()),
+        "fresh_copy_s": fresh_copy_seconds(X, repeat),
+        "x_aligned_64": X.ctypes.data % 64 == 0,  # JAX's CPU client aliases only such buffers
         "machine": cpu_name(),
         "backends": rows,
     }
@@ -174,6 +188,13 @@ def report(cost: dict[str, Any]) -> list[str]:
         peak = rss if rss is not None else traced
         if peak is not None:
             targets.append((f"{name}: peak above the caller's data (X)", peak / x, PEAK_X))
+    if "fresh_copy_s" in cost:
+        fresh = cost["fresh_copy_s"]
+        lines.append(
+            f"one copy into fresh memory (page faults included) {fresh * 1e3:.1f} ms = "
+            f"{fresh / cost['copy_s']:.2f} copies; X {'is' if cost['x_aligned_64'] else 'is not'}"
+            " 64-byte aligned (JAX copies an unaligned X once)"
+        )
     lines.append("whole-call targets:")
     for text, value, goal in targets:
         lines.append(f"  {'MET ' if value <= goal else 'MISS'} {text}: {value:.2f} (<= {goal})")
