@@ -135,7 +135,7 @@ def _class_hits(xp: Any, y: Any, z: Any) -> Any:
 def _binary_labels(name: str, y: np.ndarray) -> int:
     if y.shape[1] != 1:
         raise InvalidInput(f"loss {name} needs one column of 0/1 labels; y has {y.shape[1]}")
-    bad = ~np.isin(y, (0, 1))
+    bad = (y != 0) & (y != 1)  # np.isin's answer, without its ~30 µs of set logic a call
     if bad.any():
         raise InvalidInput(
             f"labels must be 0 or 1 for loss {name}; y holds {y[bad][0]:g} "
@@ -235,7 +235,7 @@ def for_labels(y: np.ndarray) -> str:
     y = np.asarray(y).reshape(len(y), -1)
     if y.shape[1] != 1 or not y.size:
         return "mse" if y.size else "bce"
-    if np.isin(y, (0, 1)).all():
+    if ((y == 0) | (y == 1)).all():
         return "bce"
     if (y >= 0).all() and (y == np.round(y)).all():
         classes = int(y.max()) + 1

@@ -4,6 +4,7 @@ device, so a wrong model is a one-line error naming it, not a traceback from a b
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import array_api_compat.numpy as xp_numpy
@@ -31,9 +32,17 @@ def starting_params(model: Any, problem: Problem, d_out: int, seed: int) -> list
     if problem.W is not None or problem.b is not None:
         params = _with_data_weights(label, params, problem)
     # made-up rows, not the data's: a lazy X (dask, a memory-mapped file) is not read for it
-    probe = np.random.default_rng(0).standard_normal((PROBE_ROWS, d))
-    check_protocol(model, label, probe, d_out, params)
+    check_protocol(model, label, _probe(d).copy(), d_out, params)
     return params
+
+
+@functools.lru_cache(maxsize=16)
+def _probe(d: int) -> np.ndarray:
+    """:data:`PROBE_ROWS` made-up rows of ``d`` features (read-only: kept between calls, as
+    drawing them took ~25 µs a call; each call gets a copy, which a model may write to)."""
+    rows = np.random.default_rng(0).standard_normal((PROBE_ROWS, d))
+    rows.flags.writeable = False
+    return rows
 
 
 def check_ready(model: Any, loss: str, problem: Problem, seed: int) -> list[np.ndarray]:

@@ -396,3 +396,19 @@ def test_a_users_model_trains_full_batch_unless_asked():
     asked = xptrain.train(data.X, data.y, model=GOOD, path="block:4096", **common)
     assert asked.block == 4096
     np.testing.assert_allclose(asked.losses, own.losses, rtol=1e-12)
+
+
+def test_the_seed_rule_is_kept_but_each_caller_gets_its_own_weights():
+    """Logistic.init keeps the seed rule's draw between calls (seeding the legacy generator is
+    a fifth of a small call) and hands out copies: writing to one run's W changes no other's,
+    and the rule is still ``np.random.seed(S); 2 * random((D, 1)) - 1``."""
+    from xptrain.models import Logistic
+
+    first, _ = Logistic().init(np.random.default_rng(1), 3, 1)
+    np.random.seed(1)
+    want = 2 * np.random.random((3, 1)) - 1
+    np.testing.assert_array_equal(first, want)
+    first[:] = 0
+    again, _ = Logistic().init(np.random.default_rng(1), 3, 1)
+    np.testing.assert_array_equal(again, want)
+    assert again.flags.writeable

@@ -24,11 +24,12 @@ CALLS = 101  # the median of this many calls: a shared machine's pauses fall out
 
 
 @pytest.mark.timing
-def test_a_one_epoch_call_costs_at_most_two_milliseconds_after_the_first():
+def test_a_one_epoch_call_costs_at_most_a_millisecond_after_the_first():
     """The per-call overhead (validation, placement, the step from its cache, the record)
-    stays under 2 ms: ~0.4 ms on a 2-core EPYC VM shared with three other jobs, 1.07 ms on a
-    2-core Xeon VM running the suite beside a mutation run, so the bound leaves room for a
-    slower or busier machine, not for a per-call read of metadata (package versions ~3 ms,
+    stays under 1 ms: ~0.4 ms on a 2-core EPYC VM shared with three other jobs; on a 2-core
+    Xeon VM 0.55 ms beside a mutation run (1.07 ms before the seed rule's weights and the
+    protocol's probe rows were kept between calls), so the bound leaves room for a slower or
+    busier machine, not for a per-call read of metadata (package versions ~3 ms,
     threadpoolctl's scan ~ms; test_metadata_is_read_once_per_process holds that without a
     clock)."""
     xptrain.train(SEED_X, SEED_Y, epochs=1)  # imports, the step's cache, metadata
@@ -37,7 +38,7 @@ def test_a_one_epoch_call_costs_at_most_two_milliseconds_after_the_first():
         start = time.perf_counter()
         xptrain.train(SEED_X, SEED_Y, epochs=1)
         times.append(time.perf_counter() - start)
-    assert statistics.median(times) <= 2e-3, f"median {statistics.median(times) * 1e3:.2f} ms"
+    assert statistics.median(times) <= 1e-3, f"median {statistics.median(times) * 1e3:.2f} ms"
 
 
 def test_metadata_is_read_once_per_process(monkeypatch):
