@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -87,6 +88,7 @@ class Row:
     # a failing row's culprit (``xptrain explain``'s): op, site, max_ulp, expected_ulp, excess
     culprit: dict[str, Any] | None = None
     path: str = ""  # the gradient's path the run took and why (TrainResult.path)
+    seconds: float | None = None  # the wall time of its two runs (the first one compiles)
 
     @property
     def config(self) -> Config:
@@ -286,8 +288,10 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
             distributed=config.processes is not None,
         )
         bk = backends.get(config.backend)
+        start = time.perf_counter()
         first = train_problem(data, bk, config.device, options)
         second = train_problem(data, bk, config.device, options)
+        seconds = time.perf_counter() - start
     except KeyboardInterrupt:
         raise  # a real Ctrl-C stops the check
     except BaseException as err:  # a library that breaks, even by sys.exit(), fails its row,
@@ -298,7 +302,7 @@ def run_config(config: Config) -> tuple[Row, dict[str, Any]]:
     repeatable = first.losses == second.losses and all(
         np.array_equal(a, b) for a, b in zip(first.params, second.params, strict=True)
     )
-    row = compared_row(config, first, ref, tol, repeatable)
+    row = replace(compared_row(config, first, ref, tol, repeatable), seconds=seconds)
     return row, {"versions": first.versions, "precision": first.precision}
 
 

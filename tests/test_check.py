@@ -51,12 +51,14 @@ def test_check_passes_on_every_cpu_backend(tmp_path):
         "tolerance",
         "margin",
         "passed",
+        "seconds",
     }
     rows = report["results"]
     assert all(keys <= set(row) for row in rows)
     assert {row["problem"] for row in rows} == {"seed"}
     assert {"numpy", "array_api_strict"} <= {row["backend"] for row in rows}
     assert all(row["repeatable"] and row["margin"] < 1 for row in rows)
+    assert all(row["seconds"] > 0 for row in rows)  # each configuration's two runs, timed
     assert {"numpy", "python", "xptrain"} <= set(report["versions"])
     assert "tau" in report["tolerance_model"]
     assert plot.read_bytes().startswith(b"\x89PNG")
