@@ -126,6 +126,8 @@ class Capabilities:
     process_group: bool = False  # its module has process_group(timeout): torchrun groups
     scheduler: bool = False  # scheduler(address, timeout): compute on a cluster
     float64: str = "yes"  # how float64 is supported, for `xptrain backends`
+    # under jit on the CPU, matrix-vector products as a multiply and a sum (xptrain.matvec)
+    matvec_sums: bool = False
 
 
 def python_fold(body: Callable[[Any, Any], Any], init: Any, count: int) -> Any:

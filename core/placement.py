@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -108,10 +108,16 @@ def place(
     for array in (a for a in (X, y, *carry[0]) if a is not None):
         bk.sync(array)
 
+    sums = _matvec_sums(bk, device, o)
+
     def spec_of(block: int | None) -> StepSpec:
-        return StepSpec.of(o, block=block, total_rows=n if replicas else None, masked=masked)
+        return StepSpec.of(
+            o, block=block, total_rows=n if replicas else None, masked=masked, matvec_sums=sums
+        )
 
     path = _path(bk, device, o, replicas, (per_replica, d), spec_of, (carry, X, y))
+    if sums:
+        path = replace(path, why=f"{path.why}; matrix-vector products as sums (fused by XLA)")
     spec = spec_of(path.block)
     step = make_step(bk, spec, o.jit, replicas)
     batches = _minibatches(problem, bk, device, o, replicas)
@@ -121,6 +127,12 @@ def place(
         fused = functools.partial(make_fused, bk, spec, replicas, held_out is not None)
     lockstep = replicas is not None
     return Placed(bk, X, y, carry, step, path.block, batches, validation, fused, lockstep, path)
+
+
+def _matvec_sums(bk: Backend, device: str, o: Options) -> bool:
+    """Whether the step writes matrix-vector products as sums (:mod:`xptrain.matvec`): on a
+    backend that declares it, compiled, on the CPU (measured there only), not ``exact``."""
+    return bk.caps.matvec_sums and o.jit and device == "cpu" and not o.exact
 
 
 def _path(
@@ -156,6 +168,7 @@ def _measured(
         "backend": bk.name, "device": bk.device_name(device), "versions": versions(bk),
         "size": size_class(*shape), "dtype": o.dtype, "grad": o.grad, "jit": o.jit,
         "model": describe(model_of(o)), "loss": o.loss, "optimizer": o.optimizer,
+        "matvec_sums": spec_of(None).matvec_sums,
     }  # fmt: skip
 
     def one_epoch(block: int | None) -> Callable[[], None]:

@@ -28,6 +28,7 @@ from .grad import (
 )
 from .loss import Loss
 from .loss import get as get_loss
+from .matvec import MatvecAsSums
 from .models import Logistic, Params, resolve
 from .optim import OPTIMIZERS, Optimizer, State
 from .options import Options
@@ -46,7 +47,8 @@ class StepSpec:
     ``block``: rows per block of the one-pass gradient (analytic only; None: full batch).
     A data-parallel step (built with replicas) divides its replicas' summed loss and gradients
     by ``total_rows``, the global number of rows (times the outputs for a per-element loss);
-    ``masked`` leaves padding rows out."""
+    ``masked`` leaves padding rows out; ``matvec_sums``: matrix-vector products written as
+    a multiply and a sum (:mod:`xptrain.matvec`), for a compiler that fuses them."""
 
     grad: str = "analytic"
     lr: float = 1.0
@@ -56,10 +58,12 @@ class StepSpec:
     block: int | None = None
     total_rows: int | None = None
     masked: bool = False
+    matvec_sums: bool = False  # matrix-vector products as sums (xptrain.matvec)
 
     @classmethod
     def of(cls, options: Options, **where: Any) -> StepSpec:
-        """The spec of a run with ``options``; ``where``: block, total_rows, masked."""
+        """The spec of a run with ``options``; ``where``: block, total_rows, masked,
+        matvec_sums."""
         o = options
         return cls(o.grad, o.lr, o.optimizer, model_of(o), o.loss, **where)
 
@@ -113,11 +117,11 @@ def blocked_loss_and_grads_of(bk: Backend, spec: StepSpec) -> Callable:
     """The one-pass blocked gradient (:func:`xptrain.grad.blocked_loss_and_grads`): the same
     loss and gradients, X read once, ``spec.block`` rows at a time, the loop over blocks run by
     the backend's ``fold``, its row groups spread over the backend's ``workers``."""
-    loss = get_loss(spec.loss)
+    xp, loss = namespace_of(bk, spec), get_loss(spec.loss)
 
     def run(params: Params, X: Any, y: Any) -> tuple[Any, Params]:
         return blocked_loss_and_grads(
-            bk.xp, spec.model, loss, params, X, y, spec.block, bk.fold, bk.spread, bk.workers
+            xp, spec.model, loss, params, X, y, spec.block, bk.fold, bk.spread, bk.workers
         )
 
     return run
@@ -148,7 +152,7 @@ def local_sums_of(bk: Backend, spec: StepSpec) -> Callable:
     data-parallel step: the one-pass analytic sums (one block of every row without
     ``spec.block``), or the backend's autodiff of the summed loss. ``spec.masked`` leaves
     padding rows out."""
-    xp, model, loss = bk.xp, spec.model, get_loss(spec.loss)
+    xp, model, loss = namespace_of(bk, spec), spec.model, get_loss(spec.loss)
     if spec.grad == "autodiff":
 
         def summed(params: Params, X: Any, y: Any) -> tuple[Any, Any]:
@@ -177,7 +181,7 @@ def local_sums_of(bk: Backend, spec: StepSpec) -> Callable:
 
 def _loss_and_grads(bk: Backend, spec: StepSpec, replicas: Replicas | None) -> Callable:
     """The gradient engine ``spec`` asks for (on ``replicas``: their reduced sums)."""
-    loss = get_loss(spec.loss)
+    xp, loss = namespace_of(bk, spec), get_loss(spec.loss)
     if replicas is not None:
         if spec.total_rows is None:
             raise ValueError("a data-parallel step needs the global number of rows")
@@ -185,10 +189,16 @@ def _loss_and_grads(bk: Backend, spec: StepSpec, replicas: Replicas | None) -> C
             bk.xp, loss, local_sums_of(bk, spec), replicas.reduce, spec.total_rows
         )
     if spec.grad == "autodiff":
-        return autodiff_loss_and_grads(bk.xp, spec.model, loss, bk.value_and_grad)
+        return autodiff_loss_and_grads(xp, spec.model, loss, bk.value_and_grad)
     if spec.block is not None:
         return blocked_loss_and_grads_of(bk, spec)
-    return analytic_loss_and_grads(bk.xp, spec.model, loss)
+    return analytic_loss_and_grads(xp, spec.model, loss)
+
+
+def namespace_of(bk: Backend, spec: StepSpec) -> Any:
+    """The namespace ``spec``'s gradient is written in: the backend's, or with
+    ``spec.matvec_sums`` the same with matrix-vector products as sums."""
+    return MatvecAsSums(bk.xp) if spec.matvec_sums else bk.xp
 
 
 @_cached
