@@ -425,3 +425,8 @@ def test_a_non_finite_0d_array_is_bad_at_its_first_and_only_place():
     assert data.first_non_finite(np.array(np.nan)) == 0
     assert data.first_non_finite(np.array(-np.inf, np.float32)) == 0
     assert data.first_non_finite(np.array(1.5)) is None
+
+
+def test_non_numeric_targets_are_named():
+    with _refused("y must be numeric (int or float), got dtype <U1"):
+        data.make_problem([[1.0], [2.0]], ["a", "b"])

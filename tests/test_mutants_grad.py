@@ -285,3 +285,10 @@ def test_masked_hits_are_summed_in_the_logits_dtype():
     sums = metric_sums(xp, get("bce"), y, z, terms, keep)
     assert [type(s) for s in sums] == [np.float32, np.float32]
     assert sums[1] == 2.0
+
+
+def test_one_feature_is_blocked_like_the_full_batch():
+    """X of a single column: the blocked sums start from a zero of X's dtype read at X[0, 0]."""
+    X1, W1 = X[:, :1], PARAMS[0][:1]
+    got = blocked_loss_and_grads(xp, Logistic(), get("bce"), (W1, PARAMS[1]), X1, Y, block=5)
+    _close(got, _by_hand(X1, Y, W1, PARAMS[1]))

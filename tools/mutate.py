@@ -1,11 +1,12 @@
 """Mutation testing of the modules whose mistakes change numbers or lose data (``tox -e mutate``).
 
-Each module is mutated by mutmut 3 against only its fast tests (NumPy backend, not slow), one
-module at a time, with one worker. mutmut finds a package by its folder name, and ours is
-``xptrain`` mapped from ``core/``: so each module gets a staging folder ``.mutate/<module>/``
-(git-ignored) holding a copy of ``core/`` as ``xptrain/`` (with ``backends/`` inside it), the
-tests, and a generated ``pyproject.toml`` with the mutmut settings and pytest's markers. mutmut
-copies that into ``.mutate/<module>/mutants/`` and runs there.
+Each module is mutated by mutmut 3 against only its fast tests (NumPy backend, not slow, not the
+other array libraries' tests: OTHER_LIBRARIES), one module at a time, with one worker: about half
+an hour for all of them on 2 cores (docs/development.md). mutmut finds a package by its folder
+name, and ours is ``xptrain`` mapped from ``core/``: so each module gets a staging folder
+``.mutate/<module>/`` (git-ignored) holding a copy of ``core/`` as ``xptrain/`` (with
+``backends/`` inside it), the tests, and a generated ``pyproject.toml`` with the mutmut settings
+and pytest's markers. mutmut copies that into ``.mutate/<module>/mutants/`` and runs there.
 
     python tools/mutate.py                 every module, then the table
     python tools/mutate.py loss optim      some of them
