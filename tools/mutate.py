@@ -72,10 +72,10 @@ DESELECT = [
 # tests of the other array libraries, left out: they run where jax or torch is installed,
 # whatever XPTRAIN_BACKENDS says, and take seconds each to import and compile, paid again by every
 # mutant of a function they cover that the NumPy tests let live (grad.py took 22 minutes with them
-# on a 2-core AMD EPYC, 4 to 5 without them on a 2-core Xeon; docs/development.md). Kept: loss's
-# autodiff of saturated rows under jax and torch, the one test of the NaN-free gradient through
-# bce's `where` (NumPy has no autodiff), paid only by loss's few survivors. tox -e mutate installs
-# neither library, so there all of them skip.
+# on a 2-core AMD EPYC, 3 to 5 without them on a 2-core Xeon); they kill none of grad's or
+# conformance's survivors (docs/development.md). Kept: loss's autodiff of saturated rows under
+# jax and torch, the one test of the NaN-free gradient through bce's `where` (NumPy has no
+# autodiff), paid only by loss's few survivors.
 OTHER_LIBRARIES = [
     "tests/test_blocked.py::test_blocked_under_jax_jit",
     "tests/test_blocked.py::test_jax_fold_is_a_loop_not_unrolled",
