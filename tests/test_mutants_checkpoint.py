@@ -67,6 +67,24 @@ def test_fingerprint_of_big_data_reads_it_in_pieces_alike():
     assert ck.fingerprint(p) == digest.hexdigest()[:16]
 
 
+def test_fingerprint_hashes_pieces_of_64_mib(monkeypatch):
+    """A memory-mapped X is copied to float64 64 MiB at a time (8 Mi rows of one column), the
+    rest last: memory bounded, yet no more pieces than that bound needs."""
+    X = np.zeros((8_400_000, 1), np.float32)
+    p = replace(seed_problem(), X=X, y=np.zeros((8_400_000, 1)))
+    pieces = []
+    contiguous = np.ascontiguousarray
+
+    def spy(a, *args, **kwargs):
+        pieces.append(len(a))
+        assert len(pieces) <= 4, "more pieces than X and y need"
+        return contiguous(a, *args, **kwargs)
+
+    monkeypatch.setattr(np, "ascontiguousarray", spy)
+    ck.fingerprint(p)
+    assert pieces == [8 << 20, 8_400_000 - (8 << 20)] * 2
+
+
 def test_path_for_latest_and_newest_valid(tmp_path):
     assert ck.path_for(tmp_path, 12) == tmp_path / "epoch-000012.npz"
     assert ck.latest(tmp_path) is None and ck.newest_valid(tmp_path) == (None, [])

@@ -320,3 +320,113 @@ def test_scikit_learns_sets():
     assert shapes["digits"].y.sum() == (shapes["digits10"].y >= 5).sum()
     assert set(shapes["digits10"].y[:, 0]) == set(range(10))
     assert shapes["diabetes"].X.shape == (442, 10) and shapes["diabetes"].y.max() == 346.0
+
+
+class _Lazy:
+    """A stand-in for a lazy library's X (Dask's): not a NumPy array; indexing and arithmetic
+    give new lazy arrays, its reductions NumPy values."""
+
+    def __init__(self, a):
+        self.a = np.asarray(a)
+
+    def __getitem__(self, key):
+        return _Lazy(self.a[key])
+
+    def __sub__(self, other):
+        return _Lazy(self.a - other)
+
+    def __truediv__(self, other):
+        return _Lazy(self.a / other)
+
+    def mean(self, axis):
+        return self.a.mean(axis=axis)
+
+    def std(self, axis):
+        return self.a.std(axis=axis)
+
+
+# six rows, four features: a constant one, one of deviation below 1
+X_LAZY = np.array(
+    [
+        [1.0, 2.0, 5.0, 0.1],
+        [3.0, 2.0, 7.0, 0.4],
+        [5.0, 2.0, 6.0, 0.2],
+        [7.0, 2.0, 9.0, 0.3],
+        [0.0, 2.0, 1.0, 0.9],
+        [2.0, 2.0, 3.0, 0.5],
+    ]
+)
+ROWS = np.array([True, False, True, True, False, True])
+
+
+def test_a_lazy_x_is_scaled_by_its_own_reductions():
+    p = data.Problem(_Lazy(X_LAZY), np.zeros((6, 1)))
+    for rows, part in ((None, X_LAZY), (ROWS, X_LAZY[ROWS])):
+        mean, scale = data.feature_scaling(p, rows)
+        assert mean.shape == scale.shape == (1, 4)
+        assert np.array_equal(mean[0], part.mean(axis=0))
+        want = part.std(axis=0)
+        assert want[1] == 0 and 0 < want[3] < 1
+        want[1] = 1.0  # a constant feature: scaled to 0, not divided by 0
+        assert np.array_equal(scale[0], want)
+
+
+def test_a_lazy_x_stays_lazy_through_rows_of():
+    W = np.ones((4, 1))
+    y = np.arange(6.0).reshape(6, 1)
+    p = data.Problem(_Lazy(X_LAZY), y, W, 0.5)
+    scaling = data.feature_scaling(p)
+    got = data.rows_of(p, ROWS, scaling)
+    assert isinstance(got.X, _Lazy)
+    assert np.array_equal(got.X.a, (X_LAZY[ROWS] - scaling[0]) / scaling[1])
+    assert np.array_equal(got.y, y[ROWS]) and got.W is W and got.b == 0.5
+    whole = data.rows_of(p)
+    assert whole.X is p.X and whole.y is y and whole.W is W and whole.b == 0.5
+    scaled = data.rows_of(p, scaling=scaling)
+    assert np.array_equal(scaled.X.a, (X_LAZY - scaling[0]) / scaling[1])
+    bare = data.rows_of(p, ROWS, weights=False)
+    assert np.array_equal(bare.X.a, X_LAZY[ROWS]) and bare.W is None and bare.b is None
+
+
+def test_rows_of_asked_for_nothing_copies_nothing():
+    X = np.ones((4, 2), np.float32)
+    y = np.arange(4.0).reshape(4, 1)
+    W = np.ones((2, 1))
+    p = data.Problem(X, y, W, 0.5)
+    for same in (data.rows_of(p), data.rows_of(p, dtype="float32")):
+        assert same.X is X and same.y is y and same.W is W and same.b == 0.5
+    bare = data.rows_of(p, weights=False)
+    assert bare.X is X and bare.y is y and bare.W is None and bare.b is None
+
+
+def test_rows_of_copies_in_the_dtype_asked_float64_when_scaled(monkeypatch):
+    monkeypatch.setattr(data, "CHUNK_BYTES", 2 * 4 * 8)  # two rows a chunk: three chunks
+    X32 = np.arange(24, dtype=np.float32).reshape(6, 4) ** 1.5
+    p = data.Problem(X32, np.zeros((6, 1)))
+    got = data.rows_of(p, ROWS)
+    assert got.X.dtype == np.float32 and np.array_equal(got.X, X32[ROWS])
+    mean, scale = data.feature_scaling(p)
+    want = (X32[ROWS].astype(np.float64) - mean) / scale
+    scaled = data.rows_of(p, ROWS, (mean, scale))
+    assert scaled.X.dtype == np.float64 and np.array_equal(scaled.X, want)
+    scaled32 = data.rows_of(p, ROWS, (mean, scale), dtype="float32")
+    assert scaled32.X.dtype == np.float32 and np.array_equal(scaled32.X, want.astype(np.float32))
+
+
+def test_split_copies_both_parts_in_the_dtype_asked():
+    p = data.make_problem(np.arange(40.0).reshape(10, 4), np.arange(10.0) % 2)
+    train, val = data.split(p, 0.3, 5, dtype="float32")
+    assert train.X.dtype == val.X.dtype == np.float32
+    assert len(train.y) == 7 and len(val.y) == 3
+    assert sorted(train.X[:, 0].tolist() + val.X[:, 0].tolist()) == p.X[:, 0].tolist()
+
+
+def test_a_non_finite_0d_array_is_bad_at_its_first_and_only_place():
+    assert data.first_non_finite(np.array(np.nan)) == 0
+    assert data.first_non_finite(np.array(-np.inf, np.float32)) == 0
+    assert data.first_non_finite(np.array(1.5)) is None
+
+
+def test_non_numeric_targets_are_named():
+    with _refused("y must be numeric (int or float), got dtype <U1"):
+        data.make_problem([[1.0], [2.0]], ["a", "b"])

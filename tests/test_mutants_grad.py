@@ -12,6 +12,7 @@ from xptrain.backends.base import in_turn
 from xptrain.grad import (
     MIN_ROWS,
     PAD_LABEL,
+    _vector,
     block_rows,
     blocked_loss_and_grads,
     blocked_sums,
@@ -19,6 +20,7 @@ from xptrain.grad import (
     loss_and_grads,
     masked_targets,
     metric_means,
+    metric_sums,
 )
 from xptrain.loss import get
 from xptrain.models import MLP, Logistic
@@ -242,3 +244,51 @@ def test_blocked_sums_default_to_one_worker_and_take_one_row():
     assert all(np.array_equal(a, b) for a, b in zip(one[1], default[1], strict=True))
     got = blocked_loss_and_grads(xp, Logistic(), get("bce"), PARAMS, X[:1], Y[:1])
     _close(got, _by_hand(X[:1], Y[:1], *PARAMS))
+
+
+def test_the_default_block_of_a_float32_x_counts_4_bytes_a_number(monkeypatch):
+    """With the L3 read as 32 MiB (as on a 2-core AMD EPYC; a larger L3 may hold all of X in
+    one block), a float32 X of 1165 columns is summed in blocks of 4 MiB / (1165 · 4 bytes) =
+    900 rows, down to a power of two: 512; four blocks of 2048 rows (8 bytes a number: eight
+    blocks of 256; 3 bytes: two of 1024)."""
+    import xptrain.grad
+
+    monkeypatch.setattr(xptrain.grad, "cache_bytes", lambda level=2: 32 << 20)
+    n, d = 2048, 1165
+    counts = []
+
+    def fold(body, init, count):
+        counts.append(count)
+        return init
+
+    params32 = (np.zeros((d, 1), np.float32), np.zeros((1, 1), np.float32))
+    X32, y32 = np.ones((n, d), np.float32), np.zeros((n, 1), np.float32)
+    blocked_sums(xp, Logistic(), get("bce"), params32, X32, y32, fold=fold)
+    assert counts == [4]
+
+
+def test_other_libraries_0d_sums_are_stacked_into_one_vector():
+    """0-d arrays that are not NumPy's host scalars (here NumPy's own 0-d arrays, as another
+    library's reductions give) take ``stack``: one vector of their dtype."""
+    got = _vector(xp, (np.asarray(1.5, np.float32), np.asarray(0.25, np.float32)))
+    assert isinstance(got, np.ndarray) and got.dtype == np.float32
+    assert got.tolist() == [1.5, 0.25]
+
+
+def test_masked_hits_are_summed_in_the_logits_dtype():
+    """The padding rows' hits are replaced by zeros of the hits' own dtype: their sum stays a
+    float32 NumPy value, not an object sum of Python floats."""
+    z = np.array([[2.0], [-1.0], [3.0]], np.float32)
+    y = np.array([[1.0], [0.0], [0.0]], np.float32)
+    keep = np.array([[True], [True], [False]])
+    terms = get("bce").terms(xp, y, z)
+    sums = metric_sums(xp, get("bce"), y, z, terms, keep)
+    assert [type(s) for s in sums] == [np.float32, np.float32]
+    assert sums[1] == 2.0
+
+
+def test_one_feature_is_blocked_like_the_full_batch():
+    """X of a single column: the blocked sums start from a zero of X's dtype read at X[0, 0]."""
+    X1, W1 = X[:, :1], PARAMS[0][:1]
+    got = blocked_loss_and_grads(xp, Logistic(), get("bce"), (W1, PARAMS[1]), X1, Y, block=5)
+    _close(got, _by_hand(X1, Y, W1, PARAMS[1]))

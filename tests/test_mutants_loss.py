@@ -9,8 +9,9 @@ import array_api_compat.numpy as xp
 import numpy as np
 import pytest
 
+import xptrain.loss
 from xptrain.errors import InvalidInput
-from xptrain.loss import LOSSES, get, one_hot, sigmoid
+from xptrain.loss import LOSSES, _bce_guarded, for_labels, get, one_hot, sigmoid
 
 RNG = np.random.default_rng(7)
 Z = RNG.normal(scale=3.0, size=(6, 1))
@@ -219,3 +220,88 @@ def test_softmax_ce_counts_rows_of_its_one_hot_targets():
     z = np.zeros((3, 3))
     assert get("softmax-ce").count(y) == 3
     np.testing.assert_allclose(get("softmax-ce").value(xp, y, z), np.log(3.0), rtol=1e-15)
+
+
+# saturated (z = ±800: A rounds to 0 or 1) and ordinary rows together
+Z_MIXED = np.array([[800.0], [-800.0], [0.5], [-1.5], [800.0], [2.0]])
+Y_MIXED = np.array([[0.0], [1.0], [1.0], [0.0], [1.0], [0.0]])
+WANT_MIXED = np.maximum(Z_MIXED, 0) - Z_MIXED * Y_MIXED + np.log1p(np.exp(-np.abs(Z_MIXED)))
+
+
+def test_bce_guard_replaces_only_the_saturated_rows_terms():
+    """Beside saturated rows, the ordinary rows keep the seed's terms, not the logit form's
+    ``G·z + e^-|z|`` (exact only where the sigmoid saturated)."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        terms, G = get("bce").terms_and_grad(xp, Y_MIXED, Z_MIXED)
+        A = 1 / (1 + np.exp(-Z_MIXED))
+        seed = -(Y_MIXED * np.log(A) + (1 - Y_MIXED) * np.log(1 - A))
+    ordinary = [2, 3, 5]
+    assert np.array_equal(terms[ordinary], seed[ordinary])
+    np.testing.assert_allclose(terms, WANT_MIXED, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(G, _expit(Z_MIXED) - Y_MIXED, rtol=1e-15)
+
+
+def test_bce_terms_take_no_log_of_zero_or_of_a_negative():
+    """Autodiff's terms replace a saturated row's A before the logs (log 0 would be inf, and a
+    NaN gradient through ``where``): NumPy raises on a division by zero or an invalid log."""
+    with np.errstate(over="ignore", divide="raise", invalid="raise"):
+        terms = get("bce").terms(xp, Y_MIXED, Z_MIXED)
+    np.testing.assert_allclose(terms, WANT_MIXED, rtol=1e-15, atol=0)
+
+
+def test_bce_guard_given_the_tail_computes_the_seeds_terms_itself():
+    """``tail`` without ``seed``: the guard computes the seed's terms from A and keeps them
+    wherever they are finite."""
+    z, y = Z_MIXED, Y_MIXED
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        e = np.exp(-z)
+        A = 1 / (1 + e)
+        got = _bce_guarded(xp, y, A, z, A - y, np.minimum(e, 1 / e))
+    np.testing.assert_allclose(got, WANT_MIXED, rtol=1e-15, atol=0)
+
+
+def test_bce_runs_its_guard_only_for_a_non_finite_term_and_reuses_the_seeds_terms(monkeypatch):
+    """Training's bce takes the guard's extra operations only when a term is not finite, and
+    hands it the seed's terms already computed."""
+    seeds = []
+    guard = xptrain.loss._bce_guarded
+
+    def spy(xp_, y, A, z, G, tail=None, seed=None):
+        seeds.append(seed)
+        return guard(xp_, y, A, z, G, tail, seed)
+
+    monkeypatch.setattr(xptrain.loss, "_bce_guarded", spy)
+    get("bce").terms_and_grad(xp, Y01, Z)
+    assert seeds == []
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        terms, _ = get("bce").terms_and_grad(xp, Y_MIXED, Z_MIXED)
+    assert len(seeds) == 1 and seeds[0] is not None
+    assert seeds[0].shape == Z_MIXED.shape and np.isinf(seeds[0][0, 0])
+    np.testing.assert_allclose(terms, WANT_MIXED, rtol=1e-15, atol=0)
+
+
+def test_auto_is_no_loss():
+    msg = "loss 'auto' names no loss until the labels choose one (for_labels)"
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        get("auto")
+
+
+@pytest.mark.parametrize(
+    ("y", "want"),
+    [
+        (np.array([0.0, 1.0, 1.0, 0.0]), "bce"),
+        (np.array([[1.0], [0.0]]), "bce"),
+        (np.array([1.0, 1.0]), "bce"),
+        (np.array([[0.0, 1.0], [1.0, 0.0]]), "mse"),  # two columns, even of 0/1
+        (np.zeros((2, 0)), "bce"),  # no target columns: the seed's loss
+        (np.array([0.0, 2.0, 1.0, 2.0]), "softmax-ce"),
+        (np.array([[3.0], [0.0], [1.0], [2.0]]), "softmax-ce"),
+        (np.array([0.0, 2.0]), "mse"),  # a gap: class 1 absent
+        (np.array([1.0, 2.0, 3.0]), "mse"),  # no class 0
+        (np.array([-1.0, 0.0, 2.0]), "mse"),  # a negative number
+        (np.array([0.5, 1.5, 2.5]), "mse"),  # not whole numbers
+        (np.array([0.0, 1.0, 0.5]), "mse"),
+    ],
+)
+def test_the_labels_choose_the_loss(y, want):
+    assert for_labels(y) == want

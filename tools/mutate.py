@@ -1,11 +1,12 @@
 """Mutation testing of the modules whose mistakes change numbers or lose data (``tox -e mutate``).
 
-Each module is mutated by mutmut 3 against only its fast tests (NumPy backend, not slow), one
-module at a time, with one worker. mutmut finds a package by its folder name, and ours is
-``xptrain`` mapped from ``core/``: so each module gets a staging folder ``.mutate/<module>/``
-(git-ignored) holding a copy of ``core/`` as ``xptrain/`` (with ``backends/`` inside it), the
-tests, and a generated ``pyproject.toml`` with the mutmut settings and pytest's markers. mutmut
-copies that into ``.mutate/<module>/mutants/`` and runs there.
+Each module is mutated by mutmut 3 against only its fast tests (NumPy backend, not slow, not the
+other array libraries' tests: OTHER_LIBRARIES), one module at a time, with one worker: about half
+an hour for all of them on 2 cores (docs/development.md). mutmut finds a package by its folder
+name, and ours is ``xptrain`` mapped from ``core/``: so each module gets a staging folder
+``.mutate/<module>/`` (git-ignored) holding a copy of ``core/`` as ``xptrain/`` (with
+``backends/`` inside it), the tests, and a generated ``pyproject.toml`` with the mutmut settings
+and pytest's markers. mutmut copies that into ``.mutate/<module>/mutants/`` and runs there.
 
     python tools/mutate.py                 every module, then the table
     python tools/mutate.py loss optim      some of them
@@ -42,7 +43,8 @@ except ModuleNotFoundError:  # Python 3.10
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = ROOT / ".mutate"  # --baseline: .mutate/baseline
 
-# module (core/<name>.py) -> its fast tests; files that do not exist (yet) are left out
+# module (core/<name>.py) -> its fast tests (files, or pytest node ids: FILE::TEST); files that
+# do not exist (yet) are left out
 TESTS: dict[str, list[str]] = {
     "loss": ["test_loss.py", "test_blocked.py", "test_mutants_loss.py"],
     "grad": ["test_blocked.py", "test_models.py", "test_mutants_grad.py"],
@@ -50,13 +52,39 @@ TESTS: dict[str, list[str]] = {
     "conformance": ["test_conformance.py", "test_reference.py", "test_mutants_conformance.py"],
     "checkpoint": ["test_checkpoint_folder.py", "test_mutants_checkpoint.py"],
     "files": ["test_refusals.py", "test_mutants_files.py"],
-    "data": ["test_data.py", "test_validation.py", "test_mutants_data.py"],
+    "data": [
+        "test_data.py",
+        "test_validation.py",
+        "test_mutants_data.py",
+        # the chunked scaling and copy against NumPy's whole-array numbers (not the rest of
+        # test_one_copy.py: its memory measurements are slow)
+        "test_one_copy.py::test_scaling_in_chunks_gives_numpys_numbers",
+        "test_one_copy.py::test_a_strided_x_is_copied_once_in_the_runs_dtype",
+    ],
 }
 
 # tests that cannot run under mutmut: this one sends a child Ctrl-C, which mutmut's runner
 # keeps from arriving (the child runs to its timeout)
 DESELECT = [
     "tests/test_refusals.py::test_ctrl_c_while_importing_an_array_library_is_one_line_and_exit_130"
+]
+
+# tests of the other array libraries, left out: they run where jax or torch is installed,
+# whatever XPTRAIN_BACKENDS says, and take seconds each to import and compile, paid again by every
+# mutant of a function they cover that the NumPy tests let live (grad.py took 22 minutes with them
+# on a 2-core AMD EPYC, 3 to 5 without them on a 2-core Xeon); they kill none of grad's or
+# conformance's survivors (docs/development.md). Kept: loss's autodiff of saturated rows under
+# jax and torch, the one test of the NaN-free gradient through bce's `where` (NumPy has no
+# autodiff), paid only by loss's few survivors.
+OTHER_LIBRARIES = [
+    "tests/test_blocked.py::test_blocked_under_jax_jit",
+    "tests/test_blocked.py::test_jax_fold_is_a_loop_not_unrolled",
+    "tests/test_blocked.py::test_python_fold_unrolls_under_jit",
+    "tests/test_blocked.py::test_blocked_under_torch_compile",
+    "tests/test_models.py::test_a_model_without_backward_on_torch",
+    "tests/test_conformance.py::test_resume_on_another_backend[numpy-cpu-jax]",
+    "tests/test_conformance.py::test_resume_on_another_backend[numpy-cpu-torch]",
+    "tests/test_optim.py::test_cli_adam_checkpoints_resume_on_jax",
 ]
 
 # modules whose tests train on NumPy's threads (see stage())
@@ -80,7 +108,7 @@ def stage(module: str) -> Path:
     shutil.copytree(ROOT / "backends", where / "xptrain" / "backends", ignore=ignore)
     shutil.copytree(ROOT / "tests", where / "tests", ignore=ignore)
     shutil.copytree(ROOT / "examples", where / "examples", ignore=ignore)  # models tests load
-    tests = [f"tests/{t}" for t in TESTS[module] if (ROOT / "tests" / t).exists()]
+    tests = [f"tests/{t}" for t in TESTS[module] if (ROOT / "tests" / t.split("::")[0]).exists()]
     if STAGE.name == "baseline":
         tests = [t for t in tests if not t.startswith("tests/test_mutants_")]
     settings = {
@@ -88,7 +116,7 @@ def stage(module: str) -> Path:
         "only_mutate": [f"xptrain/{module}.py"],
         # one process, no xdist: mutmut forks a child per mutant
         "pytest_add_cli_args": ["-p", "no:xdist", "-p", "no:cacheprovider", "-m", "not slow"]
-        + [arg for test in DESELECT for arg in ("--deselect", test)],
+        + [arg for test in DESELECT + OTHER_LIBRARIES for arg in ("--deselect", test)],
         "pytest_add_cli_args_test_selection": tests,
         "also_copy": ["examples"],
         # loss, grad, conformance: a fresh process per mutant, forked from a server that only
