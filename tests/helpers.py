@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,13 @@ def run_python(*args: str, cwd=None, extra_path=None, timeout: int = 600):
 def xptrain(*args: str, **kwargs) -> subprocess.CompletedProcess:
     """The ``xptrain`` command with ``args``."""
     return run_python("-m", "xptrain", *args, **kwargs)
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """A child's ``preexec_fn``: Ctrl-C at its default, as a command typed in a terminal gets
+    it. A suite started in the background (``cmd &`` in a script) ignores SIGINT, and every
+    child inherits that: a test that sends Ctrl-C would wait on a child that never hears it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def on_backends(*names: str) -> list:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import NAMESPACES, xptrain
+from helpers import NAMESPACES, ctrl_c_as_in_a_terminal, xptrain
 
 from xptrain import bench, bench_table
 
@@ -104,6 +104,7 @@ def test_a_killed_sweep_resumes_without_redoing_anything(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     deadline = time.monotonic() + 120
     while (not out.exists() or len(out.read_text().splitlines()) < 3) and proc.poll() is None:

@@ -11,7 +11,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from helpers import xptrain
+from helpers import ctrl_c_as_in_a_terminal, xptrain
 
 import xptrain as xpt
 from xptrain import files
@@ -221,7 +221,9 @@ def test_ctrl_c_while_importing_an_array_library_is_one_line_and_exit_130(tmp_pa
         "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
     }
     args = [sys.executable, "-m", "xptrain", "train", "--backend", "slowlib"]
-    with subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=env) as proc:
+    with subprocess.Popen(
+        args, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=ctrl_c_as_in_a_terminal
+    ) as proc:
         deadline = time.monotonic() + 60
         while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
