@@ -330,7 +330,7 @@ class _Replay:
     def _host_replay(self, placed: Placed, ev: op_errors.Evaluator) -> tuple[_HostWatch, Any]:
         """The same step on the host in the reference precision: every call's output."""
         watch = _HostWatch()
-        spec = StepSpec.of(self.options, block=placed.block)
+        spec = StepSpec.of(self.options, block=placed.block, matvec_sums=placed.matvec_sums)
         if spec.grad == "autodiff":
             if not has_backward(spec.model):
                 self.notes.append("no carried errors: the model has no backward for a host replay")
@@ -345,7 +345,8 @@ class _Replay:
     def _device_replay(self, placed: Placed, watch: _DeviceWatch) -> Any:
         """The step on the backend, eager, every call watched: its (carry, metrics)."""
         bk = _Watching(self.bk, Recorder(self.bk.xp, watch), watch)
-        step = make_step(bk, StepSpec.of(self.options, block=placed.block), False)
+        spec = StepSpec.of(self.options, block=placed.block, matvec_sums=placed.matvec_sums)
+        step = make_step(bk, spec, False)
         try:
             out = step(wrap(placed.carry, watch), wrap(placed.X, watch), wrap(placed.y, watch))
         except XptrainError:

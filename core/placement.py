@@ -51,6 +51,7 @@ class Placed:
     fused: Callable[[int], Callable] | None = None
     lockstep: bool = False  # one process of a data-parallel group (see fit)
     path: PathChoice = PathChoice(None, "")  # noqa: RUF009 (frozen: one shared default is safe)
+    matvec_sums: bool = False  # the step's matrix-vector products as sums (xptrain.matvec)
 
     def fit(self, carry: Carry | None = None, **options: Any) -> tuple[Carry, History]:
         """:func:`xptrain.loop.fit` from ``carry`` (default: the starting one); ``options``
@@ -120,13 +121,15 @@ def place(
         path = replace(path, why=f"{path.why}; matrix-vector products as sums (fused by XLA)")
     spec = spec_of(path.block)
     step = make_step(bk, spec, o.jit, replicas)
-    batches = _minibatches(problem, bk, device, o, replicas)
+    batches = _minibatches(problem, bk, device, o, replicas, sums)
     validation = _validation(bk, o, put, held_out)
     fused = None
     if o.jit and bk.caps.scan:
         fused = functools.partial(make_fused, bk, spec, replicas, held_out is not None)
     lockstep = replicas is not None
-    return Placed(bk, X, y, carry, step, path.block, batches, validation, fused, lockstep, path)
+    return Placed(
+        bk, X, y, carry, step, path.block, batches, validation, fused, lockstep, path, sums
+    )
 
 
 def _matvec_sums(bk: Backend, device: str, o: Options) -> bool:
@@ -235,13 +238,14 @@ def _minibatches(
     device: str,
     options: Options,
     replicas: Replicas | None,
+    matvec_sums: bool = False,
 ) -> Minibatches | None:
     """The run's minibatches (None: full batch): the order drawn on the host each epoch."""
     o, n = options, len(problem.y)
     if o.batch_size is None:
         return None
     if replicas is not None:
-        return replica_minibatches(problem, bk, o, replicas)
+        return replica_minibatches(problem, bk, o, replicas, matvec_sums)
     dev = bk.native_device(device)
     return Minibatches(
         lambda epoch: bk.asarray(batch_order(n, o.seed, epoch), "int32", dev), o.batch_size
@@ -249,7 +253,7 @@ def _minibatches(
 
 
 def replica_minibatches(
-    problem: Problem, bk: Backend, options: Options, replicas: Replicas
+    problem: Problem, bk: Backend, options: Options, replicas: Replicas, matvec_sums: bool = False
 ) -> Minibatches:
     """The minibatches of a data-parallel run, the single-device run's batches exactly: every
     process draws the same order on the host (:func:`xptrain.data.batch_order`), and each
@@ -271,7 +275,7 @@ def replica_minibatches(
         for start in range(0, n, size):
             batch = order[start : start + size]
             mine, masked = local_problem(Problem(problem.X[batch], problem.y[batch]), replicas)
-            spec = StepSpec.of(o, total_rows=len(batch), masked=masked)
+            spec = StepSpec.of(o, total_rows=len(batch), masked=masked, matvec_sums=matvec_sums)
             step = make_step(bk, spec, o.jit, replicas)  # cached: 2 sizes at most
             yield put(mine.X), put(mine.y), step, len(batch)
 
