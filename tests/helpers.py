@@ -37,6 +37,11 @@ def ctrl_c_as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+# ctrl_c_as_in_a_terminal runs between fork and exec: one signal() call, no lock taken, so
+# JAX's warning about forking a multithreaded process does not apply to those tests
+FORK_THEN_EXEC = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
+
+
 def on_backends(*names: str) -> list:
     """``names`` as pytest parameters, each declaring that its built-in backend must load."""
     return [pytest.param(name, marks=pytest.mark.backends(name)) for name in names]

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import NAMESPACES, ctrl_c_as_in_a_terminal, xptrain
+from helpers import FORK_THEN_EXEC, NAMESPACES, ctrl_c_as_in_a_terminal, xptrain
 
 from xptrain import bench, bench_table
 
@@ -80,6 +80,7 @@ def test_quick_run_writes_every_field_for_every_backend(tmp_path):
 
 
 @pytest.mark.backends("array_api_strict")
+@FORK_THEN_EXEC
 def test_a_killed_sweep_resumes_without_redoing_anything(tmp_path):
     out = tmp_path / "sweep.jsonl"
     args = [

@@ -11,7 +11,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from helpers import ctrl_c_as_in_a_terminal, xptrain
+from helpers import FORK_THEN_EXEC, ctrl_c_as_in_a_terminal, xptrain
 
 import xptrain as xpt
 from xptrain import files
@@ -213,6 +213,7 @@ except KeyboardInterrupt:  # as JAX's gc callback did: an interrupt raised here 
 """
 
 
+@FORK_THEN_EXEC
 def test_ctrl_c_while_importing_an_array_library_is_one_line_and_exit_130(tmp_path):
     marker = tmp_path / "importing"
     (tmp_path / "slowlib.py").write_text(_SLOW_LIBRARY.format(marker=str(marker)))
