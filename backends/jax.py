@@ -35,7 +35,7 @@ class JaxBackend(Backend):
         replicas_jit_only=True,
         process_group=True,
         float64="yes (x64 during the run)",
-        matvec_sums=True,  # XLA's CPU dot of a one-column operand: 1.6-1.8x slower
+        matvec_sums=True,  # XLA's CPU dot of a one-column operand: 1.25x slower (idle)
     )
 
     @property
