@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import array_api_compat
@@ -31,6 +32,8 @@ __all__ = [
     "device_filter",
     "get",
     "itemsize",
+    "keep_compiled",
+    "kept_compiled",
     "names",
     "process_group",
     "to_numpy",
@@ -76,6 +79,7 @@ _ALIASES = {
     "array-api-strict": "array_api_strict",
 }
 _loaded: dict[str, Backend] = {}
+_KEEP: list[Path | None] = []  # the folder keep_compiled() was last given, if it was called
 
 
 def names() -> list[str]:
@@ -104,7 +108,29 @@ def get(name: str) -> Backend:
         return _own_namespace(name)
     if key not in _loaded:
         _loaded[key] = _load(SPECS[key])
+        _keep(_loaded[key])
     return _loaded[key]
+
+
+def keep_compiled(folder: Path | None) -> list[str]:
+    """Every backend of this process, loaded now or later, keeps the code its library compiles
+    in ``folder / name`` for later processes (:meth:`Backend.keep_compiled`; None: compiles
+    everything anew); what the backends loaded now set, for the record."""
+    _KEEP[:] = [folder]
+    return [note for backend in _loaded.values() if (note := _keep(backend))]
+
+
+def kept_compiled() -> tuple[Path | None, ...]:
+    """``(folder,)`` as :func:`keep_compiled` last set it, or ``()`` if it was never called (the
+    libraries' own defaults): what a worker process does likewise."""
+    return tuple(_KEEP)
+
+
+def _keep(backend: Backend) -> str | None:
+    if not _KEEP:
+        return None
+    folder = _KEEP[0]
+    return backend.keep_compiled(None if folder is None else folder / backend.name)
 
 
 def _load(spec: Spec) -> Backend:

@@ -17,6 +17,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -225,6 +226,12 @@ class Backend:
         matmuls (no TF32), and no warnings for inf/NaN, which the loop itself reports."""
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             yield
+
+    def keep_compiled(self, folder: Path | None) -> str | None:
+        """Keep the code this library compiles in ``folder`` for later processes (None: compile
+        everything anew); what was set, for the record, or None for a library that compiles
+        nothing or has no such cache."""
+        return None
 
     # -- optional powers --------------------------------------------------------------------
     def jit(self, fn: Callable) -> Callable:

@@ -100,6 +100,16 @@ class TorchBackend(Backend):
         with _matmul_precision(), _compile_limits():
             yield
 
+    def keep_compiled(self, folder: Path | None) -> str | None:
+        """torch.compile's own caches (inductor's compiled graphs, AOTAutograd's), in torch's
+        folder, on as torch has them by default; off for None (every compile paid anew)."""
+        import torch._functorch.config as functorch
+        import torch._inductor.config as inductor
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+        inductor.fx_graph_cache = functorch.enable_autograd_cache = folder is not None
+        return None if folder is None else f"torch.compile caches {cache_dir()}"
+
     def jit(self, fn: Callable) -> Callable:
         # Static shapes: a kernel compiled for one N. With dynamic shapes (torch's default after
         # a second shape) inductor passes the scalar 1/N to CUDA kernels as float32, and float64

@@ -439,14 +439,20 @@ def run(
     """Run every configuration (with a progress bar on stderr) and gather the report, its rows
     in the planned order; ``explain``: a failing row names its culprit (:func:`with_culprit`);
     ``jobs`` > 1: single-device CPU configurations run in that many worker processes
-    (:mod:`xptrain.check_jobs`), ``on_row`` called as each finishes."""
+    (:mod:`xptrain.check_jobs`; the gradient checks run here meanwhile), ``on_row`` called as
+    each finishes."""
     from .check_jobs import results  # it runs this module's configurations: imported here
 
     configs = list(configs)
     report = Report(skipped=list(skipped))
     rows: dict[int, Row] = {}
+    gradients: list[list[GradCheck]] = []  # checked here while workers run the rows, if any
+
+    def check_gradients() -> None:
+        gradients.append(_gradient_checks(configs))
+
     with progress(None, "xptrain check", progress_bar, total=len(configs)) as bar:
-        for i, row, info in results(configs, jobs, explain):
+        for i, row, info in results(configs, jobs, explain, check_gradients):
             rows[i] = row
             _note(report, configs[i], info)
             bar.update()
@@ -454,7 +460,9 @@ def run(
                 on_row(row)
     report.rows = [rows[i] for i in sorted(rows)]
     report.missing = missing_rows(configs, report.rows)
-    report.gradients = _gradient_checks(configs)
+    if not gradients:
+        check_gradients()
+    report.gradients = gradients[0]
     return report
 
 

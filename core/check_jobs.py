@@ -2,12 +2,14 @@
 machine's cores instead of one after another (each configuration still runs twice in one
 process, so repeatability is still tested where it can fail).
 
-What runs in a worker: single-device CPU configurations of the built-in problems, grouped by
-backend so a group shares its library's import and compiled operations. What
-stays in this process, one after another: GPU configurations (one device: workers would
-contend for its memory), data-parallel and process-group ones, and users' own models (an object
-or file registered here is not in a fresh process). Workers are spawned, never forked (JAX and
-torch may already run threads here).
+What runs in a worker: single-device CPU configurations of the built-in problems, dealt out
+one at a time, so the workers finish together (a backend's configurations kept together left
+one core idle while the other ran Dask's); a worker imports each library it meets once, and
+compiled code is shared through the libraries' caches on disk (``check --compile-cache``).
+What stays in this process, run while the workers work: GPU configurations (one device:
+workers would contend for its memory), data-parallel and process-group ones, and users' own
+models (an object or file registered here is not in a fresh process). Workers are spawned,
+never forked (JAX and torch may already run threads here).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import multiprocessing
 import os
 import queue
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
-from . import check, problems
+from . import backends, check, problems
 from .check import Config, Row, error_row
 
 Done = tuple[int, Row, dict[str, Any]]  # (the configuration's index, its row, its info)
@@ -34,18 +37,27 @@ def default_jobs() -> int:
     return max(1, min(4, cores))
 
 
-def results(configs: Sequence[Config], jobs: int, explain: bool) -> Iterator[Done]:
-    """Every configuration's row and info, as each finishes: the ones that must stay here
-    first, then the groups ``jobs`` workers run (``jobs`` 1, or a single group: all here,
-    in order)."""
+def results(
+    configs: Sequence[Config],
+    jobs: int,
+    explain: bool,
+    meanwhile: Callable[[], None] | None = None,
+) -> Iterator[Done]:
+    """Every configuration's row and info, as each finishes. With ``jobs`` > 1 and more than
+    one backend to spread, the workers start first, each taking the next configuration as it
+    finishes one (so no core idles while another works through a long backend); the ones that
+    must stay here run meanwhile, then ``meanwhile()``, this process's other work. Otherwise
+    all run here, in order (one backend gains nothing from workers but their start-up), and
+    ``meanwhile`` is not called."""
     spread = [i for i, c in enumerate(configs) if jobs > 1 and _may_spread(c)]
-    groups = _groups(configs, spread)
-    if len(groups) < 2:  # one group gains nothing from a worker but its start-up
-        spread, groups = [], []
-    for i in sorted(set(range(len(configs))) - set(spread)):
-        yield (i, *_one(configs[i], explain))
-    if groups:
-        yield from _in_workers(configs, groups, jobs, explain)
+    if len({configs[i].backend for i in spread}) < 2:
+        spread = []
+    here = sorted(set(range(len(configs))) - set(spread))
+    if not spread:
+        for i in here:
+            yield (i, *_one(configs[i], explain))
+        return
+    yield from _in_workers(configs, [[i] for i in spread], jobs, explain, here, meanwhile)
 
 
 def _may_spread(config: Config) -> bool:
@@ -53,33 +65,32 @@ def _may_spread(config: Config) -> bool:
     return single and config.device == "cpu" and problems.get(config.problem).model is None
 
 
-def _groups(configs: Sequence[Config], indices: list[int]) -> list[list[int]]:
-    """Indices by backend (a worker imports only its backends' libraries and compiles each
-    operation once), largest groups first (the longest tail last)."""
-    groups: dict[str, list[int]] = {}
-    for i in indices:
-        groups.setdefault(configs[i].backend, []).append(i)
-    return sorted(groups.values(), key=len, reverse=True)
-
-
 def _in_workers(
     configs: Sequence[Config],
     groups: list[list[int]],
     jobs: int,
     explain: bool,
+    here: Sequence[int] = (),
+    meanwhile: Callable[[], None] | None = None,
     work: Callable[[list[tuple[int, Config]], bool], None] | None = None,
 ) -> Iterator[Done]:
-    """The groups in ``jobs`` spawned workers; each row comes back through a queue as soon as
-    it is done. A worker that dies fails the rows it had not sent (the check fails closed).
-    ``work``: what a worker runs (default :func:`run_group`)."""
+    """The groups in ``jobs`` spawned workers (a free worker takes the next group), each row
+    back through a queue as soon as it is done; ``here`` run in this process meanwhile, then
+    ``meanwhile()``. A worker that dies fails the rows it had not sent (the check fails
+    closed). ``work``: what a worker runs (default :func:`run_group`)."""
     context = multiprocessing.get_context("spawn")
     done: Any = context.Queue()
     workers = min(jobs, len(groups))
+    kept = backends.kept_compiled()
     with concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_connect, initargs=(done,)
+        workers, mp_context=context, initializer=_connect, initargs=(done, kept)
     ) as pool:
         job = work or run_group
         futures = {pool.submit(job, [(i, configs[i]) for i in g], explain): g for g in groups}
+        for i in here:
+            yield (i, *_one(configs[i], explain))
+        if meanwhile is not None:
+            meanwhile()
         pending = {i for group in groups for i in group}
         while pending:
             try:
@@ -103,9 +114,12 @@ def _lost(configs: Sequence[Config], futures: dict, pending: set[int]) -> Iterat
 _DONE: Any = None  # a worker's queue back to the check
 
 
-def _connect(done: Any) -> None:
+def _connect(done: Any, kept: tuple[Path | None, ...]) -> None:
+    """A worker's start: its queue back, and its libraries' compiled code kept as here."""
     global _DONE
     _DONE = done
+    if kept:
+        backends.keep_compiled(*kept)
 
 
 def run_group(configs: list[tuple[int, Config]], explain: bool) -> None:

@@ -10,7 +10,7 @@ import pytest
 import workers
 from helpers import xptrain
 
-from xptrain import check, check_jobs
+from xptrain import backends, check, check_jobs
 
 
 def _rows(report):
@@ -49,3 +49,36 @@ def test_the_cli_takes_jobs(tmp_path):
     assert run.stdout.splitlines()[-1].startswith("PASS: all 2 configurations")
     bad = xptrain("check", "--jobs", "0")
     assert bad.returncode == 2 and "--jobs: must be a whole number ≥ 1" in bad.stderr
+
+
+def test_workers_keep_compiled_code_where_this_process_does(tmp_path, monkeypatch):
+    configs, _ = check.plan(["seed"], ["numpy"])
+    monkeypatch.setattr(backends, "_KEEP", [tmp_path])  # as keep_compiled() sets it
+    work = workers.reports_kept_compiled
+    done = list(check_jobs._in_workers(configs, [[0], [1]], 2, False, work=work))
+    assert [kept for _, kept, _ in done] == [(tmp_path,), (tmp_path,)]
+
+
+@pytest.mark.backends("jax")
+def test_the_check_keeps_jax_compiled_code_between_checks(tmp_path, monkeypatch):
+    monkeypatch.setenv("XPTRAIN_CACHE_DIR", str(tmp_path))
+    args = (
+        "check",
+        "--backends",
+        "jax",
+        "--problems",
+        "seed",
+        "--dtypes",
+        "float32",
+        "--jobs",
+        "1",
+    )
+    cold = xptrain(*args, "--no-compile-cache")
+    assert cold.returncode == 0, cold.stderr
+    assert "every compilation paid in this check" in cold.stdout
+    assert not (tmp_path / "compiled").exists()
+    kept = xptrain(*args)
+    assert kept.returncode == 0, kept.stderr
+    folder = tmp_path / "compiled" / "jax"
+    assert f"jax compilation cache {folder}" in kept.stdout
+    assert len(list(folder.iterdir())) > 10  # eager JAX's operations each compiled, each kept

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .. import backends, check, check_table, problems
+from .. import backends, check, check_table, path_choice, problems
 from ..check_jobs import default_jobs
 from ..errors import InvalidInput
 from ..files import json_writer, write_all
@@ -94,6 +94,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run single-device CPU configurations in N worker processes (default: the "
         "cores here, at most 4: %(default)s; 1: one after another in this process)",
     )  # fmt: skip
+    parser.add_argument(
+        "--compile-cache", action=argparse.BooleanOptionalAction, default=True,
+        help="keep the code JAX and torch.compile compile between checks, in the user's cache "
+        "folder (default on; --no-compile-cache: compile everything anew, as a first check)",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -143,10 +148,12 @@ def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: 
         args.data_parallel,
         processes,
     )
+    kept = backends.keep_compiled(_compile_cache(args))
     report = check.run(
         configs, skipped, progress_bar=not args.quiet and main, explain=args.explain,
         jobs=1 if processes is not None else args.jobs,  # a group's ranks step in lockstep
     )  # fmt: skip
+    report.notes += _cache_note(args, kept)
     if args.scale_out:
         with tempfile.TemporaryDirectory(prefix="xptrain-scale-out-") as directory:
             names = [backends.canonical_name(n) for n in backend_names or []]
@@ -161,6 +168,21 @@ def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: 
     if not main:
         return 0 if report.passed else 1
     return _report(args, report)
+
+
+def _compile_cache(args: argparse.Namespace) -> Path | None:
+    """Where the libraries keep compiled code between checks (None: ``--no-compile-cache``)."""
+    return path_choice.cache_folder() / "compiled" if args.compile_cache else None
+
+
+def _cache_note(args: argparse.Namespace, kept: list[str]) -> list[str]:
+    """What the report says of compiled code kept between checks (nothing where no library
+    of the check compiles)."""
+    if not args.compile_cache:
+        return ["compiled code: every compilation paid in this check (--no-compile-cache)"]
+    if not kept:
+        return []
+    return [f"compiled code kept between checks: {'; '.join(kept)} (--no-compile-cache: none)"]
 
 
 def _problem_names(args: argparse.Namespace) -> list[str] | None:
