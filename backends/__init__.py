@@ -36,6 +36,7 @@ __all__ = [
     "kept_compiled",
     "names",
     "process_group",
+    "readable_here",
     "to_numpy",
 ]
 
@@ -110,6 +111,20 @@ def get(name: str) -> Backend:
         _loaded[key] = _load(SPECS[key])
         _keep(_loaded[key])
     return _loaded[key]
+
+
+def readable_here(x: Any) -> bool:
+    """Whether ``x``'s values can be read in this process for free, so branching on them costs
+    no wait: a NumPy array, or an eager torch CPU tensor. A device's array (a read waits for its
+    queue), a traced one (no value yet) or a lazy one (it would be computed): False."""
+    if isinstance(x, np.ndarray):
+        return True
+    torch = sys.modules.get("torch")  # x is no tensor unless torch is imported
+    if torch is not None and isinstance(x, torch.Tensor):
+        from .torch import readable_here as readable_tensor
+
+        return readable_tensor(x)
+    return False
 
 
 def keep_compiled(folder: Path | None) -> list[str]:

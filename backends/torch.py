@@ -384,6 +384,14 @@ def _restore(saved: int) -> None:
     os.close(saved)
 
 
+def readable_here(x: torch.Tensor) -> bool:
+    """An eager CPU tensor, outside torch.compile's tracing and torch.func's transforms: its
+    values are in this process's memory, read without waiting for any queue."""
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return False
+    return not torch._C._functorch.is_functorch_wrapped_tensor(x)
+
+
 @contextlib.contextmanager
 def _threads(n: int) -> Iterator[None]:
     before = torch.get_num_threads()

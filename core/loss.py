@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .backends import readable_here
 from .errors import InvalidInput
 
 
@@ -68,12 +69,13 @@ def _bce_both(xp: Any, y: Any, z: Any) -> tuple[Any, Any]:
 
 
 def _all_finite_on_host(x: Any) -> bool:
-    """Whether ``x`` is a host NumPy array whose values are all finite. Only on the host is a
-    value read for free: a device's read would wait for its queue, a tracer (jit) has no
-    value, so there (and for any other array) the answer is False and the caller takes the
-    branch-free path. The seed's terms are ≥ 0 (or inf, NaN), so their sum is finite when
-    every one is (and where it is not, the guard's ``where`` returns the same terms anyway)."""
-    return isinstance(x, np.ndarray) and math.isfinite(x.sum())
+    """Whether ``x``'s values can be read here for free (:func:`xptrain.backends.readable_here`:
+    a NumPy array or an eager torch CPU tensor) and are all finite. A device's read would wait
+    for its queue, a traced array (jit, autodiff) has no value, a lazy one would be computed:
+    there the answer is False and the caller takes the branch-free path. The seed's terms are
+    ≥ 0 (or inf, NaN), so their sum is finite when every one is (and where it is not, the
+    guard's ``where`` returns the same terms anyway)."""
+    return readable_here(x) and math.isfinite(float(x.sum()))
 
 
 def _bce_logits_terms(xp: Any, y: Any, z: Any) -> Any:

@@ -89,3 +89,21 @@ def test_saturated_rows_take_the_stable_terms_and_autodiff_stays_finite(name):
         with bk.float_scope("float64"):
             (_, _), dz = grad(on[1][::2, ...], on[0][::2, ...])
         np.testing.assert_allclose(bk.to_numpy(dz)[:, 0], [0.5, (A - 1) / 2], rtol=1e-12)
+
+
+@pytest.mark.backends("torch")
+def test_only_arrays_read_here_for_free_skip_the_guard():
+    """The guard's five extra operations are skipped where the terms are all finite and can be
+    read for free: NumPy arrays and eager torch CPU tensors (12% of torch's epoch at N = 2**20);
+    a traced tensor (torch.compile, torch.func) has no value and must take the branch-free path."""
+    import torch
+
+    from xptrain.backends import readable_here
+
+    def scaled(x):
+        return x * (2.0 if readable_here(x) else 3.0)
+
+    assert readable_here(np.ones(2)) and scaled(torch.ones(2)).tolist() == [2.0, 2.0]
+    assert torch.compile(scaled)(torch.ones(2)).tolist() == [3.0, 3.0]
+    assert torch.func.grad(lambda x: scaled(x).sum())(torch.ones(2)).tolist() == [3.0, 3.0]
+    assert not readable_here(np.float64(1.0)) and not readable_here([1.0])
