@@ -29,9 +29,9 @@ pytestmark = pytest.mark.backends("dask")
 def bk():
     """The dask backend, its chunking restored after the test."""
     impl = backends.get("dask")
-    saved = impl.chunk_rows, impl.chunk_bytes
+    saved = impl.chunk_rows, impl.chunk_bytes, impl._chunks_to_share
     yield impl
-    impl.chunk_rows, impl.chunk_bytes = saved
+    impl.chunk_rows, impl.chunk_bytes, impl._chunks_to_share = saved
     impl.disconnect()
 
 
@@ -279,3 +279,26 @@ def test_a_data_folder_is_memory_mapped_and_read_a_chunk_at_a_time(bk, tmp_path,
     tau = tolerance("float32", 6000, 8)
     for got, expected in zip(json.loads(out.read_text())["losses"], want.losses, strict=True):
         assert abs(got - expected) <= tau * (abs(expected) + 1)
+
+
+def test_one_chunk_computes_here_and_gives_the_bits_the_pool_gives(bk, monkeypatch):
+    """Data of one row chunk is computed in this thread, unfused (nothing for the pool's
+    threads to share): the same tasks, so the same bits; a chunked array brings the pool back."""
+    import dask
+
+    problem = linear("2000,8,3")
+    bk._chunks_to_share = False
+    schedulers = []
+    persist = dask.persist
+    monkeypatch.setattr(dask, "persist", lambda *a, **k: schedulers.append(k) or persist(*a, **k))
+    here = api.train_problem(problem, bk, "cpu", Options(epochs=5))
+    assert schedulers and all(
+        k == {"scheduler": "sync", "optimize_graph": False} for k in schedulers
+    )
+    bk._chunks_to_share = True
+    pooled = api.train_problem(problem, bk, "cpu", Options(epochs=5))
+    assert schedulers[-1] == {} and here.losses == pooled.losses
+    bk._chunks_to_share = False
+    bk.chunk_rows = 500
+    bk.asarray(problem.X, "float64", "cpu")
+    assert bk._chunks_to_share
