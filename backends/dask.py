@@ -54,7 +54,7 @@ class DaskBackend(Backend):
         self.client: Any = None  # a distributed.Client, after connect()
         self.watch: Watch | None = None  # what waits for the client's results, after connect()
         self._connected: contextlib.ExitStack | None = None  # what disconnect() undoes
-        self._rows_for: dict[int, int] = {}  # N -> rows per chunk: y chunked as its X was
+        self._rows_for: dict[tuple[int, int], int] = {}  # (N, chunk_bytes) -> rows per chunk
         # whether an array made here had several row chunks: then settle() computes on the
         # pool's threads (speed only: either way the same tasks give the same bits)
         self._chunks_to_share = False
@@ -109,11 +109,12 @@ class DaskBackend(Backend):
         the later ones (y), so their chunks line up."""
         if self.chunk_rows is not None:
             return max(1, min(n, self.chunk_rows))
-        if n not in self._rows_for:
+        key = (n, self.chunk_bytes)  # another chunk size set: chunked anew
+        if key not in self._rows_for:
             if len(self._rows_for) > 64:
                 self._rows_for.clear()
-            self._rows_for[n] = max(1, min(n, self.chunk_bytes // max(1, row_bytes)))
-        return self._rows_for[n]
+            self._rows_for[key] = max(1, min(n, self.chunk_bytes // max(1, row_bytes)))
+        return self._rows_for[key]
 
     def asarray(self, a: Any, dtype: str, device: Any) -> Any:
         """A row-chunked dask array of ``dtype`` (columns in one chunk). A dask array (data on

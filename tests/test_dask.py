@@ -287,7 +287,7 @@ def test_one_chunk_computes_here_and_gives_the_bits_the_pool_gives(bk, monkeypat
     import dask
 
     problem = linear("2000,8,3")
-    bk._chunks_to_share = False
+    bk.chunk_rows, bk._chunks_to_share = None, False  # one chunk of 64 MiB
     schedulers = []
     persist = dask.persist
     monkeypatch.setattr(dask, "persist", lambda *a, **k: schedulers.append(k) or persist(*a, **k))
