@@ -17,20 +17,22 @@ and JAX's fused loop, per epoch, alternated in this process; and Keras 3's warm 
 backend, float64; ``pip install 'xptrain[bench]'``; skipped, with the reason, without it).
 
 Every figure is the median of ``--repeat`` timed runs after an untimed warm-up (compilation
-included there), each run ending with the backend's sync. The machine is shared: rerun when
-figures look off, and compare ratios, not times.
+included there), each run ending with the backend's sync; a backend's naive, default and
+``--exact`` epochs take turns, so their ratios share the machine's slow spells. The machine is
+shared: rerun when figures look off, and compare ratios, not times.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import ctypes.util
 import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ import numpy as np
 import xptrain
 from xptrain import backends
 from xptrain.bench import LR, bench_problem, device_stream, memory_bound
-from xptrain.data import SEED_X, SEED_Y
+from xptrain.data import SEED_X, SEED_Y, initial_weights
 from xptrain.options import Options
 from xptrain.placement import place
 from xptrain.runinfo import versions
@@ -68,27 +70,25 @@ def _seed_epochs(xp: Any, X: Any, y: Any, W: Any, epochs: int, sync: Callable) -
         dz = A - y
         W = W - LR * (1 / n * (X.T @ dz))
         b = b - LR * (1 / n * xp.sum(dz))
-    sync(loss)
+    sync((loss, W, b))  # every output: JAX dispatches asynchronously
     return loss
 
 
-def _naive(name: str, problem: Any, epochs: int, repeat: int) -> float:
-    """Seconds per epoch of the seed's naive epoch in ``name``'s own eager API."""
+def _naive(name: str, problem: Any, epochs: int) -> Callable[[], None]:
+    """``epochs`` epochs of the seed's naive epoch in ``name``'s own eager API, synced."""
     X, y, W = (a.astype(np.float32) for a in (problem.X, problem.y, problem.W))
     if name == "numpy":
-        return _median_time(lambda: _seed_epochs(np, X, y, W, epochs, lambda x: x), repeat) / epochs
+        return lambda: _seed_epochs(np, X, y, W, epochs, lambda x: x)
     if name == "torch":
         import torch
 
         t = [torch.from_numpy(a) for a in (X, y, W)]
-        return _median_time(lambda: _seed_epochs(torch, *t, epochs, lambda x: x), repeat) / epochs
+        return lambda: _seed_epochs(torch, *t, epochs, lambda x: x)
     import jax
     import jax.numpy as jnp
 
     j = [jnp.asarray(a) for a in (X, y, W)]
-    return (
-        _median_time(lambda: _seed_epochs(jnp, *j, epochs, jax.block_until_ready), repeat) / epochs
-    )
+    return lambda: _seed_epochs(jnp, *j, epochs, jax.block_until_ready)
 
 
 def _peak_rss_reset() -> None:
@@ -104,25 +104,40 @@ def _rss(field: str) -> int:
     raise OSError(f"no {field} in /proc/self/status")
 
 
-def _xptrain(name: str, problem: Any, epochs: int, repeat: int, **how: Any) -> dict[str, Any]:
-    """Seconds per epoch of what ``xptrain train`` runs on backend ``name`` (the data already on
-    the device; each run ends with a host transfer of its losses), and the peak memory the
-    epochs take above the resident data."""
+def _xptrain(name: str, problem: Any, epochs: int, **how: Any) -> tuple[Callable, int | None]:
+    """``epochs`` epochs of what ``xptrain train`` runs on backend ``name`` (the data already on
+    the device, the path chosen as a run chooses it; each call ends with the backend's sync),
+    and the block it runs with. Called inside the backend's ``float_scope("float32")``."""
     bk = backends.get(name)
-    options = Options(dtype="float32", lr=LR, **how)
-    with bk.float_scope("float32"):
-        run = place(problem, bk, "cpu", options, [problem.W, np.zeros((1, 1))])
-        run.fit(epochs=epochs)  # compile, warm up
-        seconds, extra = [], []
-        for _ in range(repeat):
+    run = place(problem, bk, "cpu", Options(dtype="float32", lr=LR, **how), [problem.W, ZERO])
+
+    def epochs_synced() -> None:
+        carry, _ = run.fit(epochs=epochs)
+        bk.sync(carry[0][0])
+
+    return epochs_synced, run.block
+
+
+ZERO = np.zeros((1, 1))  # b's initial value
+
+
+def _alternated(runs: dict[str, Callable[[], None]], repeat: int) -> dict[str, tuple]:
+    """Each run timed ``repeat`` times, the runs taking turns (a shared machine's slow spell
+    hits them alike), after one untimed call each: (median seconds, the smallest peak of the
+    resident set above where the call began)."""
+    for run in runs.values():
+        run()  # compilation, first touch, the path's measurement
+    seconds: dict[str, list[float]] = {k: [] for k in runs}
+    extra: dict[str, list[int]] = {k: [] for k in runs}
+    for _ in range(repeat):
+        for key, run in runs.items():
             _peak_rss_reset()
             before = _rss("VmRSS")
             start = time.perf_counter()
-            carry, _ = run.fit(epochs=epochs)
-            bk.sync(carry[0][0])
-            seconds.append((time.perf_counter() - start) / epochs)
-            extra.append(_rss("VmHWM") - before)
-    return {"epoch_s": statistics.median(seconds), "block": run.block, "extra_bytes": min(extra)}
+            run()
+            seconds[key].append(time.perf_counter() - start)
+            extra[key].append(_rss("VmHWM") - before)
+    return {k: (statistics.median(seconds[k]), min(extra[k])) for k in runs}
 
 
 def _bounds(problem: Any, repeat: int) -> dict[str, Any]:
@@ -134,6 +149,7 @@ def _bounds(problem: Any, repeat: int) -> dict[str, Any]:
     read = memory_bound("cpu", X, "float32", stream, repeat)
     gbps = read["bound_gbps"]
     return {
+        "floors": floors(X, repeat),
         "one_pass_s": X.nbytes / (stream["copy_gbps"] * 1e9),  # bytes of X / copy bandwidth
         "copy_gbps": stream["copy_gbps"],
         "stream": stream,
@@ -143,25 +159,71 @@ def _bounds(problem: Any, repeat: int) -> dict[str, Any]:
     }
 
 
+def floors(X: np.ndarray, repeat: int) -> dict[str, Any]:
+    """Where an epoch's time can go here, measured with NumPy on the run's X: ``x_w_s``, one
+    product reading X from memory (``X·w``, the BLAS on every core); ``products_s``, the
+    one-pass epoch's two products (``X_b·w``, ``g_bᵀ·X_b``) with each block in cache: a block of
+    a quarter of the per-core L2, rerun N/block times on one thread, divided by the cores."""
+    from threadpoolctl import threadpool_limits
+
+    from xptrain.bench import _cores
+    from xptrain.grad import cache_bytes
+
+    n, d = X.shape
+    w = np.ones((d, 1), X.dtype)
+    rows = max(64, min(n, cache_bytes(2) // 4 // (d * X.itemsize)))
+    block, g = np.ascontiguousarray(X[:rows]), np.ones((1, rows), X.dtype)
+
+    def products() -> None:
+        for _ in range(n // rows):
+            block @ w, g @ block
+
+    z, y = block @ w / d, (np.arange(rows) % 2).astype(X.dtype).reshape(-1, 1)
+
+    def elementwise() -> None:  # the seed's per-row arithmetic: sigmoid, terms, their sum, dz
+        for _ in range(n // rows):
+            A = 1 / (1 + np.exp(-z))
+            np.sum(y * np.log(A) + (1 - y) * np.log(1 - A)), A - y
+
+    per_core = n / (rows * (n // rows)) / _cores()
+    with threadpool_limits(1, "blas"):
+        products_s = _median_time(products, repeat) * per_core
+    return {
+        "x_w_s": _median_time(lambda: X @ w, repeat),
+        "products_s": products_s,
+        "elementwise_s": _median_time(elementwise, repeat) * per_core,
+        "block_rows": rows,
+        "cores": _cores(),
+    }
+
+
 def large(n: int, d: int, epochs: int, repeat: int, names: list[str]) -> dict[str, Any]:
     problem = bench_problem(n, d)
     rows: dict[str, Any] = {"bounds": _bounds(problem, repeat), "x_bytes": n * d * 4}
     for name in names:
-        jit = name == "jax"
+        bk, jit = backends.get(name), name == "jax"
+        with bk.float_scope("float32"):
+            fast, block = _xptrain(name, problem, epochs, jit=jit)
+            exact, _ = _xptrain(name, problem, epochs, jit=jit, exact=True)
+            runs = {"naive": _naive(name, problem, epochs), "fast": fast, "exact": exact}
+            timed = _alternated(runs, repeat)
         rows[name] = {
-            "naive_s": _naive(name, problem, epochs, repeat),
-            "fast": _xptrain(name, problem, epochs, repeat, jit=jit),
-            "exact": _xptrain(name, problem, epochs, repeat, jit=jit, exact=True),
-        }
+            "naive_s": timed["naive"][0] / epochs,
+            "fast": {"epoch_s": timed["fast"][0] / epochs, "block": block,
+                     "extra_bytes": timed["fast"][1]},
+            "exact": {"epoch_s": timed["exact"][0] / epochs, "block": None,
+                      "extra_bytes": timed["exact"][1]},
+        }  # fmt: skip
     return rows
 
 
 def small(
     epochs: int, repeat: int, names: list[str], clock: Callable[[], float] = time.perf_counter
 ) -> dict[str, float]:
-    """Seconds per epoch on the seed's 4x3 (float64): the raw NumPy loop and ``xptrain.train``
-    on each backend (the whole call), alternated ``repeat`` times in this process (a shared
-    machine's slow spell hits them alike), timed by ``clock``; medians."""
+    """Seconds per epoch on the seed's 4x3 (float64): the raw NumPy loop, ``xptrain.train`` on
+    each backend (the whole call), numpy's epochs alone and Keras 3's warm ``fit`` (or why it
+    was not run), alternated ``repeat`` times in this process (a shared machine's slow spell
+    hits them alike), timed by ``clock``; medians."""
     from xptrain.reference import reference_run
 
     problem = xptrain.data.seed_problem()
@@ -170,13 +232,32 @@ def small(
         runs[name] = lambda n=name: xptrain.train(
             SEED_X, SEED_Y, backend=n, jit=n == "jax", epochs=epochs
         )
+    if "numpy" in names:  # the epochs alone: the data placed once, no per-call work
+        numpy = backends.get("numpy")
+        with numpy.float_scope("float64"):
+            params = [initial_weights(problem.X.shape[1], 1), np.zeros((1, 1))]
+            placed = place(problem, numpy, "cpu", Options(), params)
+
+        def epochs_only() -> None:
+            with numpy.float_scope("float64"):
+                placed.fit(epochs=epochs)
+
+        runs[EPOCHS_ONLY] = epochs_only
+    per_call = dict.fromkeys(runs, epochs)
+    keras = keras_fit()
+    if callable(keras):
+        runs[KERAS], per_call[KERAS] = keras, KERAS_EPOCHS
     times: dict[str, list[float]] = {name: [] for name in runs}
     for run in runs.values():
         run()  # warm-up: imports, compilation, the step's cache
     for _ in range(repeat):
         for name, run in runs.items():
-            times[name].append(_seconds(run, clock) / epochs)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            times[name].append(_seconds(run, clock) / per_call[name])
+    medians: dict[str, Any] = {name: statistics.median(ts) for name, ts in times.items()}
+    return medians if callable(keras) else medians | {KERAS: keras}
+
+
+EPOCHS_ONLY = "numpy, its epochs alone"  # small()'s run of the loop without the call
 
 
 def _seconds(run: Callable[[], Any], clock: Callable[[], float]) -> float:
@@ -188,11 +269,13 @@ def _seconds(run: Callable[[], Any], clock: Callable[[], float]) -> float:
 KERAS_EPOCHS = 200  # per fit call
 
 
-def keras_fit(repeat: int, clock: Callable[[], float] = time.perf_counter) -> float | str:
-    """Seconds per epoch of Keras 3's warm ``fit`` (JAX backend, float64) on the seed's 4x3:
-    a Dense(1, sigmoid) from the seed's initial weights, binary cross-entropy, SGD lr 1, batch
-    size 4 (the full batch), 200 epochs a call, after one untimed call (compilation); the
-    median of ``repeat`` calls, timed by ``clock``. A string says why it was not measured."""
+KERAS = "keras 3 fit (jax)"  # small()'s Keras entry
+
+
+def keras_fit() -> Callable[[], None] | str:
+    """One call of Keras 3's ``fit`` (JAX backend, float64) on the seed's 4x3: a Dense(1,
+    sigmoid) from the seed's initial weights, binary cross-entropy, SGD lr 1, batch size 4 (the
+    full batch), :data:`KERAS_EPOCHS` epochs; or a string saying why it cannot be run."""
     import os
 
     if "keras" not in sys.modules:
@@ -204,28 +287,28 @@ def keras_fit(repeat: int, clock: Callable[[], float] = time.perf_counter) -> fl
         return f"skipped: {err.name} is not installed (pip install 'xptrain[bench]')"
     if keras.backend.backend() != "jax":
         return f"skipped: keras runs on {keras.backend.backend()} here (set KERAS_BACKEND=jax)"
-    floatx = keras.config.floatx()
-    keras.config.set_floatx("float64")
-    try:
-        with jax.enable_x64(True):  # else JAX makes float64 float32 (jax >= 0.7)
-            return _keras_seconds(keras, repeat, clock)
-    finally:
-        keras.config.set_floatx(floatx)
 
+    @contextlib.contextmanager
+    def float64() -> Iterator[None]:
+        floatx = keras.config.floatx()
+        keras.config.set_floatx("float64")
+        try:
+            with jax.enable_x64(True):  # else JAX makes float64 float32 (jax >= 0.7)
+                yield
+        finally:
+            keras.config.set_floatx(floatx)
 
-def _keras_seconds(keras: Any, repeat: int, clock: Callable[[], float]) -> float:
-    """The timed fits of :func:`keras_fit` (inside its float64 settings)."""
-    from xptrain.data import initial_weights
-
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
-    model.set_weights([initial_weights(3, 1), np.zeros(1)])
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="binary_crossentropy")
+    with float64():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+        model.set_weights([initial_weights(3, 1), np.zeros(1)])
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="binary_crossentropy")
     X, y = SEED_X.astype(np.float64), SEED_Y.astype(np.float64).reshape(-1, 1)
 
     def fit() -> None:
-        model.fit(X, y, epochs=KERAS_EPOCHS, batch_size=4, verbose=0, shuffle=False)
+        with float64():
+            model.fit(X, y, epochs=KERAS_EPOCHS, batch_size=4, verbose=0, shuffle=False)
 
-    return _median_time(fit, repeat, clock) / KERAS_EPOCHS
+    return fit
 
 
 def report(big: dict[str, Any], tiny: dict[str, Any], n: int, d: int) -> list[str]:
@@ -298,7 +381,7 @@ def report(big: dict[str, Any], tiny: dict[str, Any], n: int, d: int) -> list[st
     if "jax" in tiny:
         r = tiny["jax"] / tiny["raw NumPy loop"]
         targets.append(("seed problem: JAX's fused loop faster than the raw loop", r, "< 1", r < 1))
-    keras = tiny.get("keras 3 fit (jax)")
+    keras = tiny.get(KERAS)
     if isinstance(keras, float) and "numpy" in tiny:
         r = keras / tiny["numpy"]
         targets.append(
@@ -312,6 +395,42 @@ def report(big: dict[str, Any], tiny: dict[str, Any], n: int, d: int) -> list[st
     lines.append("targets:")
     for text, value, goal, met in targets:
         lines.append(f"  {'MET ' if met else 'MISS'} {text}: {value:.2f} (goal {goal})")
+    return lines + where_the_time_goes(big, tiny, n)
+
+
+def where_the_time_goes(big: dict[str, Any], tiny: dict[str, Any], n: int) -> list[str]:
+    """The measured pieces the targets' times are made of, so a missed target says why."""
+    one_pass, f = big["bounds"]["one_pass_s"], big["bounds"]["floors"]
+    ms = 1e3
+    lines = [
+        "where the time goes (large, measured here with NumPy):",
+        f"  X·w alone, one read of X by the BLAS on every core: {f['x_w_s'] * ms:.1f} ms "
+        f"= {f['x_w_s'] / one_pass:.2f}x the one-pass bound",
+        f"  the one-pass epoch's two products, each block of {f['block_rows']} rows in cache: "
+        f"{f['products_s'] * ms:.1f} ms an epoch on {f['cores']} cores "
+        f"= {f['products_s'] / one_pass:.2f}x the bound",
+    ]
+    lines.append(
+        f"  the seed's per-row arithmetic (sigmoid, terms, dz), blocks in cache: "
+        f"{f['elementwise_s'] * ms:.1f} ms an epoch on {f['cores']} cores"
+    )
+    if "numpy" in big:
+        fast, naive = big["numpy"]["fast"]["epoch_s"], big["numpy"]["naive_s"]
+        arithmetic = f["products_s"] + f["elementwise_s"]
+        lines.append(
+            f"  numpy's default path {fast * ms:.1f} ms = that arithmetic {arithmetic * ms:.1f} ms"
+            f" + {(fast - arithmetic) * ms:.1f} ms of the rest (its library calls, and its "
+            f"temporaries' memory traffic and page faults at {big['numpy']['fast']['block'] or n}"
+            f" rows a block); 2.5x the naive epoch needs {naive / 2.5 * ms:.1f} ms"
+        )
+    if EPOCHS_ONLY in tiny and "numpy" in tiny:
+        raw, alone, call = (tiny[k] * 1e6 for k in ("raw NumPy loop", EPOCHS_ONLY, "numpy"))
+        lines.append(
+            f"where the time goes (small, per epoch): the raw loop {raw:.1f} us; xptrain's "
+            f"epochs alone {alone:.1f} us ({alone / raw:.2f}x: the accuracy, the finite check, "
+            f"the metrics vector and the loop's bookkeeping); the call's own work "
+            f"{call - alone:.1f} us per epoch (its setup spread over the epochs)"
+        )
     return lines
 
 
@@ -376,7 +495,6 @@ def main() -> None:
     big = large(args.n, args.d, args.epochs, args.repeat, names)
     clock = time.process_time if args.cpu_time else time.perf_counter
     tiny: dict[str, Any] = small(2000, args.repeat, [n for n in names if n != "torch"], clock)
-    tiny["keras 3 fit (jax)"] = keras_fit(args.repeat, clock)
     lines = report(big, tiny, args.n, args.d)
     # the whole train() call beside its epochs, on the same data size
     call = None if args.no_call else call_cost.measure(args.n, args.d, args.repeat, names)

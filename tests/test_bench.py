@@ -391,3 +391,26 @@ def test_the_stream_line_times_copy_and_triad_on_the_host():
     line = bench.host_stream(8 << 20, repeat=1)
     assert line["copy_gbps"] > 0 and line["triad_gbps"] > 0 and line["array_bytes"] == 8 << 20
     assert line["by"].startswith("numpy, ") and "thread" in line["copy_by"]
+
+
+@pytest.mark.slow  # imports and compiles every installed backend
+@pytest.mark.backends("torch", "jax")
+def test_the_targets_script_reports_each_target_and_where_the_time_goes(tmp_path):
+    """bench/targets.py, small: every target with MET or MISS, the measured pieces that explain
+    a miss, and its JSON record (the README's figures come from this script)."""
+    from helpers import run_python
+
+    out = tmp_path / "targets.json"
+    root = Path(__file__).resolve().parents[1]
+    args = ["--n", "4096", "--repeat", "1", "--epochs", "1", "--no-call", "--json", str(out)]
+    run = run_python(str(root / "bench" / "targets.py"), *args, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    targets = [line for line in lines if line.startswith(("  MET ", "  MISS"))]
+    assert len(targets) >= 7
+    assert any(line.startswith("where the time goes (large") for line in lines)
+    assert any(line.startswith("where the time goes (small") for line in lines)
+    record = json.loads(out.read_text())
+    floors = record["large"]["bounds"]["floors"]
+    assert floors["x_w_s"] > 0 and floors["products_s"] > 0 and floors["elementwise_s"] > 0
+    assert {"numpy", "torch", "jax"} <= set(record["large"]) and record["small"]["numpy"] > 0
