@@ -122,15 +122,18 @@ ZERO = np.zeros((1, 1))  # b's initial value
 
 
 def _alternated(runs: dict[str, Callable[[], None]], repeat: int) -> dict[str, tuple]:
-    """Each run timed ``repeat`` times, the runs taking turns (a shared machine's slow spell
-    hits them alike), after one untimed call each: (median seconds, the smallest peak of the
-    resident set above where the call began)."""
+    """Each run timed ``repeat`` times, the runs taking turns in a rotating order (a shared
+    machine's slow spell hits them alike, and none always runs after the same other one, whose
+    freed memory it would fault in again), after one untimed call each: (median seconds, the
+    smallest peak of the resident set above where the call began)."""
     for run in runs.values():
         run()  # compilation, first touch, the path's measurement
     seconds: dict[str, list[float]] = {k: [] for k in runs}
     extra: dict[str, list[int]] = {k: [] for k in runs}
-    for _ in range(repeat):
-        for key, run in runs.items():
+    keys = list(runs)
+    for r in range(repeat):  # each round starts with the next run: none always follows another
+        for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            run = runs[key]
             _peak_rss_reset()
             before = _rss("VmRSS")
             start = time.perf_counter()
