@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import ctypes.util
 import json
 import statistics
 import sys
@@ -91,19 +89,6 @@ def _naive(name: str, problem: Any, epochs: int) -> Callable[[], None]:
     return lambda: _seed_epochs(jnp, *j, epochs, jax.block_until_ready)
 
 
-def _peak_rss_reset() -> None:
-    # Free memory goes back to the system first, so temporaries that would reuse it count.
-    ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-
-
-def _rss(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise OSError(f"no {field} in /proc/self/status")
-
-
 def _xptrain(name: str, problem: Any, epochs: int, **how: Any) -> tuple[Callable, int | None]:
     """``epochs`` epochs of what ``xptrain train`` runs on backend ``name`` (the data already on
     the device, the path chosen as a run chooses it; each call ends with the backend's sync),
@@ -133,13 +118,12 @@ def _alternated(runs: dict[str, Callable[[], None]], repeat: int) -> dict[str, t
     keys = list(runs)
     for r in range(repeat):  # each round starts with the next run: none always follows another
         for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
-            run = runs[key]
-            _peak_rss_reset()
-            before = _rss("VmRSS")
-            start = time.perf_counter()
-            run()
-            seconds[key].append(time.perf_counter() - start)
-            extra[key].append(_rss("VmHWM") - before)
+            peak = call_cost.peak_rss_above(
+                lambda k=key: seconds[k].append(_seconds(runs[k]))  # timed inside the reads
+            )
+            if peak is None:  # not run: no /proc here
+                raise OSError("the peak resident set is read from Linux's /proc/self")
+            extra[key].append(peak)
     return {k: (statistics.median(seconds[k]), min(extra[k])) for k in runs}
 
 
@@ -263,7 +247,7 @@ def small(
 EPOCHS_ONLY = "numpy, its epochs alone"  # small()'s run of the loop without the call
 
 
-def _seconds(run: Callable[[], Any], clock: Callable[[], float]) -> float:
+def _seconds(run: Callable[[], Any], clock: Callable[[], float] = time.perf_counter) -> float:
     start = clock()
     run()
     return clock() - start
