@@ -59,6 +59,7 @@ def test_workers_keep_compiled_code_where_this_process_does(tmp_path, monkeypatc
     assert [kept for _, kept, _ in done] == [(tmp_path,), (tmp_path,)]
 
 
+@pytest.mark.slow  # two checks of JAX in subprocesses
 @pytest.mark.backends("jax")
 def test_the_check_keeps_jax_compiled_code_between_checks(tmp_path, monkeypatch):
     monkeypatch.setenv("XPTRAIN_CACHE_DIR", str(tmp_path))
