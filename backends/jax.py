@@ -20,7 +20,7 @@ from xptrain.errors import BackendUnavailable, XptrainError
 
 from .base import Backend, Capabilities, Group, launcher_env
 
-CACHE_BYTES = 1 << 30  # the persistent compilation cache's limit on disk
+CACHE_BYTES = 256 << 20  # the persistent compilation cache's limit on disk (a whole check: 7 MB)
 
 
 class JaxBackend(Backend):

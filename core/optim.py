@@ -31,8 +31,10 @@ class Optimizer:
 
 
 def sgd_update(xp: Any, params: Params, grads: Params, state: State, lr: float) -> tuple:
-    """Plain gradient descent, the seed's ``p -= alpha * dp``."""
-    return tuple(p - lr * g for p, g in zip(params, grads, strict=True)), state
+    """Plain gradient descent, the seed's ``p -= alpha * dp``. At lr 1 (the seed's) ``p - g``:
+    the same bits, two array operations fewer an epoch (of ~30 on a small problem)."""
+    steps = grads if lr == 1 else tuple(lr * g for g in grads)
+    return tuple(p - s for p, s in zip(params, steps, strict=True)), state
 
 
 def momentum_init(xp: Any, params: Params) -> State:
