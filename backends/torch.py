@@ -389,7 +389,9 @@ def readable_here(x: torch.Tensor) -> bool:
     values are in this process's memory, read without waiting for any queue."""
     if x.device.type != "cpu" or torch.compiler.is_compiling():
         return False
-    return not torch._C._functorch.is_functorch_wrapped_tensor(x)
+    # a private function: where a torch lacks it, no tensor is read (the branch-free path)
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return wrapped is not None and not wrapped(x)
 
 
 @contextlib.contextmanager
