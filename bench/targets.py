@@ -150,7 +150,8 @@ def floors(X: np.ndarray, repeat: int) -> dict[str, Any]:
     """Where an epoch's time can go here, measured with NumPy on the run's X: ``x_w_s``, one
     product reading X from memory (``X·w``, the BLAS on every core); ``products_s``, the
     one-pass epoch's two products (``X_b·w``, ``g_bᵀ·X_b``) with each block in cache: a block of
-    a quarter of the per-core L2, rerun N/block times on one thread, divided by the cores."""
+    a quarter of the per-core L2, rerun N/block times on one thread, divided by the cores;
+    ``elementwise_s``, the seed's per-row arithmetic on that block's rows, likewise."""
     from threadpoolctl import threadpool_limits
 
     from xptrain.bench import _cores
