@@ -53,7 +53,10 @@ class JaxBackend(Backend):
         if folder is None:
             jax.config.update("jax_compilation_cache_dir", None)
             return None
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # trusted: code runs from it
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # trusted: code runs from it
+        except OSError as err:  # a read-only home: the check runs, compiling everything anew
+            return f"jax compilation cache not kept ({err.strerror}: {folder})"
         jax.config.update("jax_compilation_cache_dir", str(folder))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)

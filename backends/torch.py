@@ -103,10 +103,12 @@ class TorchBackend(Backend):
     def keep_compiled(self, folder: Path | None) -> str | None:
         """torch.compile's own caches (inductor's compiled graphs, AOTAutograd's), in torch's
         folder, on as torch has them by default; off for None (every compile paid anew)."""
-        import torch._functorch.config as functorch
-        import torch._inductor.config as inductor
-        from torch._inductor.runtime.cache_dir_utils import cache_dir
-
+        try:  # torch's own modules, not its public API: a torch without them is left as it is
+            import torch._functorch.config as functorch
+            import torch._inductor.config as inductor
+            from torch._inductor.runtime.cache_dir_utils import cache_dir
+        except ImportError:
+            return None
         inductor.fx_graph_cache = functorch.enable_autograd_cache = folder is not None
         return None if folder is None else f"torch.compile caches {cache_dir()}"
 

@@ -83,3 +83,10 @@ def test_the_check_keeps_jax_compiled_code_between_checks(tmp_path, monkeypatch)
     folder = tmp_path / "compiled" / "jax"
     assert f"jax compilation cache {folder}" in kept.stdout
     assert len(list(folder.iterdir())) > 10  # eager JAX's operations each compiled, each kept
+
+
+@pytest.mark.backends("jax")
+def test_a_cache_folder_that_cannot_be_made_keeps_nothing_and_says_so(tmp_path):
+    (tmp_path / "file").write_text("")
+    note = backends.get("jax").keep_compiled(tmp_path / "file" / "jax")
+    assert note.startswith("jax compilation cache not kept") and "file/jax" in note
