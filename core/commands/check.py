@@ -182,7 +182,7 @@ def _cache_note(args: argparse.Namespace, kept: list[str]) -> list[str]:
         return ["compiled code: every compilation paid in this check (--no-compile-cache)"]
     if not kept:
         return []
-    return [f"compiled code kept between checks: {'; '.join(kept)} (--no-compile-cache: none)"]
+    return [f"compiled code between checks: {'; '.join(kept)} (--no-compile-cache: none kept)"]
 
 
 def _problem_names(args: argparse.Namespace) -> list[str] | None:
