@@ -4,6 +4,7 @@ rows instead of losing them or hanging the check."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import asdict
 
 import pytest
@@ -11,6 +12,7 @@ import workers
 from helpers import xptrain
 
 from xptrain import backends, check, check_jobs
+from xptrain.commands import check as check_command
 
 
 def _rows(report):
@@ -59,30 +61,26 @@ def test_workers_keep_compiled_code_where_this_process_does(tmp_path, monkeypatc
     assert [kept for _, kept, _ in done] == [(tmp_path,), (tmp_path,)]
 
 
-@pytest.mark.slow  # two checks of JAX in subprocesses
+@pytest.mark.slow  # a check of JAX in a subprocess
 @pytest.mark.backends("jax")
 def test_the_check_keeps_jax_compiled_code_between_checks(tmp_path, monkeypatch):
     monkeypatch.setenv("XPTRAIN_CACHE_DIR", str(tmp_path))
-    args = (
-        "check",
-        "--backends",
-        "jax",
-        "--problems",
-        "seed",
-        "--dtypes",
-        "float32",
-        "--jobs",
-        "1",
-    )
-    cold = xptrain(*args, "--no-compile-cache")
-    assert cold.returncode == 0, cold.stderr
-    assert "every compilation paid in this check" in cold.stdout
-    assert not (tmp_path / "compiled").exists()
-    kept = xptrain(*args)
+    args = ("--backends", "jax", "--problems", "seed", "--dtypes", "float32", "--jobs", "1")
+    kept = xptrain("check", *args)
     assert kept.returncode == 0, kept.stderr
     folder = tmp_path / "compiled" / "jax"
     assert f"jax compilation cache {folder}" in kept.stdout
     assert len(list(folder.iterdir())) > 10  # eager JAX's operations each compiled, each kept
+
+
+@pytest.mark.backends("jax")
+def test_no_compile_cache_keeps_nothing_and_says_so():
+    import jax
+
+    assert backends.get("jax").keep_compiled(None) is None
+    assert jax.config.jax_compilation_cache_dir is None
+    cold = check_command.cache_note(argparse.Namespace(compile_cache=False), [])
+    assert cold == ["compiled code: every compilation paid in this check (--no-compile-cache)"]
 
 
 @pytest.mark.backends("jax")

@@ -153,7 +153,7 @@ def _check_and_report(args: argparse.Namespace, *, processes: int | None, main: 
         configs, skipped, progress_bar=not args.quiet and main, explain=args.explain,
         jobs=1 if processes is not None else args.jobs,  # a group's ranks step in lockstep
     )  # fmt: skip
-    report.notes += _cache_note(args, kept)
+    report.notes += cache_note(args, kept)
     if args.scale_out:
         with tempfile.TemporaryDirectory(prefix="xptrain-scale-out-") as directory:
             names = [backends.canonical_name(n) for n in backend_names or []]
@@ -175,7 +175,7 @@ def _compile_cache(args: argparse.Namespace) -> Path | None:
     return path_choice.cache_folder() / "compiled" if args.compile_cache else None
 
 
-def _cache_note(args: argparse.Namespace, kept: list[str]) -> list[str]:
+def cache_note(args: argparse.Namespace, kept: list[str]) -> list[str]:
     """What the report says of compiled code kept between checks (nothing where no library
     of the check compiles)."""
     if not args.compile_cache:
