@@ -106,11 +106,15 @@ def _xptrain(name: str, problem: Any, epochs: int, **how: Any) -> tuple[Callable
 ZERO = np.zeros((1, 1))  # b's initial value
 
 
-def _alternated(runs: dict[str, Callable[[], None]], repeat: int) -> dict[str, tuple]:
-    """Each run timed ``repeat`` times, the runs taking turns in a rotating order (a shared
-    machine's slow spell hits them alike, and none always runs after the same other one, whose
-    freed memory it would fault in again), after one untimed call each: (median seconds, the
-    smallest peak of the resident set above where the call began)."""
+def _alternated(
+    runs: dict[str, Callable[[], Any]],
+    repeat: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, tuple]:
+    """Each run timed ``repeat`` times by ``clock``, the runs taking turns in a rotating order
+    (a shared machine's slow spell hits them alike, and none always runs after the same other
+    one, whose freed memory it would fault in again), after one untimed call each: (median
+    seconds, the smallest peak of the resident set above where the call began)."""
     for run in runs.values():
         run()  # compilation, first touch, the path's measurement
     seconds: dict[str, list[float]] = {k: [] for k in runs}
@@ -119,7 +123,7 @@ def _alternated(runs: dict[str, Callable[[], None]], repeat: int) -> dict[str, t
     for r in range(repeat):  # each round starts with the next run: none always follows another
         for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
             peak = call_cost.peak_rss_above(
-                lambda k=key: seconds[k].append(_seconds(runs[k]))  # timed inside the reads
+                lambda k=key: seconds[k].append(_seconds(runs[k], clock))  # inside the reads
             )
             if peak is None:  # not run: no /proc here
                 raise OSError("the peak resident set is read from Linux's /proc/self")
@@ -210,8 +214,8 @@ def small(
 ) -> dict[str, float]:
     """Seconds per epoch on the seed's 4x3 (float64): the raw NumPy loop, ``xptrain.train`` on
     each backend (the whole call), numpy's epochs alone and Keras 3's warm ``fit`` (or why it
-    was not run), alternated ``repeat`` times in this process (a shared machine's slow spell
-    hits them alike), timed by ``clock``; medians."""
+    was not run), taking turns ``repeat`` times in this process (:func:`_alternated`), timed by
+    ``clock``; medians."""
     from xptrain.reference import reference_run
 
     problem = xptrain.data.seed_problem()
@@ -223,7 +227,7 @@ def small(
     if "numpy" in names:  # the epochs alone: the data placed once, no per-call work
         numpy = backends.get("numpy")
         with numpy.float_scope("float64"):
-            params = [initial_weights(problem.X.shape[1], 1), np.zeros((1, 1))]
+            params = [initial_weights(problem.X.shape[1], 1), ZERO]
             placed = place(problem, numpy, "cpu", Options(), params)
 
         def epochs_only() -> None:
@@ -235,14 +239,9 @@ def small(
     keras = keras_fit()
     if callable(keras):
         runs[KERAS], per_call[KERAS] = keras, KERAS_EPOCHS
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for run in runs.values():
-        run()  # warm-up: imports, compilation, the step's cache
-    for _ in range(repeat):
-        for name, run in runs.items():
-            times[name].append(_seconds(run, clock) / per_call[name])
-    medians: dict[str, Any] = {name: statistics.median(ts) for name, ts in times.items()}
-    return medians if callable(keras) else medians | {KERAS: keras}
+    timed = _alternated(runs, repeat, clock)
+    per_epoch: dict[str, Any] = {name: timed[name][0] / per_call[name] for name in runs}
+    return per_epoch if callable(keras) else per_epoch | {KERAS: keras}
 
 
 EPOCHS_ONLY = "numpy, its epochs alone"  # small()'s run of the loop without the call
