@@ -74,11 +74,25 @@ def test_the_check_keeps_jax_compiled_code_between_checks(tmp_path, monkeypatch)
 
 
 @pytest.mark.backends("jax")
-def test_no_compile_cache_keeps_nothing_and_says_so():
+def test_no_compile_cache_keeps_nothing_and_says_so(tmp_path):
     import jax
 
-    assert backends.get("jax").keep_compiled(None) is None
-    assert jax.config.jax_compilation_cache_dir is None
+    names = (
+        "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes",
+        "jax_compilation_cache_max_size",
+    )
+    before = {name: getattr(jax.config, name) for name in names}
+    jax_bk = backends.get("jax")
+    try:
+        jax_bk.keep_compiled(tmp_path)  # a cache set first, as a check before this one did
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path)
+        assert jax_bk.keep_compiled(None) is None
+        assert jax.config.jax_compilation_cache_dir is None
+    finally:
+        jax.config.update("jax_compilation_cache_dir", None)
+        for name, value in before.items():
+            jax.config.update(name, value)
     cold = check_command.cache_note(argparse.Namespace(compile_cache=False), [])
     assert cold == ["compiled code: every compilation paid in this check (--no-compile-cache)"]
 
