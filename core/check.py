@@ -441,7 +441,7 @@ def run(
     ``jobs`` > 1: single-device CPU configurations run in that many worker processes
     (:mod:`xptrain.check_jobs`; the gradient checks run here meanwhile), ``on_row`` called as
     each finishes."""
-    from .check_jobs import results  # it runs this module's configurations: imported here
+    from .check_jobs import results, workers_note  # they run this module's configurations
 
     configs = list(configs)
     report = Report(skipped=list(skipped))
@@ -460,6 +460,7 @@ def run(
                 on_row(row)
     report.rows = [rows[i] for i in sorted(rows)]
     report.missing = missing_rows(configs, report.rows)
+    report.notes += [note] if (note := workers_note(configs, jobs)) else []
     if not gradients:
         check_gradients()
     report.gradients = gradients[0]

@@ -4,8 +4,10 @@ process, so repeatability is still tested where it can fail).
 
 What runs in a worker: single-device CPU configurations of the built-in problems, dealt out
 one at a time, so the workers finish together (a backend's configurations kept together left
-one core idle while the other ran Dask's); a worker imports each library it meets once, and
-compiled code is shared through the libraries' caches on disk (``check --compile-cache``).
+one core idle while the other ran Dask's); a worker imports each library it meets once, holds
+its share of the cores (each library's threads limited before it starts: pools as wide as
+the machine in every worker made them spin against each other), and compiled code is shared
+through the libraries' caches on disk (``check --compile-cache``).
 What stays in this process, run while the workers work: GPU configurations (one device:
 workers would contend for its memory), data-parallel and process-group ones, and users' own
 models (an object or file registered here is not in a fresh process). Workers are spawned,
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import backends, check, problems
+from .backends import threads
 from .check import Config, Row, error_row
 
 Done = tuple[int, Row, dict[str, Any]]  # (the configuration's index, its row, its info)
@@ -30,11 +33,21 @@ Done = tuple[int, Row, dict[str, Any]]  # (the configuration's index, its row, i
 
 def default_jobs() -> int:
     """The cores this process may use, at most 4 (every worker holds its libraries)."""
+    return max(1, min(4, _cores()))
+
+
+def worker_threads(workers: int) -> int:
+    """Each of ``workers`` processes' threads: an equal share of the cores, at least one (two
+    workers each running pools as wide as the machine made a check's torch rows 3-13x
+    slower: :mod:`xptrain.backends.threads`)."""
+    return max(1, _cores() // workers)
+
+
+def _cores() -> int:
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
+        return os.cpu_count() or 1
 
 
 def results(
@@ -49,15 +62,33 @@ def results(
     must stay here run meanwhile, then ``meanwhile()``, this process's other work. Otherwise
     all run here, in order (one backend gains nothing from workers but their start-up), and
     ``meanwhile`` is not called."""
-    spread = [i for i, c in enumerate(configs) if jobs > 1 and _may_spread(c)]
-    if len({configs[i].backend for i in spread}) < 2:
-        spread = []
+    spread = _spread(configs, jobs)
     here = sorted(set(range(len(configs))) - set(spread))
     if not spread:
         for i in here:
             yield (i, *_one(configs[i], explain))
         return
     yield from _in_workers(configs, [[i] for i in spread], jobs, explain, here, meanwhile)
+
+
+def _spread(configs: Sequence[Config], jobs: int) -> list[int]:
+    """The configurations the workers run: none for one job or one backend."""
+    spread = [i for i, c in enumerate(configs) if jobs > 1 and _may_spread(c)]
+    return spread if len({configs[i].backend for i in spread}) > 1 else []
+
+
+def workers_note(configs: Sequence[Config], jobs: int) -> str | None:
+    """How ``jobs`` shared the cores, for the report (None: all ran in this process)."""
+    spread = _spread(configs, jobs)
+    if not spread:
+        return None
+    workers = min(jobs, len(spread))
+    each = worker_threads(workers)
+    return (
+        f"{len(spread)} configurations ran in {workers} worker processes side by side, "
+        f"{each} thread{'s' if each > 1 else ''} each ({_cores()} cores here; --jobs 1: one "
+        "after another in one process)"
+    )
 
 
 def _may_spread(config: Config) -> bool:
@@ -81,9 +112,10 @@ def _in_workers(
     context = multiprocessing.get_context("spawn")
     done: Any = context.Queue()
     workers = min(jobs, len(groups))
+    share = worker_threads(workers)
     kept = backends.kept_compiled()
     with concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_connect, initargs=(done, kept)
+        workers, mp_context=context, initializer=_connect, initargs=(done, kept, share)
     ) as pool:
         job = work or run_group
         futures = {pool.submit(job, [(i, configs[i]) for i in g], explain): g for g in groups}
@@ -114,10 +146,12 @@ def _lost(configs: Sequence[Config], futures: dict, pending: set[int]) -> Iterat
 _DONE: Any = None  # a worker's queue back to the check
 
 
-def _connect(done: Any, kept: tuple[Path | None, ...]) -> None:
-    """A worker's start: its queue back, and its libraries' compiled code kept as here."""
+def _connect(done: Any, kept: tuple[Path | None, ...], share: int) -> None:
+    """A worker's start: its queue back, its share of the cores (before any library starts
+    its threads), and its libraries' compiled code kept as here."""
     global _DONE
     _DONE = done
+    threads.share(share)
     if kept:
         backends.keep_compiled(*kept)
 

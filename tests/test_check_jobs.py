@@ -5,13 +5,15 @@ rows instead of losing them or hanging the check."""
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import asdict
 
 import pytest
 import workers
-from helpers import xptrain
+from helpers import run_python, xptrain
 
 from xptrain import backends, check, check_jobs
+from xptrain.backends import threads
 from xptrain.commands import check as check_command
 
 
@@ -27,6 +29,9 @@ def test_rows_from_workers_are_the_rows_run_here():
     spread = check.run(configs, progress_bar=False, jobs=2)
     assert _rows(spread) == _rows(here) and here.passed
     assert [row.config for row in spread.rows] == configs  # the planned order
+    [note] = [n for n in spread.notes if "worker processes" in n]
+    assert note.startswith(f"{len(configs)} configurations ran in 2 worker processes")
+    assert not any("worker processes" in n for n in here.notes)
 
 
 def test_only_single_device_cpu_built_in_problems_spread():
@@ -59,6 +64,40 @@ def test_workers_keep_compiled_code_where_this_process_does(tmp_path, monkeypatc
     work = workers.reports_kept_compiled
     done = list(check_jobs._in_workers(configs, [[0], [1]], 2, False, work=work))
     assert [kept for _, kept, _ in done] == [(tmp_path,), (tmp_path,)]
+
+
+def test_workers_share_the_cores(monkeypatch):
+    configs, _ = check.plan(["seed"], ["numpy"])
+    monkeypatch.setattr(check_jobs, "_cores", lambda: 4)  # two workers: two threads each
+    work = workers.reports_threads
+    done = list(check_jobs._in_workers(configs, [[0], [1]], 2, False, work=work))
+    for _, seen, _ in done:
+        assert seen["share"] == 2 and seen["omp"] == "2" and seen["numpy_workers"] <= 2
+        assert "xla_cpu_multi_thread_eigen" not in seen["xla"]  # XLA can only be told one
+
+
+@pytest.mark.backends("torch")
+def test_a_share_of_one_thread_reaches_every_library():
+    code = """
+import os, json, threadpoolctl
+os.environ["MKL_NUM_THREADS"] = "3"
+os.environ["OPENBLAS_NUM_THREADS"] = "1"  # the user's smaller limit is kept
+from xptrain.backends import threads
+threads.share(2)
+threads.share(1)
+import torch
+pools = {p["user_api"]: p["num_threads"] for p in threadpoolctl.threadpool_info()}
+print(json.dumps({"env": {k: os.environ[k] for k in threads._POOL_VARIABLES},
+                  "xla": os.environ["XLA_FLAGS"], "torch": torch.get_num_threads(),
+                  "blas": pools.get("blas")}))
+"""
+    ran = run_python("-c", code)
+    assert ran.returncode == 0, ran.stderr
+    seen = json.loads(ran.stdout)
+    assert set(seen["env"].values()) == {"1"} and seen["torch"] == 1 and seen["blas"] == 1
+    assert seen["xla"].count("--xla_cpu_multi_thread_eigen=false") == 1  # added once
+    with pytest.raises(ValueError, match="≥ 1 thread"):
+        threads.share(0)
 
 
 @pytest.mark.slow  # a check of JAX in a subprocess

@@ -14,3 +14,19 @@ def reports_kept_compiled(configs, explain):
 
     for i, _config in configs:
         check_jobs._DONE.put((i, backends.kept_compiled(), {}))
+
+
+def reports_threads(configs, explain):
+    """A worker that sends back its share of the cores as its libraries will see it: the
+    share, the variables their pools start from, and NumPy's row groups."""
+    from xptrain import backends, check_jobs
+    from xptrain.backends import threads
+
+    seen = {
+        "share": threads.shared(),
+        "omp": os.environ.get("OMP_NUM_THREADS"),
+        "xla": os.environ.get("XLA_FLAGS", ""),
+        "numpy_workers": backends.get("numpy").workers,
+    }
+    for i, _config in configs:
+        check_jobs._DONE.put((i, seen, {}))

@@ -91,8 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="PATH", help="draw relative error per epoch")
     parser.add_argument(
         "--jobs", type=arg(_jobs), default=default_jobs(), metavar="N",
-        help="run single-device CPU configurations in N worker processes (default: the "
-        "cores here, at most 4: %(default)s; 1: one after another in this process)",
+        help="run single-device CPU configurations in N worker processes, each with its "
+        "share of the cores (default: the cores here, at most 4: %(default)s; 1: one after "
+        "another in this process)",
     )  # fmt: skip
     parser.add_argument(
         "--compile-cache", action=argparse.BooleanOptionalAction, default=True,
