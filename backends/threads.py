@@ -1,8 +1,8 @@
 """A process's share of the machine's cores: processes that run side by side (``check``'s
 workers) each hold at most their share of threads, so no core runs two libraries' pools at
 once. Small problems are where it shows: on a 2-core VM, a check's torch rows took 21.6 s
-(eager) and 51 s (torch.compile) with two workers each running two-thread pools, 1.6 s and
-17 s with one thread each (docs/agreement.md)."""
+(eager) and 51 s (torch.compile) with two workers each running two-thread pools, 2.3 s and
+19.4 s with one thread each (docs/agreement.md)."""
 
 from __future__ import annotations
 
@@ -12,26 +12,22 @@ import sys
 # the pools libraries size from these as they start: OpenMP's (torch, inductor's kernels),
 # MKL's, OpenBLAS's; and Dask's threaded scheduler
 _POOL_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "DASK_NUM_WORKERS")
-# XLA's CPU client has no flag for N threads, only for one (its pool is sized as it starts)
-_XLA_FLAG = "--xla_cpu_multi_thread_eigen"
-_XLA_ONE_THREAD = f"{_XLA_FLAG}=false intra_op_parallelism_threads=1"
+# Not JAX: XLA's CPU client sizes its pool by the cores and has no working limit (the folk
+# `--xla_cpu_multi_thread_eigen=false` left a 2000² matmul on both cores here, jax 0.10; a
+# token without `--` is ignored).
 _SHARE: list[int] = []
 
 
 def share(threads: int) -> None:
     """At most ``threads`` threads for each array library's pool in this process: BLAS pools
     already loaded (NumPy's) now; torch, OpenBLAS, MKL and Dask as they start (their
-    variables); JAX as it starts, if ``threads`` is 1; NumPy's row groups (``spread``). Call it
-    before the libraries compute: pools already started keep their size. A smaller limit the
-    user set in a variable is kept."""
+    variables); torch now if it is already imported; NumPy's row groups (``spread``). Call it
+    before the libraries compute. A smaller limit the user set in a variable is kept."""
     if threads < 1:
         raise ValueError(f"a share of the cores is ≥ 1 thread, got {threads}")
     _SHARE[:] = [threads]
     for name in _POOL_VARIABLES:
         os.environ[name] = str(min(threads, _whole(os.environ.get(name)) or threads))
-    flags = os.environ.get("XLA_FLAGS", "")
-    if threads == 1 and _XLA_FLAG not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {_XLA_ONE_THREAD}".strip()
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)  # held for the process (not used as a context)

@@ -114,9 +114,10 @@ def _in_workers(
     workers = min(jobs, len(groups))
     share = worker_threads(workers)
     kept = backends.kept_compiled()
-    with concurrent.futures.ProcessPoolExecutor(
+    pool = concurrent.futures.ProcessPoolExecutor(
         workers, mp_context=context, initializer=_connect, initargs=(done, kept, share)
-    ) as pool:
+    )
+    try:
         job = work or run_group
         futures = {pool.submit(job, [(i, configs[i]) for i in g], explain): g for g in groups}
         for i in here:
@@ -132,6 +133,9 @@ def _in_workers(
                 continue
             pending.discard(i)
             yield i, row, info
+    finally:  # every row is in (or the check stops): the report need not wait while the
+        # workers' libraries tear down (~1-3 s); the process's exit still joins them
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _lost(configs: Sequence[Config], futures: dict, pending: set[int]) -> Iterator[Done]:

@@ -25,7 +25,6 @@ def reports_threads(configs, explain):
     seen = {
         "share": threads.shared(),
         "omp": os.environ.get("OMP_NUM_THREADS"),
-        "xla": os.environ.get("XLA_FLAGS", ""),
         "numpy_workers": backends.get("numpy").workers,
     }
     for i, _config in configs:
