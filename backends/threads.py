@@ -12,9 +12,9 @@ import sys
 # the pools libraries size from these as they start: OpenMP's (torch, inductor's kernels),
 # MKL's, OpenBLAS's; and Dask's threaded scheduler
 _POOL_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "DASK_NUM_WORKERS")
-# Not JAX: XLA's CPU client sizes its pool by the cores and has no working limit (the folk
-# `--xla_cpu_multi_thread_eigen=false` left a 2000² matmul on both cores here, jax 0.10; a
-# token without `--` is ignored).
+# Not JAX: XLA's CPU client sizes its pool by the cores. The folk `--xla_cpu_multi_thread_eigen
+# =false` left a 2000² matmul on both cores here (jax 0.10) and made a whole check 3-4% faster,
+# but XLA aborts on a flag it does not know: a JAX without it would kill every worker.
 _SHARE: list[int] = []
 
 

@@ -38,7 +38,7 @@ def default_jobs() -> int:
 
 def worker_threads(workers: int) -> int:
     """Each of ``workers`` processes' threads: an equal share of the cores, at least one (two
-    workers each running pools as wide as the machine made a check's torch rows 3-13x
+    workers each running pools as wide as the machine made a check's torch rows 2.6-9x
     slower: :mod:`xptrain.backends.threads`)."""
     return max(1, _cores() // workers)
 
@@ -86,8 +86,8 @@ def workers_note(configs: Sequence[Config], jobs: int) -> str | None:
     each = worker_threads(workers)
     return (
         f"{len(spread)} configurations ran in {workers} worker processes side by side, "
-        f"{each} thread{'s' if each > 1 else ''} each ({_cores()} cores here; --jobs 1: one "
-        "after another in one process)"
+        f"{each} thread{'s' if each > 1 else ''} each (JAX's pool excepted; {_cores()} cores "
+        "here; --jobs 1: one after another in one process)"
     )
 
 
