@@ -68,6 +68,7 @@ def test_workers_keep_compiled_code_where_this_process_does(tmp_path, monkeypatc
 
 def test_workers_share_the_cores(monkeypatch):
     configs, _ = check.plan(["seed"], ["numpy"])
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # no smaller limit of the user's
     monkeypatch.setattr(check_jobs, "_cores", lambda: 4)  # two workers: two threads each
     work = workers.reports_threads
     done = list(check_jobs._in_workers(configs, [[0], [1]], 2, False, work=work))
@@ -83,15 +84,17 @@ os.environ["MKL_NUM_THREADS"] = "3"
 os.environ["OPENBLAS_NUM_THREADS"] = "1"  # the user's smaller limit is kept
 from xptrain.backends import threads
 threads.share(2)
-threads.share(1)
+two = {k: os.environ[k] for k in ("MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
 import torch
+threads.share(1)  # torch already started: resized
 pools = {p["user_api"]: p["num_threads"] for p in threadpoolctl.threadpool_info()}
-print(json.dumps({"env": {k: os.environ[k] for k in threads._POOL_VARIABLES},
+print(json.dumps({"two": two, "env": {k: os.environ[k] for k in threads._POOL_VARIABLES},
                   "torch": torch.get_num_threads(), "blas": pools.get("blas")}))
 """
     ran = run_python("-c", code)
     assert ran.returncode == 0, ran.stderr
     seen = json.loads(ran.stdout)
+    assert seen["two"] == {"MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "1"}
     assert set(seen["env"].values()) == {"1"} and seen["torch"] == 1 and seen["blas"] == 1
     with pytest.raises(ValueError, match="≥ 1 thread"):
         threads.share(0)
