@@ -57,11 +57,8 @@ class NumpyBackend(Backend):
 
     @functools.cached_property
     def workers(self) -> int:  # type: ignore[override]
-        if hasattr(os, "sched_getaffinity"):  # the cores this process may run on (Linux)
-            cores = len(os.sched_getaffinity(0))
-        else:
-            cores = os.cpu_count() or 1
-        return max(1, min(cores, 8, threads.shared() or cores))  # a worker: its share
+        cores = threads.cores()
+        return min(cores, 8, threads.shared() or cores)  # a worker: its share
 
     def _executor(self) -> ThreadPoolExecutor:
         # One pool per process: a forked child inherits the pool object but not its threads.

@@ -36,6 +36,13 @@ def share(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def cores() -> int:
+    """The cores this process may run on (Linux: its affinity mask, not every core)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def shared() -> int | None:
     """The threads :func:`share` gave this process, or None (the whole machine)."""
     return _SHARE[0] if _SHARE else None

@@ -158,7 +158,7 @@ def floors(X: np.ndarray, repeat: int) -> dict[str, Any]:
     ``elementwise_s``, the seed's per-row arithmetic on that block's rows, likewise."""
     from threadpoolctl import threadpool_limits
 
-    from xptrain.bench import _cores
+    from xptrain.backends.threads import cores
     from xptrain.grad import cache_bytes
 
     n, d = X.shape
@@ -177,7 +177,7 @@ def floors(X: np.ndarray, repeat: int) -> dict[str, Any]:
             A = 1 / (1 + np.exp(-z))
             np.sum(y * np.log(A) + (1 - y) * np.log(1 - A)), A - y
 
-    per_core = n / (rows * (n // rows)) / _cores()
+    per_core = n / (rows * (n // rows)) / cores()
     with threadpool_limits(1, "blas"):
         products_s = _median_time(products, repeat) * per_core
     return {
@@ -185,7 +185,7 @@ def floors(X: np.ndarray, repeat: int) -> dict[str, Any]:
         "products_s": products_s,
         "elementwise_s": _median_time(elementwise, repeat) * per_core,
         "block_rows": rows,
-        "cores": _cores(),
+        "cores": cores(),
     }
 
 

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from . import backends, launch, matrix
+from .backends.threads import cores
 from .data import Problem, linear
 from .errors import InvalidInput, XptrainError
 from .grad import cache_bytes
@@ -573,7 +574,7 @@ def host_stream(nbytes: int, repeat: int = 3) -> dict[str, Any]:
     n = nbytes // 8
     arrays = np.zeros(n), np.ones(n), np.full(n, 2.0)  # written: every page touched
     best: dict[str, Any] = {"copy_gbps": 0.0, "triad_gbps": 0.0}
-    for threads in sorted({_cores(), 1}, reverse=True):
+    for threads in sorted({cores(), 1}, reverse=True):
         for kind, seconds in _stream_seconds(arrays, threads, repeat).items():
             rate = (2 if kind == "copy" else 3) * n * 8 / seconds / 1e9
             if rate > best[f"{kind}_gbps"]:
@@ -605,13 +606,6 @@ def _stream_seconds(arrays: tuple, threads: int, repeat: int) -> dict[str, float
             kind: _best(lambda f=fn: list(pool.map(f, shares)), repeat)
             for kind, fn in (("copy", copy), ("triad", triad))
         }
-
-
-def _cores() -> int:
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):  # Linux: the affinity mask, not every core
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def _library_stream(bk: backends.Backend, device: str, nbytes: int, repeat: int) -> dict[str, Any]:

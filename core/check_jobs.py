@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-import os
 import queue
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -33,21 +32,14 @@ Done = tuple[int, Row, dict[str, Any]]  # (the configuration's index, its row, i
 
 def default_jobs() -> int:
     """The cores this process may use, at most 4 (every worker holds its libraries)."""
-    return max(1, min(4, _cores()))
+    return max(1, min(4, threads.cores()))
 
 
 def worker_threads(workers: int) -> int:
     """Each of ``workers`` processes' threads: an equal share of the cores, at least one (two
     workers each running pools as wide as the machine made a check's torch rows 2.6-9x
     slower: :mod:`xptrain.backends.threads`)."""
-    return max(1, _cores() // workers)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return max(1, threads.cores() // workers)
 
 
 def results(
@@ -86,8 +78,8 @@ def workers_note(configs: Sequence[Config], jobs: int) -> str | None:
     each = worker_threads(workers)
     return (
         f"{len(spread)} configurations ran in {workers} worker processes side by side, "
-        f"{each} thread{'s' if each > 1 else ''} each (JAX's pool excepted; {_cores()} cores "
-        "here; --jobs 1: one after another in one process)"
+        f"{each} thread{'s' if each > 1 else ''} each (JAX's pool excepted; "
+        f"{threads.cores()} cores here; --jobs 1: one after another in one process)"
     )
 
 

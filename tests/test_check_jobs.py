@@ -69,7 +69,7 @@ def test_workers_keep_compiled_code_where_this_process_does(tmp_path, monkeypatc
 def test_workers_share_the_cores(monkeypatch):
     configs, _ = check.plan(["seed"], ["numpy"])
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # no smaller limit of the user's
-    monkeypatch.setattr(check_jobs, "_cores", lambda: 4)  # two workers: two threads each
+    monkeypatch.setattr(threads, "cores", lambda: 4)  # two workers: two threads each
     work = workers.reports_threads
     done = list(check_jobs._in_workers(configs, [[0], [1]], 2, False, work=work))
     for _, seen, _ in done:
